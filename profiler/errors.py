@@ -1,0 +1,83 @@
+"""The one wattbench error hierarchy.
+
+Every error a user can meet is a :class:`WattbenchError`: a one-line ``message`` saying what went
+wrong and a ``remedy`` saying what to do about it. The CLI prints ``str(error)`` and exits with
+``error.exit_code`` (2 for usage errors, 1 for runtime errors); no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+
+class WattbenchError(Exception):
+    """Base class. ``str()`` gives the message followed by the remedy."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy
+
+    def __str__(self) -> str:
+        if self.remedy:
+            return f"{self.message} -- {self.remedy}"
+        return self.message
+
+
+# --- usage errors: the request itself is wrong (exit code 2) -----------------------------------
+
+
+class UsageError(WattbenchError):
+    """The command line, a file or an argument is wrong; nothing was touched."""
+
+    exit_code = 2
+
+
+class UnknownDeviceError(UsageError):
+    """A device selection string that matches no GPU, simulated or real."""
+
+
+class SpecError(UsageError):
+    """A simulated-GPU spec file is missing, malformed or inconsistent (names the field)."""
+
+
+class UnsupportedClockError(UsageError):
+    """An SM or memory clock the device does not support (names the nearest supported ones)."""
+
+
+class PowerLimitOutOfRangeError(UsageError):
+    """A power limit outside the device's constraints (gives the range)."""
+
+
+# --- runtime errors: the environment refused (exit code 1) -------------------------------------
+
+
+class DeviceError(WattbenchError):
+    """NVML answered with an error; the message says which call and what to do."""
+
+    def __init__(self, message: str, remedy: str = "", nvml_code: int | None = None) -> None:
+        super().__init__(message, remedy)
+        self.nvml_code = nvml_code
+
+
+class DriverNotFoundError(DeviceError):
+    """libnvidia-ml could not be loaded: no NVIDIA driver on this machine."""
+
+
+class NoPermissionError(DeviceError):
+    """A setter needs privileges this process lacks."""
+
+
+class NotSupportedError(DeviceError):
+    """The GPU (its architecture or its driver) does not support this NVML feature."""
+
+
+class GpuLostError(DeviceError):
+    """The GPU fell off the bus or stopped answering."""
+
+
+class ActuationForbiddenError(DeviceError):
+    """A setter was called while actuation is forbidden (WATTBENCH_NO_ACTUATE=1 or observe-only).
+
+    Reaching this is a bug in the caller: observe-only code paths must not call setters.
+    """

@@ -1,0 +1,139 @@
+"""Persistent state of a simulated GPU: one JSON file per simulated device.
+
+On real hardware a locked clock or a lowered power limit outlives the process that set it; the
+simulated GPU keeps those settings in a state file so that the next process sees them. The file
+also carries the energy counter and virtual time (so the counter stays monotonic across
+processes), a count of every setter call (tests use it to prove observe-only mode changes
+nothing), and the list of "other processes" using the GPU (tests plant them).
+
+Location: ``$WATTBENCH_SIM_STATE_DIR`` if set, else ``$XDG_STATE_HOME/wattbench/sim`` (default
+``~/.local/state/wattbench/sim``). Writes are atomic (temp file + rename) under an ``flock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_VERSION = 1
+
+
+def state_dir() -> Path:
+    env = os.environ.get("WATTBENCH_SIM_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "wattbench" / "sim"
+
+
+def state_path(spec_key: str, spec_source: str, index: int = 0) -> Path:
+    """State file of one simulated device; user spec files get a digest of their path."""
+    name = spec_key
+    if not spec_source.startswith("builtin:"):
+        name += "-" + hashlib.sha1(spec_source.encode()).hexdigest()[:8]
+    return state_dir() / f"{name}-{index}.json"
+
+
+@dataclass
+class SimSettings:
+    """What NVML setters change. ``None`` means the driver default (unlocked / default limit)."""
+
+    power_limit_mw: int | None = None
+    sm_locked_mhz: tuple[int, int] | None = None
+    mem_locked_mhz: tuple[int, int] | None = None
+
+
+@dataclass
+class SimState:
+    settings: SimSettings = field(default_factory=SimSettings)
+    energy_mj: int = 0  # published total-energy counter, persisted across processes
+    time_s: float = 0.0  # virtual time since "driver load"
+    temp_c: float | None = None
+    setter_calls: dict[str, int] = field(default_factory=dict)
+    processes: list[dict[str, int]] = field(default_factory=list)  # {"pid", "used_memory_bytes"}
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["version"] = STATE_VERSION
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SimState:
+        s = d.get("settings") or {}
+        lock = s.get("sm_locked_mhz")
+        mlock = s.get("mem_locked_mhz")
+        return cls(
+            settings=SimSettings(
+                power_limit_mw=s.get("power_limit_mw"),
+                sm_locked_mhz=tuple(lock) if lock else None,
+                mem_locked_mhz=tuple(mlock) if mlock else None,
+            ),
+            energy_mj=int(d.get("energy_mj", 0)),
+            time_s=float(d.get("time_s", 0.0)),
+            temp_c=d.get("temp_c"),
+            setter_calls=dict(d.get("setter_calls") or {}),
+            processes=list(d.get("processes") or []),
+        )
+
+
+class StateFile:
+    """Read / modify / write one state file under an exclusive lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime_ns: int | None = None
+
+    def changed_since_read(self) -> bool:
+        try:
+            return os.stat(self.path).st_mtime_ns != self._mtime_ns
+        except FileNotFoundError:
+            return self._mtime_ns is not None
+
+    def read(self) -> SimState:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+                self._mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+        except FileNotFoundError:
+            self._mtime_ns = None
+            return SimState()
+        except (OSError, ValueError):
+            # A corrupt state file is what a crashed simulator could leave; like a driver reload,
+            # start from defaults rather than refuse to work.
+            self._mtime_ns = None
+            return SimState()
+        return SimState.from_json(data)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[SimState]:
+        """Yield the current state; what the caller changes in it is written back atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_suffix(".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = self.read()
+                yield state
+                self._write(state)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, state: SimState) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(state.to_json(), f, indent=1)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._mtime_ns = os.stat(self.path).st_mtime_ns
