@@ -1,0 +1,1 @@
+"""wattbench.kernels: what is measured -- kernel families, implementations and their Work."""

@@ -1,0 +1,1 @@
+"""The ``wattbench`` command line (entry point: :func:`wattbench.profiler.cli.main.main`)."""

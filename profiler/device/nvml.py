@@ -1,0 +1,158 @@
+"""NVML backends: the pynvml module behind a device, and NVML errors turned into wattbench errors.
+
+A backend is one pynvml module instance and what stands beneath it: the real
+``libnvidia-ml.so.1`` (the global ``pynvml`` module) or a :class:`SimulatedNvmlLibrary` (a private
+copy of pynvml per simulated spec). Both are driven through the same pynvml calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, TypeVar
+
+from wattbench.profiler.errors import (
+    DeviceError,
+    DriverNotFoundError,
+    GpuLostError,
+    NoPermissionError,
+    NotSupportedError,
+)
+from wattbench.profiler.sim.gpu import SimulatedGpu
+from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml
+from wattbench.profiler.sim.spec import GpuSpec
+
+T = TypeVar("T")
+
+# NVML return codes used here (nvml.h)
+_NO_PERMISSION = 4
+_NOT_SUPPORTED = 3
+_LIBRARY_NOT_FOUND = 12
+_DRIVER_NOT_LOADED = 9
+_FUNCTION_NOT_FOUND = 13
+_GPU_IS_LOST = 15
+
+#: What an NVML function needs, for NOT_SUPPORTED messages.
+REQUIREMENTS = {
+    "nvmlDeviceSetGpuLockedClocks": "a Volta or newer GPU",
+    "nvmlDeviceResetGpuLockedClocks": "a Volta or newer GPU",
+    "nvmlDeviceSetMemoryLockedClocks": "an Ampere or newer GPU",
+    "nvmlDeviceResetMemoryLockedClocks": "an Ampere or newer GPU",
+    "nvmlDeviceGetTotalEnergyConsumption": "a Volta or newer GPU",
+    "nvmlDeviceSetPowerManagementLimit": "a Kepler or newer GPU with power management enabled",
+}
+
+NO_DRIVER_REMEDY = (
+    "no NVIDIA driver here; install one, or use a simulated GPU such as "
+    "--device sim:h100-sxm (`wattbench devices` lists them)"
+)
+PRIVILEGE_REMEDY = (
+    "run as root (in a container: with CAP_SYS_ADMIN), or measure the GPU as it is with "
+    "--observe-only"
+)
+
+
+@dataclass
+class NvmlBackend:
+    """A pynvml module and, for simulated devices, the library beneath it."""
+
+    pynvml: ModuleType
+    simulated: SimulatedNvmlLibrary | None = None
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.simulated is not None
+
+    def call(self, fn_name: str, *args: Any, what: str | None = None) -> Any:
+        """Call ``pynvml.<fn_name>(*args)``, translating NVML errors (see :func:`translate`)."""
+        fn: Callable[..., Any] = getattr(self.pynvml, fn_name)
+        try:
+            return fn(*args)
+        except self.pynvml.NVMLError as err:
+            raise translate(err, fn_name, what) from None
+
+
+def translate(err: Exception, fn_name: str, what: str | None = None) -> DeviceError:
+    """An NVMLError as the wattbench error that says what to do."""
+    code = getattr(err, "value", None)
+    action = what or fn_name
+    if code in (_LIBRARY_NOT_FOUND, _DRIVER_NOT_LOADED):
+        return DriverNotFoundError(
+            "NVIDIA driver not found: libnvidia-ml.so.1 could not be loaded",
+            NO_DRIVER_REMEDY,
+            code,
+        )
+    if code == _NO_PERMISSION:
+        return NoPermissionError(f"{action}: permission denied by NVML", PRIVILEGE_REMEDY, code)
+    if code == _NOT_SUPPORTED:
+        need = REQUIREMENTS.get(fn_name, "a GPU and driver that support it")
+        return NotSupportedError(
+            f"{action} is not supported on this GPU", f"this needs {need}; skip it", code
+        )
+    if code == _FUNCTION_NOT_FOUND:
+        return NotSupportedError(
+            f"{action}: the installed NVIDIA driver has no {fn_name}",
+            "update the NVIDIA driver",
+            code,
+        )
+    if code == _GPU_IS_LOST:
+        return GpuLostError(
+            f"{action}: the GPU is lost (fell off the bus or stopped answering)",
+            "check `nvidia-smi` and the kernel log; the GPU may need a reset by an administrator",
+            code,
+        )
+    return DeviceError(f"{action} failed: NVML error {code} ({err})", "", code)
+
+
+# --- backends, one per process each --------------------------------------------------------------
+
+_lock = threading.Lock()
+_real: NvmlBackend | None = None
+_sims: dict[str, NvmlBackend] = {}
+
+
+def real_backend() -> NvmlBackend:
+    """The real driver through the global pynvml module (initialised once).
+
+    Raises :class:`DriverNotFoundError` when there is no NVIDIA driver.
+    """
+    global _real
+    with _lock:
+        if _real is None:
+            import pynvml
+
+            backend = NvmlBackend(pynvml)
+            backend.call("nvmlInit", what="initialising NVML")
+            _real = backend
+        return _real
+
+
+def sim_backend(spec: GpuSpec, *, noise: bool = True) -> NvmlBackend:
+    """The simulated library for ``spec`` (one per spec source per process, initialised).
+
+    Every device opened on the same spec in one process shares one simulated GPU, hence one
+    virtual clock.
+    """
+    with _lock:
+        backend = _sims.get(spec.source)
+        if backend is None:
+            lib = SimulatedNvmlLibrary([SimulatedGpu(spec, 0, noise=noise)])
+            backend = NvmlBackend(load_pynvml(lib), lib)
+            backend.call("nvmlInit", what="initialising the simulated NVML")
+            _sims[spec.source] = backend
+        return backend
+
+
+def shutdown_all() -> None:
+    """nvmlShutdown every backend this process opened (simulated GPUs persist their state)."""
+    global _real
+    with _lock:
+        for b in [*_sims.values(), *([_real] if _real else [])]:
+            try:
+                b.pynvml.nvmlShutdown()
+            except b.pynvml.NVMLError:
+                pass
+        _sims.clear()
+        _real = None
