@@ -106,7 +106,7 @@ def describe(dev: Device, with_reading: bool) -> dict[str, Any]:
             "power_limit_w_max": caps.power_limit_w_max,
             "power_limit_w_default": caps.power_limit_w_default,
             "has_energy_counter": caps.has_energy_counter,
-            "power_field_values": caps.power_field_values,
+            "power_fields": list(caps.power_fields),
         },
     }
     sim = dev.simulated
@@ -226,7 +226,7 @@ def _render_one(e: dict[str, Any], full_clocks: bool) -> list[str]:
         f"      power limit {caps['power_limit_w_min']:g}-{caps['power_limit_w_max']:g} W "
         f"(default {caps['power_limit_w_default']:g} W)  energy counter: "
         f"{'yes' if caps['has_energy_counter'] else 'no'}  power fields: "
-        f"{'yes' if caps['power_field_values'] else 'no'}",
+        f"{', '.join(caps['power_fields']) or 'none'}",
     ]
     for mem, sm in caps["sm_clocks_mhz"].items():
         out.append(f"      memory {mem} MHz: SM {clock_range(sm)}")

@@ -80,7 +80,8 @@ class Capabilities:
     power_limit_w_max: float
     power_limit_w_default: float
     has_energy_counter: bool
-    power_field_values: bool  # instant / 1-s average power through nvmlDeviceGetFieldValues
+    #: power fields nvmlDeviceGetFieldValues answers: "instant" (186), "average" (185, 1-s)
+    power_fields: tuple[str, ...]
 
     @property
     def sm_clocks_mhz_all(self) -> tuple[int, ...]:
@@ -178,7 +179,7 @@ class Device:
             power_limit_w_max=hi_mw / 1000.0,
             power_limit_w_default=default_mw / 1000.0,
             has_energy_counter=self._probe_energy_counter(),
-            power_field_values=self._probe_power_fields(),
+            power_fields=self._probe_power_fields(),
         )
 
     def _probe_energy_counter(self) -> bool:
@@ -188,12 +189,13 @@ class Device:
         except NotSupportedError:
             return False
 
-    def _probe_power_fields(self) -> bool:
+    def _probe_power_fields(self) -> tuple[str, ...]:
         try:
             values = self._nvml("nvmlDeviceGetFieldValues", [_FI_POWER_INSTANT, _FI_POWER_AVERAGE])
         except DeviceError:
-            return False
-        return all(v.nvmlReturn == 0 for v in values)
+            return ()
+        names = ("instant", "average")
+        return tuple(n for n, v in zip(names, values) if v.nvmlReturn == 0)
 
     # --- readings -----------------------------------------------------------------------------------
 
@@ -209,13 +211,14 @@ class Device:
 
     def power_instant_w(self) -> float:
         """Instantaneous power through field values where supported, else GetPowerUsage."""
-        if self.capabilities.power_field_values:
+        if "instant" in self.capabilities.power_fields:
             return self._power_field_w(_FI_POWER_INSTANT)
         return self.power_usage_w()
 
     def power_average_w(self) -> float:
-        """1-s average power through field values where supported, else GetPowerUsage."""
-        if self.capabilities.power_field_values:
+        """1-s average power through field values where supported, else GetPowerUsage (which is
+        itself a 1-s average on Ampere+ except GA100, and instantaneous there)."""
+        if "average" in self.capabilities.power_fields:
             return self._power_field_w(_FI_POWER_AVERAGE)
         return self.power_usage_w()
 

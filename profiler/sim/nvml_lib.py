@@ -485,6 +485,7 @@ class SimulatedNvmlLibrary:
     @_device_call
     def _field_values(self, gpu: SimulatedGpu, count: int, values: int) -> int:
         arr = _out(values, _FieldValue)
+        averaging = gpu.spec.sensors.power_average_s > 0
         for i in range(count):
             fv = arr[i]
             fv.timestamp = int(gpu.now_s * 1e6)
@@ -494,7 +495,8 @@ class SimulatedNvmlLibrary:
                 fv.valueType, fv.value.uiVal = VALUE_TYPE_UNSIGNED_INT, round(
                     gpu.instant_power_w() * 1000
                 )
-            elif supported and fv.fieldId == FI_DEV_POWER_AVERAGE:
+            elif supported and fv.fieldId == FI_DEV_POWER_AVERAGE and averaging:
+                # nvml.h: the 1-s average field is "Ampere (except GA100) or newer"
                 fv.valueType, fv.value.uiVal = VALUE_TYPE_UNSIGNED_INT, round(
                     gpu.average_power_w(1.0) * 1000
                 )

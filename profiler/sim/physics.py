@@ -96,7 +96,15 @@ def board_w(spec: GpuSpec) -> float:
     idle_mhz = spec.clocks.sm_mhz_idle
     temp = steady_temp_c(spec, spec.power.idle_w)
     rest = leakage_w(spec, idle_mhz, temp) + dynamic_w(spec, idle_mhz, spec.power.sm_activity_idle)
-    return max(0.0, spec.power.idle_w - rest)
+    if rest >= spec.power.idle_w:
+        from wattbench.profiler.errors import SpecError
+
+        raise SpecError(
+            f"spec {spec.source}: field power.idle_w: {spec.power.idle_w:g} W is below the "
+            f"modelled idle leakage + switching power ({rest:.1f} W)",
+            "raise power.idle_w or lower power.leakage_w / power.sm_activity_idle",
+        )
+    return spec.power.idle_w - rest
 
 
 def power_w(

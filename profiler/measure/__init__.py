@@ -1,0 +1,17 @@
+"""Measurement: time and energy of a problem at one operating point."""
+
+from wattbench.profiler.measure.actuator import Actuator
+from wattbench.profiler.measure.clock import Clock, VirtualClock, WallClock
+from wattbench.profiler.measure.measure import MeasureSettings, PointMeasurer
+from wattbench.profiler.measure.types import Measurement, OperatingPoint
+
+__all__ = [
+    "Actuator",
+    "Clock",
+    "MeasureSettings",
+    "Measurement",
+    "OperatingPoint",
+    "PointMeasurer",
+    "VirtualClock",
+    "WallClock",
+]

@@ -1,0 +1,188 @@
+"""Measure one problem at one operating point.
+
+Procedure (per point): apply the point; calibrate a batch size so one batch lasts about
+``batch_s``; warm up until window-average power is steady (:class:`SteadyPower`); then repeat
+trials -- each a window of at least ``max(min_window_s, min_counter_updates * counter period)``
+-- until the relative spread of energy per iteration is under the threshold
+(:class:`RelativeSpread`). Figures are means over trials; flags come from :class:`ClockHoldCheck`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+from wattbench.profiler.device import Device
+from wattbench.profiler.measure.actuator import Actuator
+from wattbench.profiler.measure.clock import Clock
+from wattbench.profiler.measure.criteria import RelativeSpread, SteadyPower
+from wattbench.profiler.measure.meter import EnergyMeter, Window
+from wattbench.profiler.measure.throttle import ClockHoldCheck
+from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.runners.base import Runner
+
+
+@dataclass
+class MeasureSettings:
+    """Knobs of the measurement procedure (all recorded in run files). Times in seconds."""
+
+    min_window_s: float = 1.0
+    min_counter_updates: int = 10
+    batch_s: float = 0.01  # target duration of one batch of launches (device-synchronised)
+    poll_s: float = 0.05  # sensor polling interval within a window
+    warmup_rel_change: float = 0.01
+    warmup_window_s: float = 0.5
+    warmup_min_s: float = 1.0
+    warmup_max_s: float = 30.0
+    spread_threshold: float = 0.01
+    min_trials: int = 3
+    max_trials: int = 10
+    clock_tolerance_mhz: int = 15
+    idle_settle_s: float = 2.0
+    idle_window_s: float = 2.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PointMeasurer:
+    """Measures points of one problem on one device; holds what is measured once per run."""
+
+    device: Device
+    runner: Runner
+    clock: Clock
+    settings: MeasureSettings = field(default_factory=MeasureSettings)
+    actuator: Actuator | None = None  # None: observe-only, points are not applied
+    idle_power_w: float | None = None
+
+    def __post_init__(self) -> None:
+        self.meter = EnergyMeter(self.device, self.clock, poll_s=self.settings.poll_s)
+
+    def measure_idle(self) -> float:
+        """Idle power (W) at the current settings; stored for above-idle energy."""
+        s = self.settings
+        self.idle_power_w = self.meter.idle_power_w(s.idle_settle_s, s.idle_window_s)
+        return self.idle_power_w
+
+    def window_s(self, t_iter_s: float, batch: int) -> float:
+        """Trial window: long enough for ``min_counter_updates`` counter updates, and so long
+        that aligning its ends on counter updates (to within one alignment batch each) costs
+        under a quarter of the spread threshold."""
+        s = self.settings
+        align_s = max(1, batch // 4) * t_iter_s
+        return max(
+            s.min_window_s,
+            s.min_counter_updates * self.meter.counter_period_s,
+            4 * align_s / s.spread_threshold,
+        )
+
+    def _calibrate_batch(self) -> tuple[int, float]:
+        """(iterations per batch so that one batch lasts about ``batch_s``, seconds per iteration)."""
+        self.runner.run(1)  # first launch may compile or autotune
+        iters = 1
+        while True:
+            t0 = self.clock.now_s()
+            self.runner.run(iters)
+            dt = self.clock.now_s() - t0
+            if dt >= self.settings.batch_s / 4 or iters >= 1 << 20:
+                per_iter = dt / iters
+                return max(1, round(self.settings.batch_s / max(per_iter, 1e-9))), per_iter
+            iters *= 4
+
+    def _warm_up(self, batch: int, trial_window_s: float) -> float:
+        """Run until power is steady on the time scale of a trial (windows of at least a
+        quarter trial), or for ``warmup_max_s`` (at least two trials)."""
+        s = self.settings
+        window = max(s.warmup_window_s, trial_window_s / 4)
+        crit = SteadyPower(
+            rel_change=s.warmup_rel_change,
+            window_s=window,
+            min_s=s.warmup_min_s,
+            max_s=max(s.warmup_max_s, 2 * trial_window_s),
+        )
+        t0 = self.clock.now_s()
+        while True:
+            p = self.meter.average_power_w(self.runner, batch, window)
+            if crit.add(p, self.clock.now_s() - t0):
+                return self.clock.now_s() - t0
+
+    def measure(self, point: OperatingPoint) -> Measurement:
+        s = self.settings
+        if self.actuator is not None:
+            self.actuator.apply(point)
+        batch, t_iter_s = self._calibrate_batch()
+        window_s = self.window_s(t_iter_s, batch)
+        temp_start = self.device.temperature_c()
+        warmup_s = self._warm_up(batch, window_s)
+        crit = RelativeSpread(s.spread_threshold, s.min_trials, s.max_trials)
+        windows: list[Window] = []
+        while True:
+            w = self.meter.window(self.runner, batch, window_s)
+            windows.append(w)
+            if crit.add(w.energy_j / w.iterations):
+                break
+        temp_end = self.device.temperature_c()
+        return self._summarise(point, windows, crit, warmup_s, temp_start, temp_end)
+
+    def _summarise(
+        self,
+        point: OperatingPoint,
+        windows: list[Window],
+        crit: RelativeSpread,
+        warmup_s: float,
+        temp_start: int,
+        temp_end: int,
+    ) -> Measurement:
+        energy = statistics.fmean(w.energy_j / w.iterations for w in windows)
+        time_s = statistics.fmean(w.duration_s / w.iterations for w in windows)
+        sm = [x for w in windows for x in w.sm_mhz]
+        mem = [x for w in windows for x in w.mem_mhz]
+        reasons = sorted(set().union(*(w.reasons for w in windows)))
+        sm_min = min(m for _, m in sm)
+        flags = ClockHoldCheck(self.settings.clock_tolerance_mhz).flags(point, sm_min, reasons)
+        if not crit.converged:
+            flags.append("unstable")
+        work = self.runner.work
+        m = Measurement(
+            point=point,
+            time_s=time_s,
+            energy_j=energy,
+            avg_power_w=energy / time_s,
+            energy_above_idle_j=(
+                energy - self.idle_power_w * time_s if self.idle_power_w is not None else None
+            ),
+            sm_mhz_mean=_weighted_mean(sm),
+            sm_mhz_min=sm_min,
+            mem_mhz_mean=_weighted_mean(mem),
+            mem_mhz_min=min(m for _, m in mem),
+            temp_c_start=temp_start,
+            temp_c_end=temp_end,
+            reasons=reasons,
+            iterations=windows[-1].iterations,
+            trials=len(windows),
+            spread_rel=crit.spread,
+            window_s=statistics.fmean(w.duration_s for w in windows),
+            warmup_s=warmup_s,
+            energy_source=self.meter.source,
+            flags=flags,
+            samples=[
+                {
+                    "start_s": w.start_s,
+                    "end_s": w.end_s,
+                    "iterations": w.iterations,
+                    "energy_j": w.energy_j / w.iterations,
+                    "time_s": w.duration_s / w.iterations,
+                }
+                for w in windows
+            ],
+        )
+        m.tflops = work.flops / time_s / 1e12
+        m.gbs = work.bytes / time_s / 1e9
+        m.tflop_per_j = work.flops / 1e12 / energy if energy > 0 else None
+        return m
+
+
+def _weighted_mean(samples: list[tuple[float, int]]) -> float:
+    total = sum(dt for dt, _ in samples)
+    return sum(dt * v for dt, v in samples) / total

@@ -1,0 +1,157 @@
+"""Energy over a measurement window: the NVML total-energy counter, else integrated polled power.
+
+The counter is published every 20-100 ms, so a window starts and ends on an observed counter
+update (run short batches until the value changes) and lasts at least ``min_counter_updates``
+update periods. Without a counter (pre-Volta), instantaneous power is polled after every batch and
+integrated with the trapezoidal rule.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from wattbench.profiler.device import Device
+from wattbench.profiler.measure.clock import Clock
+from wattbench.profiler.runners.base import Runner
+
+
+@dataclass
+class Window:
+    """One measured stretch of back-to-back iterations."""
+
+    start_s: float
+    end_s: float
+    iterations: int
+    energy_j: float  # total over the window
+    sm_mhz: list[tuple[float, int]] = field(default_factory=list)  # (duration_s, MHz)
+    mem_mhz: list[tuple[float, int]] = field(default_factory=list)
+    reasons: set[str] = field(default_factory=set)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def estimate_counter_period_s(device: Device, clock: Clock, max_s: float = 3.0) -> float:
+    """Median interval between observed energy-counter updates (polled every 1 ms)."""
+    changes: list[float] = []
+    last = device.energy_j()
+    start = clock.now_s()
+    while len(changes) < 6 and clock.now_s() - start < max_s:
+        clock.sleep(0.001)
+        e = device.energy_j()
+        if e != last:
+            changes.append(clock.now_s())
+            last = e
+    if len(changes) < 3:
+        return 0.1  # NVML documents 20-100 ms; assume the slowest
+    return statistics.median(b - a for a, b in zip(changes, changes[1:]))
+
+
+class EnergyMeter:
+    """Measures windows on one device. ``source`` is "counter" or "polled_power"."""
+
+    def __init__(
+        self,
+        device: Device,
+        clock: Clock,
+        *,
+        poll_s: float = 0.05,
+        use_counter: bool | None = None,
+    ) -> None:
+        self.device = device
+        self.clock = clock
+        self.poll_s = poll_s
+        if use_counter is None:
+            use_counter = device.capabilities.has_energy_counter
+        self.source = "counter" if use_counter else "polled_power"
+        self.counter_period_s = estimate_counter_period_s(device, clock) if use_counter else 0.0
+
+    # --- building blocks ---------------------------------------------------------------------------
+
+    def _run_until_counter_changes(self, runner: Runner, iters: int) -> tuple[float, int]:
+        """Run batches of ``iters`` until the counter moves; (new value J, iterations run)."""
+        before = self.device.energy_j()
+        ran = 0
+        while True:
+            runner.run(iters)
+            ran += iters
+            e = self.device.energy_j()
+            if e != before:
+                return e, ran
+
+    def average_power_w(self, runner: Runner, batch_iters: int, seconds: float) -> float:
+        """Average power while running for about ``seconds`` (unaligned; for warm-up)."""
+        t0 = self.clock.now_s()
+        if self.source == "counter":
+            e0 = self.device.energy_j()
+            while self.clock.now_s() - t0 < seconds:
+                runner.run(batch_iters)
+            return (self.device.energy_j() - e0) / max(self.clock.now_s() - t0, 1e-12)
+        return self.window(runner, batch_iters, seconds).energy_j / seconds
+
+    def window(self, runner: Runner, batch_iters: int, min_s: float) -> Window:
+        """Run at least ``min_s`` seconds of back-to-back batches and measure them."""
+        align_iters = max(1, batch_iters // 4)
+        if self.source == "counter":
+            e0, _ = self._run_until_counter_changes(runner, align_iters)
+        else:
+            e0 = 0.0
+        t0 = self.clock.now_s()
+        w = Window(t0, t0, 0, 0.0)
+        last_t, last_p = t0, self.device.power_instant_w() if self.source != "counter" else 0.0
+        next_poll, last_sample = t0, t0
+        energy_polled = 0.0
+        while self.clock.now_s() - t0 < min_s:
+            runner.run(batch_iters)
+            w.iterations += batch_iters
+            now = self.clock.now_s()
+            if self.source != "counter":
+                p = self.device.power_instant_w()
+                energy_polled += 0.5 * (p + last_p) * (now - last_t)
+                last_p = p
+            if now >= next_poll or now - t0 >= min_s:
+                self._sample(w, now - last_sample)
+                next_poll, last_sample = now + self.poll_s, now
+            last_t = now
+        if self.source == "counter":
+            e1, ran = self._run_until_counter_changes(runner, align_iters)
+            w.iterations += ran
+            w.energy_j = e1 - e0
+        else:
+            w.energy_j = energy_polled
+        w.end_s = self.clock.now_s()
+        return w
+
+    def _sample(self, w: Window, dt_s: float) -> None:
+        d = self.device
+        w.sm_mhz.append((max(dt_s, 1e-9), d.sm_clock_mhz()))
+        w.mem_mhz.append((max(dt_s, 1e-9), d.mem_clock_mhz()))
+        w.reasons.update(d.clock_event_reasons().names)
+
+    def idle_power_w(self, settle_s: float = 1.0, window_s: float = 2.0) -> float:
+        """Average power of the idle GPU over ``window_s`` after ``settle_s`` of idling."""
+        self.clock.sleep(settle_s)
+        if self.source != "counter":
+            samples = []
+            t0 = self.clock.now_s()
+            while self.clock.now_s() - t0 < window_s:
+                samples.append(self.device.power_instant_w())
+                self.clock.sleep(min(0.05, window_s / 20))
+            return statistics.fmean(samples)
+        step = max(self.counter_period_s / 10, 0.001)
+
+        def wait_tick() -> float:
+            before = self.device.energy_j()
+            while True:
+                self.clock.sleep(step)
+                e = self.device.energy_j()
+                if e != before:
+                    return e
+
+        e0 = wait_tick()
+        t0 = self.clock.now_s()
+        self.clock.sleep(window_s)
+        e1 = wait_tick()
+        return (e1 - e0) / (self.clock.now_s() - t0)

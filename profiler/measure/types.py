@@ -1,0 +1,108 @@
+"""Value types of measurement: an operating point and what was measured there."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, order=True)
+class OperatingPoint:
+    """Requested settings; ``None`` means the driver's default (unlocked, default power limit).
+
+    The point with every field None is the *baseline*: the GPU as the driver runs it.
+    """
+
+    sm_mhz: int | None = None
+    mem_mhz: int | None = None
+    power_limit_w: float | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.sm_mhz is None and self.mem_mhz is None and self.power_limit_w is None
+
+    @property
+    def key(self) -> str:
+        """Stable identifier, e.g. ``sm=1500,mem=default,pl=default`` (used to resume)."""
+
+        def part(v: float | None) -> str:
+            return "default" if v is None else f"{v:g}"
+
+        return f"sm={part(self.sm_mhz)},mem={part(self.mem_mhz)},pl={part(self.power_limit_w)}"
+
+    def __str__(self) -> str:
+        if self.is_baseline:
+            return "baseline (driver defaults)"
+        bits = []
+        if self.sm_mhz is not None:
+            bits.append(f"SM {self.sm_mhz} MHz")
+        if self.mem_mhz is not None:
+            bits.append(f"mem {self.mem_mhz} MHz")
+        if self.power_limit_w is not None:
+            bits.append(f"limit {self.power_limit_w:g} W")
+        return ", ".join(bits)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OperatingPoint:
+        return cls(d.get("sm_mhz"), d.get("mem_mhz"), d.get("power_limit_w"))
+
+
+@dataclass
+class Measurement:
+    """Time and energy of one problem at one operating point. Per-iteration figures.
+
+    ``energy_j`` is total board energy; ``energy_above_idle_j`` subtracts the run's idle power
+    over the same time. ``spread_rel`` is (max - min) / median of energy per iteration over the
+    trials. Flags say why a point should not be trusted: ``clock_missed`` (achieved SM clock below
+    the request), ``throttled`` (power / thermal clock events seen), ``unstable`` (the spread
+    threshold was not met within the maximum trials).
+    """
+
+    point: OperatingPoint
+    time_s: float
+    energy_j: float
+    avg_power_w: float
+    energy_above_idle_j: float | None
+    sm_mhz_mean: float
+    sm_mhz_min: int
+    mem_mhz_mean: float
+    mem_mhz_min: int
+    temp_c_start: int
+    temp_c_end: int
+    reasons: list[str]
+    iterations: int  # per trial
+    trials: int
+    spread_rel: float
+    window_s: float  # duration of one trial's measurement window
+    warmup_s: float
+    energy_source: str  # "counter" or "polled_power"
+    flags: list[str] = field(default_factory=list)
+    #: per trial: start_s / end_s (measurement clock), iterations, energy_j and time_s per iteration
+    samples: list[dict[str, float]] = field(default_factory=list)
+    # derived throughput, filled from the problem's Work
+    tflops: float | None = None
+    gbs: float | None = None
+    tflop_per_j: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["point"] = self.point.to_json()
+        d["point_key"] = self.point.key
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Measurement:
+        d = dict(d)
+        d.pop("point_key", None)
+        d["point"] = OperatingPoint.from_json(d["point"])
+        return cls(**d)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.point}: {self.time_s * 1e3:.3f} ms/it, {self.energy_j:.4g} J/it, "
+            f"{self.avg_power_w:.1f} W, SM {self.sm_mhz_mean:.0f} MHz"
+            + (f" [{', '.join(self.flags)}]" if self.flags else "")
+        )

@@ -1,0 +1,65 @@
+"""Runs a problem's Work on a simulated GPU's virtual clock. No kernel is executed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wattbench.kernels.work import Work
+from wattbench.profiler.sim.gpu import SimulatedGpu
+from wattbench.profiler.sim.physics import Workload
+
+
+@dataclass
+class RunLog:
+    """Ground truth of one ``run`` call, from the simulator (for tests and diagnostics)."""
+
+    start_s: float
+    end_s: float
+    iterations: int
+    energy_j: float
+
+
+class SimulatedRunner:
+    """Feeds ``work`` to ``gpu``; ``compute_efficiency`` / ``memory_efficiency`` override the
+    spec's for this kernel (fractions of peak it reaches)."""
+
+    simulated = True
+
+    def __init__(
+        self,
+        gpu: SimulatedGpu,
+        work: Work,
+        *,
+        compute_efficiency: float | None = None,
+        memory_efficiency: float | None = None,
+        keep_log: bool = False,
+    ) -> None:
+        self.gpu = gpu
+        self.work = work
+        self._workload = Workload(
+            work.flops, work.bytes, work.dtype, compute_efficiency, memory_efficiency
+        )
+        gpu.spec.peak_tflops(work.dtype)  # unknown dtype: fail now with the spec's message
+        self.keep_log = keep_log
+        self.log: list[RunLog] = []
+
+    def run(self, iterations: int) -> None:
+        start = self.gpu.now_s
+        result = self.gpu.run(self._workload, iterations)
+        if self.keep_log:
+            self.log.append(RunLog(start, self.gpu.now_s, iterations, result.energy_j))
+
+    def truth_energy_per_iteration_j(self, start_s: float, end_s: float) -> float:
+        """Exact modelled energy per iteration of the runs inside [start_s, end_s]."""
+        runs = [r for r in self.log if r.start_s >= start_s - 1e-12 and r.end_s <= end_s + 1e-12]
+        iters = sum(r.iterations for r in runs)
+        if not iters:
+            raise ValueError("no logged runs in that window (keep_log=True?)")
+        return sum(r.energy_j for r in runs) / iters
+
+    def describe(self) -> dict:
+        return {
+            "runner": "simulated",
+            "executes_kernels": False,
+            "note": "kernels are not executed on a simulated GPU; time and energy are model outputs",
+        }
