@@ -24,7 +24,7 @@ class WattbenchError(Exception):
         return self.message
 
 
-# --- usage errors: the request itself is wrong (exit code 2) -----------------------------------
+# --- usage errors: the request itself is wrong (exit code 2) -------------------------------------
 
 
 class UsageError(WattbenchError):
@@ -49,7 +49,7 @@ class PowerLimitOutOfRangeError(UsageError):
     """A power limit outside the device's constraints (gives the range)."""
 
 
-# --- runtime errors: the environment refused (exit code 1) -------------------------------------
+# --- runtime errors: the environment refused (exit code 1) ---------------------------------------
 
 
 class DeviceError(WattbenchError):
@@ -81,3 +81,11 @@ class ActuationForbiddenError(DeviceError):
 
     Reaching this is a bug in the caller: observe-only code paths must not call setters.
     """
+
+
+class UnknownKernelError(UsageError):
+    """A kernel family, implementation or dtype wattbench does not have (lists the valid ones)."""
+
+
+class ShapeError(UsageError):
+    """A malformed or unsupported problem shape (says the expected form)."""

@@ -7,6 +7,7 @@ Reads only; never changes a setting. ``--json`` prints a document with stable ke
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from typing import Any
@@ -46,12 +47,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- collection -----------------------------------------------------------------------------------
+# --- collection ----------------------------------------------------------------------------------
 
 
 def collect(selection: str | None = None) -> dict[str, Any]:
     """Everything `devices` shows, as a JSON-ready dict with stable keys."""
-    doc: dict[str, Any] = {"schema": SCHEMA, "driver": {"found": False}, "real": [], "simulated": []}
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "driver": {"found": False},
+        "real": [],
+        "simulated": [],
+    }
     if selection:
         dev = open_device(selection)
         entry = describe(dev, with_reading=True)
@@ -156,7 +162,7 @@ def _reading(dev: Device) -> dict[str, Any]:
     return out
 
 
-# --- rendering ------------------------------------------------------------------------------------
+# --- rendering -----------------------------------------------------------------------------------
 
 
 def clock_range(clocks: list[int]) -> str:
@@ -164,7 +170,7 @@ def clock_range(clocks: list[int]) -> str:
     if len(clocks) < 2:
         return f"{', '.join(map(str, clocks))} MHz"
     asc = sorted(clocks)
-    steps = {b - a for a, b in zip(asc, asc[1:])}
+    steps = {b - a for a, b in itertools.pairwise(asc)}
     if len(steps) == 1:
         return f"{asc[0]}-{asc[-1]} MHz, {len(asc)} clocks in {steps.pop()} MHz steps"
     return f"{asc[0]}-{asc[-1]} MHz, {len(asc)} clocks (uneven steps)"

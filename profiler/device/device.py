@@ -112,7 +112,7 @@ class Device:
         self.observe_only = observe_only
         self.handle = backend.call("nvmlDeviceGetHandleByIndex", index, what="opening the GPU")
 
-    # --- plumbing -------------------------------------------------------------------------------
+    # --- plumbing --------------------------------------------------------------------------------
 
     def _nvml(self, fn_name: str, *args: Any, what: str | None = None) -> Any:
         return self.backend.call(fn_name, self.handle, *args, what=what)
@@ -140,7 +140,7 @@ class Device:
                 "report it",
             )
 
-    # --- identity and capabilities ----------------------------------------------------------------
+    # --- identity and capabilities ---------------------------------------------------------------
 
     @functools.cached_property
     def identity(self) -> DeviceIdentity:
@@ -195,9 +195,9 @@ class Device:
         except DeviceError:
             return ()
         names = ("instant", "average")
-        return tuple(n for n, v in zip(names, values) if v.nvmlReturn == 0)
+        return tuple(n for n, v in zip(names, values, strict=True) if v.nvmlReturn == 0)
 
-    # --- readings -----------------------------------------------------------------------------------
+    # --- readings --------------------------------------------------------------------------------
 
     def power_usage_w(self) -> float:
         """nvmlDeviceGetPowerUsage: a 1-s average on Ampere+ except GA100, else instantaneous."""
@@ -224,7 +224,10 @@ class Device:
 
     def energy_j(self) -> float:
         """Total-energy counter (J since driver load). Volta+; raises NotSupportedError before."""
-        return self._nvml("nvmlDeviceGetTotalEnergyConsumption", what="reading the energy counter") / 1000.0
+        return (
+            self._nvml("nvmlDeviceGetTotalEnergyConsumption", what="reading the energy counter")
+            / 1000.0
+        )
 
     def sm_clock_mhz(self) -> int:
         return self._nvml("nvmlDeviceGetClockInfo", _CLOCK_SM)
@@ -260,7 +263,7 @@ class Device:
             procs.extend((p.pid, p.usedGpuMemory) for p in self._nvml(fn, what="listing processes"))
         return procs
 
-    # --- setters ---------------------------------------------------------------------------------------
+    # --- setters ---------------------------------------------------------------------------------
 
     def lock_sm_clocks(self, sm_mhz: int) -> None:
         """Lock the SM clock at ``sm_mhz`` (min = max). Must be a supported clock."""

@@ -7,6 +7,7 @@ copy of pynvml per simulated spec). Both are driven through the same pynvml call
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,9 +151,7 @@ def shutdown_all() -> None:
     global _real
     with _lock:
         for b in [*_sims.values(), *([_real] if _real else [])]:
-            try:
+            with contextlib.suppress(b.pynvml.NVMLError):
                 b.pynvml.nvmlShutdown()
-            except b.pynvml.NVMLError:
-                pass
         _sims.clear()
         _real = None

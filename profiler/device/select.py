@@ -118,9 +118,7 @@ def visible_real_indices() -> list[int]:
             out.append(int(entry))
         elif entry.upper().startswith("GPU-"):
             if uuids is None:
-                uuids = [
-                    Device(backend, i, str(i)).identity.uuid.lower() for i in range(count)
-                ]
+                uuids = [Device(backend, i, str(i)).identity.uuid.lower() for i in range(count)]
             hits = [i for i, u in enumerate(uuids) if u.startswith(entry.lower())]
             if len(hits) != 1:
                 break

@@ -6,7 +6,10 @@ Every change goes through the device layer's setters (which refuse under WATTBEN
 
 from __future__ import annotations
 
+import contextlib
+
 from wattbench.profiler.device import Device
+from wattbench.profiler.errors import NotSupportedError
 from wattbench.profiler.measure.types import OperatingPoint
 
 
@@ -37,12 +40,9 @@ class Actuator:
         self._applied = point
 
     def _reset_memory(self) -> None:
-        from wattbench.profiler.errors import NotSupportedError
-
-        try:
+        # pre-Ampere: memory clocks cannot be locked, so there is nothing to reset
+        with contextlib.suppress(NotSupportedError):
             self.device.reset_memory_clocks()
-        except NotSupportedError:
-            pass  # pre-Ampere: memory clocks cannot be locked, so there is nothing to reset
 
     def restore(self) -> None:
         """Driver defaults: nothing locked, default power limit."""

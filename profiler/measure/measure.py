@@ -78,7 +78,7 @@ class PointMeasurer:
         )
 
     def _calibrate_batch(self) -> tuple[int, float]:
-        """(iterations per batch so that one batch lasts about ``batch_s``, seconds per iteration)."""
+        """(iterations per batch so one batch lasts about ``batch_s``, seconds per iteration)."""
         self.runner.run(1)  # first launch may compile or autotune
         iters = 1
         while True:

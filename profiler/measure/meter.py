@@ -8,6 +8,7 @@ integrated with the trapezoidal rule.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ def estimate_counter_period_s(device: Device, clock: Clock, max_s: float = 3.0) 
             last = e
     if len(changes) < 3:
         return 0.1  # NVML documents 20-100 ms; assume the slowest
-    return statistics.median(b - a for a, b in zip(changes, changes[1:]))
+    return statistics.median(b - a for a, b in itertools.pairwise(changes))
 
 
 class EnergyMeter:
@@ -68,7 +69,7 @@ class EnergyMeter:
         self.source = "counter" if use_counter else "polled_power"
         self.counter_period_s = estimate_counter_period_s(device, clock) if use_counter else 0.0
 
-    # --- building blocks ---------------------------------------------------------------------------
+    # --- building blocks -------------------------------------------------------------------------
 
     def _run_until_counter_changes(self, runner: Runner, iters: int) -> tuple[float, int]:
         """Run batches of ``iters`` until the counter moves; (new value J, iterations run)."""

@@ -61,5 +61,6 @@ class SimulatedRunner:
         return {
             "runner": "simulated",
             "executes_kernels": False,
-            "note": "kernels are not executed on a simulated GPU; time and energy are model outputs",
+            "note": "kernels are not executed on a simulated GPU; "
+            "time and energy are model outputs",
         }

@@ -111,7 +111,7 @@ class Choice:
         )
 
 
-# --- helpers ------------------------------------------------------------------------------------
+# --- helpers -------------------------------------------------------------------------------------
 
 
 def find_baseline(measurements: Sequence[Measurement]) -> Measurement | None:
@@ -173,7 +173,7 @@ def _pick(
     return Choice(name, best, base, cost(best))
 
 
-# --- objectives ---------------------------------------------------------------------------------
+# --- objectives ----------------------------------------------------------------------------------
 
 
 def min_energy(measurements: Sequence[Measurement], *, flagged: str = "avoid") -> Choice:
@@ -287,7 +287,7 @@ def pareto_front(
     return front
 
 
-# --- CLI names ----------------------------------------------------------------------------------
+# --- CLI names -----------------------------------------------------------------------------------
 
 OBJECTIVE_FORMS = ("energy", "edp", "ed2p", "zeus:<eta in [0,1]>", "slowdown:<s >= 0>")
 

@@ -86,7 +86,9 @@ class SimulatedGpu:
     ) -> None:
         self.spec = spec
         self.index = index
-        self.uuid = "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"wattbench-sim/{spec.source}/{index}"))
+        self.uuid = "GPU-" + str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"wattbench-sim/{spec.source}/{index}")
+        )
         self.pci_bus_id = f"00000000:{0x18 + index:02X}:00.0"
         self.privilege = privilege or os.environ.get(PRIVILEGE_ENV, "root")
         if self.privilege not in ("root", "user", "power-only"):
@@ -105,8 +107,8 @@ class SimulatedGpu:
         st = self._file.read()
         self.state: SimState = st
         self.now_s = st.time_s
-        self.temp_c = st.temp_c if st.temp_c is not None else physics.steady_temp_c(
-            spec, spec.power.idle_w
+        self.temp_c = (
+            st.temp_c if st.temp_c is not None else physics.steady_temp_c(spec, spec.power.idle_w)
         )
         self.energy_j = st.energy_mj / 1000.0  # exact integral since "driver load"
         self._published_mj = float(st.energy_mj)
@@ -117,7 +119,7 @@ class SimulatedGpu:
         self._last: Segment | None = None
         self._busy_until_s = -math.inf
 
-    # --- settings (persisted) ---------------------------------------------------------------
+    # --- settings (persisted) --------------------------------------------------------------------
 
     def _settings(self):
         if self._file.changed_since_read():
@@ -170,7 +172,7 @@ class SimulatedGpu:
         st.time_s = self.now_s
         st.temp_c = self.temp_c
 
-    # --- the governor ---------------------------------------------------------------------------
+    # --- the governor ----------------------------------------------------------------------------
 
     def requested_sm_mhz(self) -> int:
         lock = self.sm_locked_mhz()
@@ -190,7 +192,9 @@ class SimulatedGpu:
         else:
             t = physics.iteration_timing(self.spec, work, sm_mhz, mem_mhz)
             sm_act, mem_act = t.sm_activity, t.memory_activity
-        return physics.power_w(self.spec, self._board_w, sm_mhz, mem_mhz, self.temp_c, sm_act, mem_act)
+        return physics.power_w(
+            self.spec, self._board_w, sm_mhz, mem_mhz, self.temp_c, sm_act, mem_act
+        )
 
     def governed_clock(self, work: Workload) -> tuple[int, int, int, float]:
         """(sm_mhz, mem_mhz, reasons, power_w) the governor picks for ``work`` now."""
@@ -220,7 +224,7 @@ class SimulatedGpu:
         f = self._sm_clocks[best]
         return f, mem, reasons | REASON_SW_POWER_CAP, self._power(work, f, mem)
 
-    # --- advancing virtual time -------------------------------------------------------------------
+    # --- advancing virtual time ------------------------------------------------------------------
 
     def run(self, work: Workload, iterations: int) -> RunResult:
         """Execute ``iterations`` of ``work`` back to back; advance time, energy and temperature."""
@@ -275,14 +279,14 @@ class SimulatedGpu:
         sm = self._snap_down(lock[0]) if lock else self.spec.clocks.sm_mhz_idle
         return sm, self.effective_mem_mhz()
 
-    def _advance(
-        self, dt: float, p: float, sm: int, mem: int, reasons: int, busy: bool
-    ) -> Segment:
+    def _advance(self, dt: float, p: float, sm: int, mem: int, reasons: int, busy: bool) -> Segment:
         seg = Segment(self.now_s, self.now_s + dt, p, sm, mem, reasons, busy)
         self.now_s += dt
         self.energy_j += p * dt
         t_ss = physics.steady_temp_c(self.spec, p)
-        self.temp_c = t_ss + (self.temp_c - t_ss) * math.exp(-dt / self.spec.thermal.time_constant_s)
+        self.temp_c = t_ss + (self.temp_c - t_ss) * math.exp(
+            -dt / self.spec.thermal.time_constant_s
+        )
         self._history.append((self.now_s, self.energy_j))
         horizon = self.now_s - max(self.spec.sensors.power_average_s, 0.0) - 1.0
         while len(self._history) > 2 and self._history[1][0] < horizon:
@@ -305,7 +309,7 @@ class SimulatedGpu:
     def _gauss(self, rel: float) -> float:
         return float(self._rng.normal(0.0, rel)) if self.noise and rel > 0 else 0.0
 
-    # --- sensors ----------------------------------------------------------------------------------
+    # --- sensors ---------------------------------------------------------------------------------
 
     def _energy_at(self, t: float) -> float:
         """Exact energy integral (J) at virtual time ``t`` within the kept history."""
@@ -360,7 +364,7 @@ class SimulatedGpu:
 
     def temperature_c(self) -> int:
         with self._lock:
-            return int(round(self.temp_c))
+            return round(self.temp_c)
 
     def clock_event_reasons(self) -> int:
         with self._lock:

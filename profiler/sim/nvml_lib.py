@@ -48,7 +48,7 @@ from types import ModuleType
 
 from wattbench.profiler.sim.gpu import SimulatedGpu
 
-# --- NVML constants (nvml.h) -----------------------------------------------------------------------
+# --- NVML constants (nvml.h) ---------------------------------------------------------------------
 SUCCESS = 0
 ERROR_UNINITIALIZED = 1
 ERROR_INVALID_ARGUMENT = 2
@@ -94,7 +94,7 @@ SETTERS = (
 )
 
 
-# --- C struct layouts ---------------------------------------------------------------------------
+# --- C struct layouts ----------------------------------------------------------------------------
 class _PciInfo(Structure):  # nvmlPciInfo_t (v3)
     _fields_ = [
         ("busIdLegacy", c_char * 16),
@@ -241,7 +241,7 @@ class SimulatedNvmlLibrary:
         i = handle - _HANDLE_BASE
         return self.gpus[i] if 0 <= i < len(self.gpus) else None
 
-    # --- init / system --------------------------------------------------------------------------
+    # --- init / system ---------------------------------------------------------------------------
 
     @_export("nvmlInit_v2")
     def _init(self) -> int:
@@ -285,7 +285,7 @@ class SimulatedNvmlLibrary:
     def _cuda_version_v2(self, out: int) -> int:
         return self._cuda_version(out)
 
-    # --- handles and identity -------------------------------------------------------------------
+    # --- handles and identity --------------------------------------------------------------------
 
     @_export("nvmlDeviceGetCount_v2", _P)
     def _count(self, out: int) -> int:
@@ -318,7 +318,7 @@ class SimulatedNvmlLibrary:
                 return SUCCESS
         return ERROR_NOT_FOUND
 
-    def _device_call(fn):  # noqa: N805 - decorator inside the class body
+    def _device_call(fn):
         """Resolve the handle argument to a SimulatedGpu (INVALID_ARGUMENT if it is not one)."""
 
         def wrapper(self, handle, *args):
@@ -385,7 +385,7 @@ class SimulatedNvmlLibrary:
         m.free = max(0, m.total - m.used)
         return SUCCESS
 
-    # --- capabilities -------------------------------------------------------------------------------
+    # --- capabilities ----------------------------------------------------------------------------
 
     @staticmethod
     def _two_call(values: list[int], count_ptr: int, array_ptr: int | None) -> int:
@@ -446,7 +446,7 @@ class SimulatedNvmlLibrary:
             return ERROR_NOT_SUPPORTED
         return SUCCESS
 
-    # --- readings -------------------------------------------------------------------------------------
+    # --- readings --------------------------------------------------------------------------------
 
     @_export("nvmlDeviceGetClockInfo", _P, c_uint, _P)
     @_device_call
@@ -492,16 +492,21 @@ class SimulatedNvmlLibrary:
             fv.latencyUsec = 0
             supported = gpu.spec.sensors.field_values and fv.scopeId == 0
             if supported and fv.fieldId == FI_DEV_POWER_INSTANT:
-                fv.valueType, fv.value.uiVal = VALUE_TYPE_UNSIGNED_INT, round(
-                    gpu.instant_power_w() * 1000
+                fv.valueType, fv.value.uiVal = (
+                    VALUE_TYPE_UNSIGNED_INT,
+                    round(gpu.instant_power_w() * 1000),
                 )
             elif supported and fv.fieldId == FI_DEV_POWER_AVERAGE and averaging:
                 # nvml.h: the 1-s average field is "Ampere (except GA100) or newer"
-                fv.valueType, fv.value.uiVal = VALUE_TYPE_UNSIGNED_INT, round(
-                    gpu.average_power_w(1.0) * 1000
+                fv.valueType, fv.value.uiVal = (
+                    VALUE_TYPE_UNSIGNED_INT,
+                    round(gpu.average_power_w(1.0) * 1000),
                 )
             elif fv.fieldId == FI_DEV_ENERGY and fv.scopeId == 0:
-                fv.valueType, fv.value.ullVal = VALUE_TYPE_UNSIGNED_LONG_LONG, gpu.energy_counter_mj()
+                fv.valueType, fv.value.ullVal = (
+                    VALUE_TYPE_UNSIGNED_LONG_LONG,
+                    gpu.energy_counter_mj(),
+                )
             else:
                 fv.nvmlReturn = ERROR_NOT_SUPPORTED
                 continue
@@ -554,7 +559,7 @@ class SimulatedNvmlLibrary:
     def _graphics_procs_v2(self, handle: int, count: int, arr: int | None) -> int:
         return self._graphics_procs(handle, count, arr)
 
-    # --- setters --------------------------------------------------------------------------------------
+    # --- setters ---------------------------------------------------------------------------------
 
     @staticmethod
     def _may_set(gpu: SimulatedGpu, what: str) -> bool:
@@ -634,7 +639,7 @@ class SimulatedNvmlLibrary:
     del _device_call
 
 
-# --- putting the library beneath pynvml ------------------------------------------------------------
+# --- putting the library beneath pynvml ----------------------------------------------------------
 
 _copies = 0
 

@@ -30,7 +30,9 @@ def state_dir() -> Path:
     env = os.environ.get("WATTBENCH_SIM_STATE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
     return Path(base) / "wattbench" / "sim"
 
 
