@@ -4,13 +4,14 @@
   the switches that change what a simulated device allows (``WATTBENCH_NO_ACTUATE``,
   ``WATTBENCH_SIM_PRIVILEGE``) and ``CUDA_VISIBLE_DEVICES``, and afterwards drops the device
   layer's per-process NVML backends so no simulated GPU outlives its test.
-* ``make_sim``: the real pynvml module (nvidia-ml-py) over a simulated GPU, as ``(gpu, nv, handle)``.
+* ``make_sim``: the real pynvml module (nvidia-ml-py) over a simulated GPU: ``(gpu, nv, handle)``.
 * ``sim_nvml``: ``make_sim()`` for the built-in H100 SXM with noise on and a power trace.
 * ``spec_variant``: a copy of a built-in spec file with some fields changed or removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -59,10 +60,8 @@ def make_sim() -> Iterator[Callable[..., SimNvml]]:
 
     yield make
     for nv in opened:
-        try:
+        with contextlib.suppress(nv.NVMLError_Uninitialized):  # the test shut it down itself
             nv.nvmlShutdown()
-        except nv.NVMLError_Uninitialized:  # the test shut it down itself
-            pass
 
 
 @pytest.fixture
@@ -90,9 +89,7 @@ def edit_toml(text: str, changes: dict[str, Any]) -> str:
             assert hits, f"{dotted} is not in the spec text"
             del lines[hits[0]]
             continue
-        literal = (
-            ("true" if value else "false") if isinstance(value, bool) else json.dumps(value)
-        )
+        literal = ("true" if value else "false") if isinstance(value, bool) else json.dumps(value)
         new = f"{key} = {literal}"
         if hits:
             lines[hits[0]] = new

@@ -67,7 +67,7 @@ def nearest_clock(table: list[int], mhz: int) -> int:
     return dist[0]
 
 
-# --- 1. energy counter ---------------------------------------------------------------------------
+# --- 1. energy counter ----------------------------------------------------------------------------
 
 
 def test_energy_counter_equals_integral_of_modelled_power(sim_nvml):
@@ -114,7 +114,8 @@ def test_energy_counter_updates_only_at_ticks(sim_nvml):
     period = g.spec.sensors.energy_counter_period_s
     g.idle(1.0)
     before = nv.nvmlDeviceGetTotalEnergyConsumption(h)
-    t_iter = physics.iteration_timing(g.spec, GEMM, g.spec.clocks.sm_mhz_max, 2619).time_s
+    c = g.spec.clocks
+    t_iter = physics.iteration_timing(g.spec, GEMM, c.sm_mhz_max, c.memory_mhz_max).time_s
     assert t_iter < period / 4
     g.run(GEMM, 1)  # ends well before the next tick
     assert nv.nvmlDeviceGetTotalEnergyConsumption(h) == before
@@ -176,7 +177,7 @@ def test_default_power_limit_does_not_cap_gemm(sim_nvml):
     assert nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM) == s.clocks.sm_mhz_max
 
 
-# --- 3. setters' argument checks -------------------------------------------------------------------
+# --- 3. setters' argument checks ------------------------------------------------------------------
 
 
 def test_locked_clocks_out_of_range_are_invalid_arguments(sim_nvml):
@@ -262,7 +263,7 @@ def test_memory_locked_clock_snaps_to_supported(make_sim):
     assert g.mem_locked_mhz() == (want, want)
 
 
-# --- 4. the two-call protocol, missing functions, initialisation ------------------------------------
+# --- 4. the two-call protocol, missing functions, initialisation ----------------------------------
 
 
 def test_supported_clock_tables_through_two_call_protocol(sim_nvml):
@@ -320,7 +321,7 @@ def test_calls_before_init_and_after_shutdown_are_uninitialized():
         nv.nvmlDeviceGetPowerUsage(h)
 
 
-# --- 5. privileges -----------------------------------------------------------------------------------
+# --- 5. privileges --------------------------------------------------------------------------------
 
 #: Valid arguments (for an H100) for every setter the simulated library has.
 SETTER_ARGS = {
@@ -374,7 +375,7 @@ def test_device_layer_explains_missing_privilege(monkeypatch):
     assert dev.simulated is not None and dev.simulated.sm_locked_mhz() is None
 
 
-# --- 6. state across processes -------------------------------------------------------------------
+# --- 6. state across processes --------------------------------------------------------------------
 
 _CHILD_PRELUDE = """
 import json
@@ -406,14 +407,16 @@ g.idle(0.5)
 _CHILD_END = """
 out["t_end"] = g.now_s
 out["e_end"] = nv.nvmlDeviceGetTotalEnergyConsumption(h)
-nv.nvmlShutdown()
+{shutdown}
 print(json.dumps(out))
 """
 
 
-def _child(body: str) -> dict:
+def _child(body: str, *, shutdown: bool = True) -> dict:
+    """Run a fresh Python process on the simulated H100; returns what it printed (JSON)."""
     prelude = _CHILD_PRELUDE.format(flops=GEMM.flops, bytes=GEMM.bytes, dtype=GEMM.dtype)
-    code = textwrap.dedent(prelude + body + _CHILD_END)
+    end = _CHILD_END.format(shutdown="nv.nvmlShutdown()" if shutdown else "")
+    code = textwrap.dedent(prelude + body + end)
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env=dict(os.environ),  # carries this test's WATTBENCH_SIM_STATE_DIR
@@ -450,7 +453,21 @@ def test_settings_and_energy_counter_persist_across_processes():
     assert calls == {"nvmlDeviceSetGpuLockedClocks": 1, "nvmlDeviceSetPowerManagementLimit": 1}
 
 
-# --- 7. field values and power averaging -----------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="the energy counter and virtual time are persisted only by nvmlShutdown and setter "
+    "calls; a process that exits without nvmlShutdown loses its energy, so the next process's "
+    "counter starts below what the first one last read",
+)
+def test_energy_counter_monotonic_when_a_process_exits_without_shutdown():
+    first = _child(_CHILD_SET, shutdown=False)
+    second = _child("")
+    assert first["e_end"] > 0
+    assert second["t_start"] >= first["t_end"]
+    assert second["e_start"] >= first["e_end"]
+
+
+# --- 7. field values and power averaging ----------------------------------------------------------
 
 
 def test_power_field_values_and_scopes(sim_nvml):

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from wattbench.profiler import __version__
-from wattbench.profiler.cli import devices
+from wattbench.profiler.cli import devices, sweep
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
 
-COMMANDS = (devices,)
+COMMANDS = (devices, sweep)
 
 
 class _Parser(argparse.ArgumentParser):

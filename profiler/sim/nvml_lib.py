@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import signal
 import sys
 import threading
 import traceback
@@ -81,6 +82,8 @@ _ERROR_STRINGS = {
     13: b"Function Not Found",
     999: b"Unknown Error",
 }
+
+_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 _HANDLE_BASE = 0x5157_0000  # handles are opaque non-null pointers: base + device index
 
@@ -220,6 +223,9 @@ class SimulatedNvmlLibrary:
         setter = cname in SETTERS
 
         def call(*args):
+            # A real NVML call is C code: signals are handled when it returns, never inside it.
+            # Block them for the duration; pending ones are delivered on unblock.
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
             try:
                 if needs_init and self._init_count == 0:
                     return ERROR_UNINITIALIZED
@@ -229,9 +235,14 @@ class SimulatedNvmlLibrary:
                         return ERROR_INVALID_ARGUMENT
                     gpu.count_setter_call(cname)
                 return fn(*args)
+            except KeyboardInterrupt:  # a signal that arrived just before the block
+                signal.raise_signal(signal.SIGINT)  # re-deliver it once the call has returned
+                return ERROR_UNKNOWN
             except Exception:  # an exception must never cross the C boundary
                 traceback.print_exc()
                 return ERROR_UNKNOWN
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
         return call
 

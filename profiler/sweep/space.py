@@ -64,12 +64,14 @@ def _snap(supported: Sequence[int], target: float) -> int:
     return min(supported, key=lambda c: (abs(c - target), c))
 
 
-def resolve_clocks(spec: str, supported: Sequence[int], kind: str = "sm") -> tuple[int | None, ...]:
+def resolve_clocks(
+    spec: str, supported: Sequence[int], kind: str = "sm", *, empty_ok: bool = False
+) -> tuple[int | None, ...]:
     """Resolve a clock spec against one table of supported clocks (MHz); highest first.
 
     ``kind`` is ``"sm"`` or ``"mem"`` (for messages). ``default`` gives ``(None,)``. Raises
     :class:`UnsupportedClockError` for an explicit unsupported clock and :class:`UsageError` for
-    malformed text or a range with no supported clock in it.
+    malformed text or a range with no supported clock in it (``()`` instead with ``empty_ok``).
     """
     what = _NAMES[kind]
     table = sorted(set(supported), reverse=True)
@@ -83,7 +85,7 @@ def resolve_clocks(spec: str, supported: Sequence[int], kind: str = "sm") -> tup
     if text.startswith("every:"):
         k = _int(text[6:], spec, what)
         if k < 1:
-            raise UsageError(f"bad {what} spec {spec!r}: K must be >= 1", f"e.g. every:4")
+            raise UsageError(f"bad {what} spec {spec!r}: K must be >= 1", "e.g. every:4")
         return tuple(sorted(set(table[::k]) | {table[-1]}, reverse=True))
     if ":" in text:
         parts = text.split(":")
@@ -95,6 +97,8 @@ def resolve_clocks(spec: str, supported: Sequence[int], kind: str = "sm") -> tup
                 f"bad {what} range {spec!r}: start above end", "write it low:high, e.g. 900:1800"
             )
         within = [c for c in table if lo <= c <= hi]
+        if not within and empty_ok:
+            return ()
         if not within:
             raise UsageError(
                 f"no supported {what} in {lo}-{hi} MHz",
@@ -104,7 +108,9 @@ def resolve_clocks(spec: str, supported: Sequence[int], kind: str = "sm") -> tup
             return tuple(within)
         step = _int(parts[2], spec, what)
         if step < 1:
-            raise UsageError(f"bad {what} range {spec!r}: step must be >= 1 MHz", "e.g. 900:1800:60")
+            raise UsageError(
+                f"bad {what} range {spec!r}: step must be >= 1 MHz", "e.g. 900:1800:60"
+            )
         targets = range(lo, hi + 1, step)
         return tuple(sorted({_snap(within, t) for t in targets}, reverse=True))
     values = [_int(p, spec, what) for p in text.split(",") if p != ""]
@@ -135,19 +141,23 @@ def parse_sm_clocks(
 ) -> tuple[int | None, ...]:
     """SM clocks (MHz, highest first) for ``spec`` at one memory clock; ``(None,)`` for default.
 
-    An explicit clock is checked against every memory clock's table (so the error names the
-    nearest clock the GPU supports at all); one unsupported at ``mem_mhz`` is left out.
+    The spec is checked against every SM clock the GPU supports at any memory clock (so an error
+    names the nearest clock it supports at all); then explicit clocks not supported at
+    ``mem_mhz`` are left out, and table forms resolve against ``mem_mhz``'s own table (possibly
+    to nothing, e.g. a range above that memory clock's ceiling).
     """
-    resolved = resolve_clocks(spec, caps.sm_clocks_mhz_all, "sm")
-    if resolved == (None,) or not _is_explicit(spec):
-        return resolve_clocks(spec, sm_table(caps, mem_mhz), "sm") if resolved != (None,) else resolved
-    allowed = set(sm_table(caps, mem_mhz))
-    return tuple(c for c in resolved if c in allowed)
+    overall = resolve_clocks(spec, caps.sm_clocks_mhz_all, "sm")
+    if overall == (None,):
+        return overall
+    table = sm_table(caps, mem_mhz)
+    if _is_explicit(spec):
+        return tuple(c for c in overall if c in table)
+    return resolve_clocks(spec, table, "sm", empty_ok=True)
 
 
 def _is_explicit(spec: str) -> bool:
-    text = "".join(spec.split())
-    return ":" not in text and text.lower() not in ("all", "default")
+    text = "".join(spec.split()).lower()
+    return ":" not in text and text not in ("all", "default")
 
 
 # --- power limits -------------------------------------------------------------------------------

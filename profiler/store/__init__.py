@@ -1,0 +1,37 @@
+"""Run records: schema-versioned JSON written point by point (see ``record`` and ``schema``)."""
+
+from wattbench.profiler.store.record import (
+    REMEDY,
+    STATUSES,
+    RecordError,
+    RunRecord,
+    collect_versions,
+    default_run_path,
+    device_json,
+    load,
+    now_utc,
+)
+from wattbench.profiler.store.schema import (
+    SCHEMA_ID,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    json_schema,
+    validate,
+)
+
+__all__ = [
+    "REMEDY",
+    "SCHEMA_ID",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "RecordError",
+    "RunRecord",
+    "collect_versions",
+    "default_run_path",
+    "device_json",
+    "json_schema",
+    "load",
+    "now_utc",
+    "validate",
+]

@@ -1,0 +1,428 @@
+"""The run record: one sweep of one problem on one GPU, as schema-versioned JSON on disk.
+
+The file is rewritten after every measured point with an atomic replace (temp file in the same
+folder, fsync, ``os.replace``, fsync of the folder), so at any instant it is either the previous
+complete document or the new one: a run killed mid-sweep leaves a valid record to resume from.
+
+Invariants of a record on disk: ``schema`` is :data:`SCHEMA_ID`; it validates against
+``run-record.schema.json``; point keys are unique (re-measuring a point replaces it in place);
+every choice names a point in ``points``; timestamps are UTC ISO-8601.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wattbench.profiler.errors import UsageError
+from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.select.objectives import Choice
+from wattbench.profiler.store.schema import (
+    SCHEMA_ID,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    parse_schema_id,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from wattbench.profiler.device.device import Device, DeviceIdentity
+
+STATUSES = ("running", "complete", "interrupted")
+
+#: what to do about a run record that cannot be used
+REMEDY = "start a new run without --resume, or pass another --out"
+
+
+class RecordError(UsageError):
+    """A run record that cannot be read, written or trusted (names the file and what to do)."""
+
+
+def now_utc() -> str:
+    """The current UTC time, ISO-8601 with milliseconds (``2025-01-31T12:00:00.000+00:00``)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --- header helpers -----------------------------------------------------------------------------
+
+
+def device_json(device: Device) -> dict[str, Any]:
+    """A device's identity as a dict; a simulated one adds its spec's raw TOML table as ``spec``."""
+    d: dict[str, Any] = {"selection": device.selection, **dataclasses.asdict(device.identity)}
+    sim = device.simulated
+    if sim is not None:
+        d["spec"] = sim.spec.raw
+    return d
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _module_version(module: str) -> str | None:
+    """The installed version of ``module`` if it can be found (without importing it)."""
+    return _dist_version(module) if importlib.util.find_spec(module) is not None else None
+
+
+def collect_versions(identity: DeviceIdentity | None = None) -> dict[str, str | None]:
+    """Versions of everything that shapes a measurement; None where absent or unknown."""
+    from wattbench.profiler import __version__
+
+    return {
+        "wattbench": __version__,
+        "python": platform.python_version(),
+        "numpy": _dist_version("numpy"),
+        "pynvml": _dist_version("nvidia-ml-py"),
+        "driver": identity.driver_version if identity is not None else None,
+        "cuda_driver": identity.cuda_driver_version if identity is not None else None,
+        "torch": _module_version("torch"),
+        "triton": _module_version("triton"),
+    }
+
+
+def _as_dict(obj: Any, what: str) -> dict[str, Any]:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"{what} must be a mapping, a dataclass or have to_json(), got {obj!r}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.") or "x"
+
+
+def _shape_text(shape: Any) -> str:
+    if isinstance(shape, Mapping):
+        shape = list(shape.values())
+    if isinstance(shape, list | tuple):
+        return "x".join(str(s) for s in shape)
+    return str(shape)
+
+
+def default_run_path(
+    out_dir: str | os.PathLike[str],
+    device_key: str,
+    problem: Mapping[str, Any] | Any,
+    *,
+    today: dt.date | None = None,
+) -> Path:
+    """``<out_dir>/<date>-<device>-<family>-<dtype>-<shape>.json``, e.g.
+    ``results/2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192.json``.
+
+    ``problem`` has ``family``, ``dtype`` and ``shape`` (a sequence, mapping or text). The date
+    is UTC. An existing file is never reused: ``-2``, ``-3``, ... is appended instead.
+    """
+    p = _as_dict(problem, "problem")
+    day = (today or dt.datetime.now(dt.timezone.utc).date()).isoformat()
+    parts = [day, device_key, p["family"], p["dtype"], _shape_text(p["shape"])]
+    stem = "-".join(_slug(str(x)) for x in parts)
+    out = Path(out_dir)
+    path, n = out / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = out / f"{stem}-{n}.json"
+    return path
+
+
+# --- the record ---------------------------------------------------------------------------------
+
+
+class RunRecord:
+    """A run record bound to its file. Make one with :meth:`create`, :meth:`load` or
+    :meth:`resume`; every mutating method rewrites the file atomically before returning.
+    """
+
+    def __init__(self, path: Path, doc: dict[str, Any]) -> None:
+        self.path = path
+        self.doc = doc
+
+    # --- opening ----------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: Mapping[str, Any],
+        versions: Mapping[str, Any],
+        problem: Mapping[str, Any] | Any,
+        work: Mapping[str, Any] | Any,
+        settings: Mapping[str, Any],
+        simulated: bool,
+        idle_power_w: float | None = None,
+        baseline_key: str = OperatingPoint().key,
+    ) -> RunRecord:
+        """Start a new record at ``path`` (status ``running``, no points) and write it.
+
+        ``device`` as from :func:`device_json`, ``versions`` from :func:`collect_versions`,
+        ``problem`` with family, impl, shape and dtype, ``work`` a Work (or its JSON),
+        ``settings`` with ``measurement`` (dict), ``space`` (``Space.describe()`` or None) and
+        ``objectives`` (names). A header that breaks the schema is a caller bug (ValueError).
+        Raises :class:`RecordError` if ``path`` exists or cannot be written.
+        """
+        path = Path(path)
+        if path.exists():
+            raise RecordError(
+                f"run record {path} already exists",
+                "pass --resume to continue it, or another --out for a new run",
+            )
+        stamp = now_utc()
+        doc = {
+            "schema": SCHEMA_ID,
+            "status": "running",
+            "created_utc": stamp,
+            "updated_utc": stamp,
+            "simulated": bool(simulated),
+            "device": dict(device),
+            "versions": dict(versions),
+            "problem": _as_dict(problem, "problem"),
+            "work": _as_dict(work, "work"),
+            "settings": dict(settings),
+            "idle_power_w": idle_power_w,
+            "baseline_key": baseline_key,
+            "points": [],
+            "choices": {},
+        }
+        problems = validate(_round_trip(doc))
+        if problems:
+            raise ValueError(f"run record header breaks the schema: {'; '.join(problems[:5])}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
+        record = cls(path, doc)
+        record.write()
+        return record
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunRecord:
+        """Read and validate a record; any problem raises one :class:`RecordError`."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RecordError(f"no run record at {path}", f"check the path, or {REMEDY}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecordError(f"cannot read run record {path}: {exc}", REMEDY) from exc
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(
+                f"run record {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                f"{exc.msg}); the file is damaged",
+                REMEDY,
+            ) from None
+        _check_schema_id(path, doc)
+        problems = validate(doc)
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise RecordError(
+                f"run record {path} is invalid: {'; '.join(problems[:3])}{more}", REMEDY
+            )
+        record = cls(path, doc)
+        record._check_points()
+        return record
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str]) -> RunRecord:
+        """:meth:`load` a record to add points to: status goes back to ``running``."""
+        record = cls.load(path)
+        record.doc["status"] = "running"
+        record.write()
+        return record
+
+    def _check_points(self) -> None:
+        keys = set()
+        for i, d in enumerate(self.doc["points"]):
+            try:
+                m = Measurement.from_json(d)
+            except (TypeError, KeyError, ValueError) as exc:
+                raise RecordError(
+                    f"run record {self.path}: point {i} is not a valid measurement ({exc})", REMEDY
+                ) from None
+            if m.point.key != d["point_key"] or m.point.key in keys:
+                raise RecordError(
+                    f"run record {self.path}: point {i} has a wrong or repeated point_key "
+                    f"{d['point_key']!r}",
+                    REMEDY,
+                )
+            keys.add(m.point.key)
+        for name, c in self.doc["choices"].items():
+            if c["point_key"] not in keys or (
+                c["baseline_key"] is not None and c["baseline_key"] not in keys
+            ):
+                raise RecordError(
+                    f"run record {self.path}: choice {name!r} names a point that is not in it",
+                    REMEDY,
+                )
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self.doc["status"]
+
+    @property
+    def idle_power_w(self) -> float | None:
+        """The run's idle power (W), or None if not measured yet."""
+        return self.doc["idle_power_w"]
+
+    @property
+    def points(self) -> list[Measurement]:
+        """Every measured point, in measurement order."""
+        return [Measurement.from_json(d) for d in self.doc["points"]]
+
+    def measured_keys(self) -> set[str]:
+        """``OperatingPoint.key`` of every measured point (to skip them on resume)."""
+        return {d["point_key"] for d in self.doc["points"]}
+
+    def choices(self) -> dict[str, Choice]:
+        """Objective name -> :class:`Choice`, rebuilt against this record's points."""
+        by_key = {m.point.key: m for m in self.points}
+        return {name: Choice.from_json(d, by_key) for name, d in self.doc["choices"].items()}
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def add_point(self, measurement: Measurement) -> None:
+        """Append a measurement (replacing one at the same point) and rewrite the file."""
+        d = _round_trip(measurement.to_json())
+        points = self.doc["points"]
+        for i, old in enumerate(points):
+            if old["point_key"] == d["point_key"]:
+                points[i] = d
+                break
+        else:
+            points.append(d)
+        self.write()
+
+    def set_idle_power_w(self, idle_power_w: float) -> None:
+        """Record the idle power (W, measured once per run) and rewrite the file."""
+        self.doc["idle_power_w"] = float(idle_power_w)
+        self.write()
+
+    def set_choices(self, choices: Mapping[str, Choice] | Iterable[Choice]) -> None:
+        """Record the chosen point per objective (keyed by ``Choice.objective`` for an iterable).
+
+        Replaces earlier choices. Every chosen point must already be in the record.
+        """
+        items = (
+            choices.items() if isinstance(choices, Mapping) else ((c.objective, c) for c in choices)
+        )
+        keys = self.measured_keys()
+        out = {}
+        for name, c in items:
+            if c.chosen.point.key not in keys:
+                raise ValueError(f"choice {name!r} picks {c.chosen.point.key}, not in the record")
+            out[name] = _round_trip(c.to_json())
+        self.doc["choices"] = out
+        self.write()
+
+    def finish(self, status: str = "complete") -> None:
+        """Mark the run ``complete`` or ``interrupted`` and rewrite the file."""
+        if status not in ("complete", "interrupted"):
+            raise ValueError(f"finish status must be 'complete' or 'interrupted', not {status!r}")
+        self.doc["status"] = status
+        self.write()
+
+    def write(self) -> None:
+        """Write the document atomically (see module); bumps ``updated_utc``."""
+        self.doc["updated_utc"] = now_utc()
+        data = json.dumps(self.doc, indent=1, default=_json_default).encode("utf-8") + b"\n"
+        folder = self.path.parent
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _write_error(self.path, exc) from exc
+        _fsync_dir(folder)
+
+    def __repr__(self) -> str:
+        n = len(self.doc["points"])
+        return f"RunRecord({str(self.path)!r}, status={self.status!r}, points={n})"
+
+
+def load(path: str | os.PathLike[str]) -> RunRecord:
+    """Read and validate a run record (see :meth:`RunRecord.load`)."""
+    return RunRecord.load(path)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _check_schema_id(path: Path, doc: Any) -> None:
+    parsed = parse_schema_id(doc.get("schema")) if isinstance(doc, dict) else None
+    if parsed is None:
+        raise RecordError(
+            f'{path} is not a wattbench run record (no "schema": "{SCHEMA_ID}" key)', REMEDY
+        )
+    name, version = parsed
+    if name != SCHEMA_NAME:
+        raise RecordError(
+            f"{path} is a {name!r} file, not a wattbench run record ({SCHEMA_NAME!r})", REMEDY
+        )
+    if version != SCHEMA_VERSION:
+        newer = version is not None and version > SCHEMA_VERSION
+        raise RecordError(
+            f"run record {path} has schema {doc['schema']!r}; this wattbench reads {SCHEMA_ID!r}",
+            ("upgrade wattbench to read it, or " if newer else "") + REMEDY,
+        )
+
+
+def _write_error(path: Path, exc: OSError) -> RecordError:
+    why = exc.strerror or str(exc)
+    return RecordError(
+        f"cannot write run record {path}: {why}",
+        "pass --out a folder you can write to (or fix its permissions)",
+    )
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, dt.date | dt.time):  # TOML dates and times in a spec's raw table
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _round_trip(obj: Any) -> Any:
+    """``obj`` as it will read back from the file (tuples become lists, and so on)."""
+    return json.loads(json.dumps(obj, default=_json_default))

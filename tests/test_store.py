@@ -1,0 +1,434 @@
+"""Run records: round trip, point-by-point durability, validation errors, resume."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+
+import pytest
+
+from wattbench.kernels.work import Work
+from wattbench.profiler.device import open_device
+from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.select import min_ed2p, min_energy, min_energy_within_slowdown
+from wattbench.profiler.store import (
+    REMEDY,
+    SCHEMA_ID,
+    RecordError,
+    RunRecord,
+    collect_versions,
+    default_run_path,
+    device_json,
+    json_schema,
+    load,
+    validate,
+)
+from wattbench.profiler.sweep import Space
+
+PROBLEM = {"family": "matmul", "impl": "torch", "shape": [8192, 8192, 8192], "dtype": "bf16"}
+
+
+@pytest.fixture(autouse=True)
+def _sim_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path / "sim-state"))
+
+
+@pytest.fixture
+def header():
+    device = open_device("sim:h100-sxm")
+    space = Space.from_specs(device.capabilities, sm="every:20")
+    return {
+        "device": device_json(device),
+        "versions": collect_versions(device.identity),
+        "problem": PROBLEM,
+        "work": Work(flops=2 * 8192**3, bytes=3 * 2 * 8192**2, dtype="bf16"),
+        "settings": {
+            "measurement": {"min_window_s": 1.0, "max_trials": 5, "spread_rel_max": 0.02},
+            "space": space.describe(),
+            "objectives": ["energy", "ed2p", "slowdown:0.1"],
+        },
+        "simulated": True,
+        "idle_power_w": 80.5,
+    }
+
+
+def meas(point: OperatingPoint, time_s: float, energy_j: float, *flags: str) -> Measurement:
+    return Measurement(
+        point=point,
+        time_s=time_s,
+        energy_j=energy_j,
+        avg_power_w=energy_j / time_s,
+        energy_above_idle_j=energy_j - 80.5 * time_s,
+        sm_mhz_mean=float(point.sm_mhz or 1980),
+        sm_mhz_min=point.sm_mhz or 1980,
+        mem_mhz_mean=2619.0,
+        mem_mhz_min=2619,
+        temp_c_start=40,
+        temp_c_end=55,
+        reasons=["SwPowerCap"] if point.power_limit_w else [],
+        iterations=20,
+        trials=3,
+        spread_rel=0.004,
+        window_s=1.2,
+        warmup_s=2.0,
+        energy_source="counter",
+        flags=list(flags),
+        tflops=700.0,
+        tflop_per_j=1.4,
+    )
+
+
+POINTS = [
+    meas(OperatingPoint(), 1.4e-3, 0.98),
+    meas(OperatingPoint(1680), 1.5e-3, 0.86),
+    meas(OperatingPoint(1380), 1.7e-3, 0.80),
+    meas(OperatingPoint(1080), 2.1e-3, 0.84, "unstable"),
+    meas(OperatingPoint(None, None, 400.0), 1.9e-3, 0.81, "throttled"),
+]
+
+
+def full_record(path, header) -> RunRecord:
+    record = RunRecord.create(path, **header)
+    for m in POINTS:
+        record.add_point(m)
+    record.set_choices(
+        [
+            min_energy(POINTS),
+            min_ed2p(POINTS),
+            min_energy_within_slowdown(POINTS, max_slowdown_rel=0.1),
+        ]
+    )
+    record.finish("complete")
+    return record
+
+
+def no_temp_files(folder) -> bool:
+    return not [p for p in os.listdir(folder) if p.endswith(".tmp")]
+
+
+# --- round trip -----------------------------------------------------------------------------------
+
+
+def test_round_trip(tmp_path, header):
+    path = tmp_path / "run.json"
+    record = full_record(path, header)
+    back = load(path)
+    assert back.doc == record.doc
+    assert back.status == "complete"
+    assert back.points == POINTS
+    assert back.choices() == {
+        "energy": min_energy(POINTS),
+        "ed2p": min_ed2p(POINTS),
+        "slowdown:0.1": min_energy_within_slowdown(POINTS, max_slowdown_rel=0.1),
+    }
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == SCHEMA_ID == "wattbench.run/1"
+    assert doc["simulated"] is True
+    assert doc["device"]["spec_source"] == "builtin:h100-sxm"
+    assert doc["device"]["spec"]["clocks"]["sm_mhz_max"] == 1980  # the raw TOML table
+    assert doc["problem"] == PROBLEM
+    assert doc["work"] == {"flops": 2 * 8192**3, "bytes": 3 * 2 * 8192**2, "dtype": "bf16"}
+    assert doc["baseline_key"] == "sm=default,mem=default,pl=default"
+    assert doc["idle_power_w"] == 80.5
+    assert doc["points"][1]["point_key"] == "sm=1680,mem=default,pl=default"
+    assert doc["choices"]["energy"]["point_key"] == "sm=1380,mem=default,pl=default"
+    assert set(doc["versions"]) >= {"wattbench", "python", "numpy", "pynvml", "driver"}
+    assert doc["versions"]["driver"] == header["device"]["driver_version"]
+    for key in ("created_utc", "updated_utc"):
+        stamp = dt.datetime.fromisoformat(doc[key])
+        assert stamp.utcoffset() == dt.timedelta(0)
+    assert doc["updated_utc"] >= doc["created_utc"]
+
+
+def test_every_add_point_leaves_a_valid_file(tmp_path, header):
+    path = tmp_path / "run.json"
+    record = RunRecord.create(path, **header)
+    assert load(path).points == []
+    for n, m in enumerate(POINTS, start=1):
+        record.add_point(m)
+        on_disk = load(path)
+        assert on_disk.points == POINTS[:n]
+        assert on_disk.status == "running"
+        assert validate(on_disk.doc) == []
+        assert no_temp_files(tmp_path)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, header, monkeypatch):
+    path = tmp_path / "run.json"
+    record = RunRecord.create(path, **header)
+    record.add_point(POINTS[0])
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(RecordError, match="No space left on device"):
+        record.add_point(POINTS[1])
+    monkeypatch.undo()
+    assert load(path).points == POINTS[:1]
+    assert no_temp_files(tmp_path)
+
+
+def test_re_measured_point_replaces_the_old_one(tmp_path, header):
+    record = RunRecord.create(tmp_path / "run.json", **header)
+    record.add_point(POINTS[1])
+    again = meas(OperatingPoint(1680), 1.5e-3, 0.85)
+    record.add_point(again)
+    assert load(record.path).points == [again]
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+
+def test_resume_keys(tmp_path, header):
+    path = tmp_path / "run.json"
+    record = RunRecord.create(path, **header)
+    for m in POINTS[:3]:
+        record.add_point(m)
+    record.finish("interrupted")
+    resumed = RunRecord.resume(path)
+    assert resumed.status == "running" == load(path).status
+    assert resumed.measured_keys() == {m.point.key for m in POINTS[:3]}
+    space = Space.from_specs(open_device("sim:h100-sxm").capabilities, sm="1680,1380,1080")
+    todo = [p for p in space.points() if p.key not in resumed.measured_keys()]
+    assert todo == [OperatingPoint(1080)]
+    resumed.add_point(POINTS[3])
+    assert load(path).points == POINTS[:4]
+
+
+def test_idle_power_set_later(tmp_path, header):
+    header["idle_power_w"] = None
+    record = RunRecord.create(tmp_path / "run.json", **header)
+    assert load(record.path).idle_power_w is None
+    record.set_idle_power_w(81.25)
+    assert load(record.path).idle_power_w == 81.25
+
+
+def test_create_refuses_an_existing_file(tmp_path, header):
+    path = tmp_path / "run.json"
+    RunRecord.create(path, **header)
+    with pytest.raises(RecordError, match="already exists") as exc:
+        RunRecord.create(path, **header)
+    assert "--resume" in str(exc.value)
+
+
+def test_finish_status_checked(tmp_path, header):
+    record = RunRecord.create(tmp_path / "run.json", **header)
+    with pytest.raises(ValueError):
+        record.finish("running")
+
+
+def test_choice_must_name_a_recorded_point(tmp_path, header):
+    record = RunRecord.create(tmp_path / "run.json", **header)
+    record.add_point(POINTS[0])
+    with pytest.raises(ValueError, match="not in the record"):
+        record.set_choices([min_energy(POINTS)])
+
+
+def test_bad_header_is_a_caller_bug(tmp_path, header):
+    header["problem"] = {"family": "matmul"}
+    with pytest.raises(ValueError, match="'impl' is a required property"):
+        RunRecord.create(tmp_path / "run.json", **header)
+    assert not (tmp_path / "run.json").exists()
+
+
+# --- load errors ----------------------------------------------------------------------------------
+
+
+def _expect_record_error(path, *fragments):
+    with pytest.raises(RecordError) as exc:
+        load(path)
+    text = str(exc.value)
+    assert str(path) in text
+    for fragment in fragments:
+        assert fragment in text
+    assert exc.value.exit_code == 2
+    return text
+
+
+def test_corrupt_file(tmp_path, header):
+    path = tmp_path / "run.json"
+    full_record(path, header)
+    path.write_text(path.read_text()[:200])
+    _expect_record_error(path, "is not valid JSON", "damaged", REMEDY)
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    _expect_record_error(path, "cannot read run record", REMEDY)
+
+
+def test_missing_file(tmp_path):
+    _expect_record_error(tmp_path / "nope.json", "no run record at", REMEDY)
+
+
+@pytest.mark.parametrize(
+    ("schema", "fragment"),
+    [
+        (None, "is not a wattbench run record"),
+        ("wattbench.devices/1", "is a 'wattbench.devices' file, not a wattbench run record"),
+        ("wattbench.run/2", "has schema 'wattbench.run/2'; this wattbench reads 'wattbench.run/1'"),
+        ("wattbench.run/0", "this wattbench reads 'wattbench.run/1'"),
+        ("wattbench.run/x", "this wattbench reads 'wattbench.run/1'"),
+    ],
+)
+def test_other_schema(tmp_path, header, schema, fragment):
+    path = tmp_path / "run.json"
+    doc = full_record(path, header).doc
+    if schema is None:
+        del doc["schema"]
+    else:
+        doc["schema"] = schema
+    path.write_text(json.dumps(doc))
+    text = _expect_record_error(path, fragment, REMEDY)
+    assert ("upgrade wattbench" in text) == (schema == "wattbench.run/2")
+
+
+def test_not_an_object(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("[1, 2, 3]")
+    _expect_record_error(path, "is not a wattbench run record")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda d: d.pop("points"), "'points' is a required property"),
+        (lambda d: d["points"][2].pop("energy_j"), "points/2: 'energy_j' is a required property"),
+        (lambda d: d.update(status="paused"), "status: 'paused' is not one of"),
+        (lambda d: d["work"].update(flops="many"), "work/flops: 'many' is not of type"),
+        (lambda d: d["choices"]["energy"].pop("value"), "'value' is a required property"),
+    ],
+)
+def test_missing_or_wrong_keys(tmp_path, header, mutate, fragment):
+    path = tmp_path / "run.json"
+    doc = copy.deepcopy(full_record(path, header).doc)
+    mutate(doc)
+    path.write_text(json.dumps(doc))
+    _expect_record_error(path, "is invalid", fragment, REMEDY)
+
+
+def test_inconsistent_points(tmp_path, header):
+    path = tmp_path / "run.json"
+    doc = full_record(path, header).doc
+    doc["points"][1]["point_key"] = doc["points"][0]["point_key"]
+    path.write_text(json.dumps(doc))
+    _expect_record_error(path, "point 1 has a wrong or repeated point_key")
+    doc = full_record(tmp_path / "run2.json", header).doc
+    doc["points"][2]["bogus_field"] = 1
+    path.write_text(json.dumps(doc))
+    _expect_record_error(path, "point 2 is not a valid measurement")
+    doc = full_record(tmp_path / "run3.json", header).doc
+    del doc["points"][2]  # the energy choice's point
+    path.write_text(json.dumps(doc))
+    _expect_record_error(path, "choice 'energy' names a point that is not in it")
+
+
+# --- unwritable output ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_unwritable_dir(tmp_path, header):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(RecordError) as exc:
+            RunRecord.create(folder / "run.json", **header)
+    finally:
+        folder.chmod(0o700)
+    assert "cannot write run record" in str(exc.value)
+    assert "Permission denied" in str(exc.value)
+    assert "pass --out" in str(exc.value)
+
+
+def test_permission_denied_message(tmp_path, header, monkeypatch):
+    """The same path as test_unwritable_dir, for runs as root (which may write anywhere)."""
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    with pytest.raises(RecordError) as exc:
+        RunRecord.create(tmp_path / "run.json", **header)
+    assert str(exc.value) == (
+        f"cannot write run record {tmp_path / 'run.json'}: Permission denied -- "
+        "pass --out a folder you can write to (or fix its permissions)"
+    )
+
+
+def test_output_folder_is_a_file(tmp_path, header):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    with pytest.raises(RecordError) as exc:
+        RunRecord.create(blocker / "sub" / "run.json", **header)
+    assert f"cannot write run record {blocker / 'sub' / 'run.json'}" in str(exc.value)
+    assert "pass --out" in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def test_schema_file_is_valid_draft_2020_12():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("use_jsonschema", [False, True])
+def test_full_record_validates(tmp_path, header, use_jsonschema):
+    if use_jsonschema:
+        pytest.importorskip("jsonschema")
+    doc = json.loads(full_record(tmp_path / "run.json", header).path.read_text())
+    assert validate(doc, use_jsonschema=use_jsonschema) == []
+
+
+@pytest.mark.parametrize("use_jsonschema", [False, True])
+def test_validators_agree_on_errors(tmp_path, header, use_jsonschema):
+    if use_jsonschema:
+        pytest.importorskip("jsonschema")
+    good = json.loads(full_record(tmp_path / "run.json", header).path.read_text())
+    cases = {
+        "points/0/point/sm_mhz": lambda d: d["points"][0]["point"].update(sm_mhz="fast"),
+        "points/1/time_s": lambda d: d["points"][1].update(time_s=-1.0),
+        "created_utc": lambda d: d.update(created_utc="yesterday"),
+        "schema": lambda d: d.update(schema="wattbench.run/9"),
+        "simulated": lambda d: d.update(simulated="yes"),
+        "choices/ed2p": lambda d: d["choices"]["ed2p"].pop("point_key"),
+        "(top level)": lambda d: d.pop("device"),
+    }
+    for where, mutate in cases.items():
+        doc = copy.deepcopy(good)
+        mutate(doc)
+        problems = validate(doc, use_jsonschema=use_jsonschema)
+        assert problems, where
+        assert all(p.startswith(f"{where}: ") for p in problems), problems
+
+
+# --- file names -----------------------------------------------------------------------------------
+
+
+def test_default_run_path(tmp_path):
+    day = dt.date(2025, 1, 31)
+    path = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
+    assert path == tmp_path / "results" / "2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192.json"
+    path.parent.mkdir()
+    path.write_text("{}")
+    second = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
+    assert second.name == "2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192-2.json"
+    second.write_text("{}")
+    third = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
+    assert third.name.endswith("-3.json")
+
+
+def test_default_run_path_shapes_and_odd_names(tmp_path):
+    day = dt.date(2025, 1, 31)
+    p = {"family": "copy", "dtype": "fp32", "shape": {"n": 1 << 28}}
+    assert default_run_path(tmp_path, "GPU-1234 abcd", p, today=day).name == (
+        "2025-01-31-GPU-1234-abcd-copy-fp32-268435456.json"
+    )
+    p = {"family": "conv/2d", "dtype": "fp16", "shape": "b8 c64"}
+    assert default_run_path(tmp_path, "0", p, today=day).name == (
+        "2025-01-31-0-conv-2d-fp16-b8-c64.json"
+    )
