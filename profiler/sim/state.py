@@ -91,11 +91,11 @@ class StateFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime_ns: int | None = None
+        self._mtime_ns: tuple[int, int] | None = None  # (inode, mtime_ns) of the last read
 
     def changed_since_read(self) -> bool:
         try:
-            return os.stat(self.path).st_mtime_ns != self._mtime_ns
+            return _stamp(os.stat(self.path)) != self._mtime_ns
         except FileNotFoundError:
             return self._mtime_ns is not None
 
@@ -103,16 +103,16 @@ class StateFile:
         try:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
-                self._mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+                self._mtime_ns = _stamp(os.fstat(f.fileno()))
+            return SimState.from_json(data)
         except FileNotFoundError:
             self._mtime_ns = None
             return SimState()
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
             # A corrupt state file is what a crashed simulator could leave; like a driver reload,
             # start from defaults rather than refuse to work.
             self._mtime_ns = None
             return SimState()
-        return SimState.from_json(data)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[SimState]:
@@ -138,4 +138,10 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._mtime_ns = os.stat(self.path).st_mtime_ns
+        self._mtime_ns = _stamp(os.stat(self.path))
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int]:
+    """Identity of one version of the file: every write is a new file (atomic replace), so the
+    inode changes even when the timestamp granule does not."""
+    return st.st_ino, st.st_mtime_ns
