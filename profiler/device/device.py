@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,7 +273,7 @@ class Device:
         if sm_mhz not in supported:
             raise UnsupportedClockError(
                 f"SM clock {sm_mhz} MHz is not supported by {self.identity.name}",
-                f"nearest supported: {_nearest(supported, sm_mhz)} MHz "
+                f"nearest supported: {nearest_supported(supported, sm_mhz)} MHz "
                 f"(range {min(supported)}-{max(supported)} MHz)",
             )
         self._nvml("nvmlDeviceSetGpuLockedClocks", sm_mhz, sm_mhz, what="locking the SM clock")
@@ -288,7 +289,7 @@ class Device:
         if mem_mhz not in supported:
             raise UnsupportedClockError(
                 f"memory clock {mem_mhz} MHz is not supported by {self.identity.name}",
-                f"nearest supported: {_nearest(supported, mem_mhz)} MHz "
+                f"nearest supported: {nearest_supported(supported, mem_mhz)} MHz "
                 f"(supported: {', '.join(map(str, supported))} MHz)",
             )
         self._nvml(
@@ -323,7 +324,8 @@ class Device:
         return f"Device({self.selection!r}, index={self.index})"
 
 
-def _nearest(supported: tuple[int, ...], mhz: int) -> str:
+def nearest_supported(supported: Sequence[int], mhz: int) -> str:
+    """The supported clock(s) nearest ``mhz`` as text: ``"1485 or 1500"``."""
     below = [c for c in supported if c < mhz]
     above = [c for c in supported if c > mhz]
     picks = ([max(below)] if below else []) + ([min(above)] if above else [])

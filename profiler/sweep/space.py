@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wattbench.profiler.device.device import Capabilities
+from wattbench.profiler.device.device import Capabilities, nearest_supported
 from wattbench.profiler.errors import (
     PowerLimitOutOfRangeError,
     UnsupportedClockError,
@@ -49,14 +49,6 @@ def _int(text: str, spec: str, what: str) -> int:
             f"bad {what} spec {spec!r}: {text!r} is not a whole number of MHz",
             f"accepted forms: {CLOCK_FORMS}",
         ) from None
-
-
-def nearest_supported(supported: Sequence[int], mhz: int) -> str:
-    """The supported clock(s) nearest ``mhz`` as text: ``"1485 or 1500"``."""
-    below = [c for c in supported if c < mhz]
-    above = [c for c in supported if c > mhz]
-    picks = ([max(below)] if below else []) + ([min(above)] if above else [])
-    return " or ".join(str(c) for c in picks)
 
 
 def _snap(supported: Sequence[int], target: float) -> int:
