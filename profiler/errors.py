@@ -76,6 +76,10 @@ class GpuLostError(DeviceError):
     """The GPU fell off the bus or stopped answering."""
 
 
+class GpuBusyError(DeviceError):
+    """Another process uses the GPU (or is changing its settings) and would spoil or be spoiled."""
+
+
 class ActuationForbiddenError(DeviceError):
     """A setter was called while actuation is forbidden (WATTBENCH_NO_ACTUATE=1 or observe-only).
 

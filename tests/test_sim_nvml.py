@@ -453,12 +453,6 @@ def test_settings_and_energy_counter_persist_across_processes():
     assert calls == {"nvmlDeviceSetGpuLockedClocks": 1, "nvmlDeviceSetPowerManagementLimit": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the energy counter and virtual time are persisted only by nvmlShutdown and setter "
-    "calls; a process that exits without nvmlShutdown loses its energy, so the next process's "
-    "counter starts below what the first one last read",
-)
 def test_energy_counter_monotonic_when_a_process_exits_without_shutdown():
     first = _child(_CHILD_SET, shutdown=False)
     second = _child("")

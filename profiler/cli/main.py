@@ -13,11 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from wattbench.profiler import __version__
-from wattbench.profiler.cli import devices, sweep
+from wattbench.profiler.cli import apply, devices, export, reset, sweep
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
+from wattbench.profiler.safety.signals import Terminated
 
-COMMANDS = (devices, sweep)
+COMMANDS = (devices, sweep, apply, reset, export)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wattbench: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # SIGTERM / SIGHUP during an actuation session (GPU restored)
+        print(f"wattbench: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError:  # output piped into `head` and the like
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -23,8 +23,16 @@ from wattbench.profiler.measure import (
     WallClock,
 )
 from wattbench.profiler.runners import GpuRunner, SimulatedRunner
+from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
+from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
 from wattbench.profiler.select.objectives import Choice, parse_objective
-from wattbench.profiler.store import RunRecord, collect_versions, default_run_path, device_json
+from wattbench.profiler.store import (
+    RunRecord,
+    collect_versions,
+    default_run_path,
+    device_json,
+    ensure_writable_dir,
+)
 from wattbench.profiler.sweep.run import run_sweep
 from wattbench.profiler.sweep.space import Space
 from wattbench.profiler.sweep.strategy import GridStrategy
@@ -66,6 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--observe-only",
         action="store_true",
         help="change no setting: measure the GPU as it is, as one point",
+    )
+    p.add_argument(
+        "--allow-shared",
+        action="store_true",
+        help="measure even while other processes use the GPU (their work disturbs the figures)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("measurement")
@@ -110,23 +123,78 @@ def run(args: argparse.Namespace) -> int:
         problem = make_problem(args.kernel, args.shape, args.dtype, args.impl)
         device = open_device(args.device, observe_only=args.observe_only)
         record = None
-    observe_only = not device.actuation_allowed
-    if observe_only:
-        points = [OperatingPoint()]
-        space_desc = {"mode": "observe-only", "n_points": 1}
-        max_power_w = device.power_limit_w()
-        print(
-            "observe-only: no setting will be changed; measuring the GPU as it is, as one point",
-            file=sys.stderr,
+    out_dir = Path(record.path.parent if record is not None else args.out)
+    ensure_writable_dir(out_dir)
+    if not device.actuation_allowed:
+        return _sweep_observed(args, device, problem, settings, objectives, record, sm, mem, power)
+    if sm is None and mem is None and power is None:
+        sm = "all"
+    space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
+    # the actuation session: recovers a crashed run's changes, journals the settings in force
+    # before anything changes, and puts them back however this ends (signals included)
+    with ActuationGuard(device, "sweep"):
+        check_not_shared(device, allow_shared=args.allow_shared)
+        check_privileges(device, space.knobs)
+        return _sweep(
+            args,
+            device,
+            problem,
+            settings,
+            objectives,
+            record,
+            points=space.points(),
+            space_desc=space.describe(),
+            max_power_w=space.max_power_limit_w,
+            observe_only=False,
+            knobs=space.knobs,
         )
-    else:
-        if sm is None and mem is None and power is None:
-            sm = "all"
-        space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
-        points, space_desc, max_power_w = space.points(), space.describe(), space.max_power_limit_w
+
+
+def _sweep_observed(args, device, problem, settings, objectives, record, sm, mem, power) -> int:
+    """Observe-only: no setter is called; the GPU as it is, measured as one point."""
+    warning = stale_journal_warning(device)
+    if warning:
+        print(f"wattbench: warning: {warning}", file=sys.stderr)
+    check_not_shared(device, allow_shared=args.allow_shared)
+    why = "WATTBENCH_NO_ACTUATE is set" if not device.observe_only else "--observe-only"
+    ignored = {k: v for k, v in (("sm", sm), ("mem", mem), ("power", power)) if v is not None}
+    print(
+        f"observe-only ({why}): no setting will be changed; measuring the GPU as it is, as one "
+        "point" + (f" (ignoring the requested space {ignored})" if ignored else ""),
+        file=sys.stderr,
+    )
+    space_desc = {"mode": "observe-only", "n_points": 1, "requested": ignored}
+    return _sweep(
+        args,
+        device,
+        problem,
+        settings,
+        objectives,
+        record,
+        points=[OperatingPoint()],
+        space_desc=space_desc,
+        max_power_w=device.power_limit_w(),
+        observe_only=True,
+    )
+
+
+def _sweep(
+    args,
+    device,
+    problem,
+    settings,
+    objectives,
+    record,
+    *,
+    points,
+    space_desc,
+    max_power_w,
+    observe_only,
+    knobs=frozenset(),
+) -> int:
     runner, clock = make_runner(device, problem)
     measurer = PointMeasurer(
-        device, runner, clock, settings, actuator=None if observe_only else Actuator(device)
+        device, runner, clock, settings, actuator=None if observe_only else Actuator(device, knobs)
     )
     if record is None:
         path = default_run_path(Path(args.out), device_key(device), problem)

@@ -6,7 +6,9 @@ NVML's mW and mJ become W and J, and every name carries its unit.
 
 Setters refuse to run when actuation is forbidden (``WATTBENCH_NO_ACTUATE=1`` or a device opened
 observe-only): calling one then is a bug in the caller and raises
-:class:`ActuationForbiddenError` before NVML is touched.
+:class:`ActuationForbiddenError` before NVML is touched. Otherwise the first setter call opens the
+GPU's actuation session (``profiler/safety/guard.py``) if the caller has not: the original
+settings are journaled before anything changes, and put back at the latest at exit.
 """
 
 from __future__ import annotations
@@ -127,6 +129,15 @@ class Device:
     @property
     def actuation_allowed(self) -> bool:
         return not (self.observe_only or actuation_forbidden_by_env())
+
+    def _set(self, knob: str, fn_name: str, *args: Any, what: str) -> None:
+        """Call an NVML setter inside this GPU's actuation session (opened, and the settings
+        journaled, on first use); the session learns which knob changed."""
+        from wattbench.profiler.safety.guard import ensure_guard
+
+        guard = ensure_guard(self)
+        self._nvml(fn_name, *args, what=what)
+        guard.mark_changed(knob)
 
     def _require_actuation(self, action: str) -> None:
         if not self.actuation_allowed:
@@ -276,11 +287,11 @@ class Device:
                 f"nearest supported: {nearest_supported(supported, sm_mhz)} MHz "
                 f"(range {min(supported)}-{max(supported)} MHz)",
             )
-        self._nvml("nvmlDeviceSetGpuLockedClocks", sm_mhz, sm_mhz, what="locking the SM clock")
+        self._set("sm", "nvmlDeviceSetGpuLockedClocks", sm_mhz, sm_mhz, what="locking the SM clock")
 
     def reset_sm_clocks(self) -> None:
         self._require_actuation("reset the SM clock lock")
-        self._nvml("nvmlDeviceResetGpuLockedClocks", what="resetting the SM clock lock")
+        self._set("sm", "nvmlDeviceResetGpuLockedClocks", what="resetting the SM clock lock")
 
     def lock_memory_clocks(self, mem_mhz: int) -> None:
         """Lock the memory clock at ``mem_mhz`` (min = max). Ampere+."""
@@ -292,13 +303,19 @@ class Device:
                 f"nearest supported: {nearest_supported(supported, mem_mhz)} MHz "
                 f"(supported: {', '.join(map(str, supported))} MHz)",
             )
-        self._nvml(
-            "nvmlDeviceSetMemoryLockedClocks", mem_mhz, mem_mhz, what="locking the memory clock"
+        self._set(
+            "mem",
+            "nvmlDeviceSetMemoryLockedClocks",
+            mem_mhz,
+            mem_mhz,
+            what="locking the memory clock",
         )
 
     def reset_memory_clocks(self) -> None:
         self._require_actuation("reset the memory clock lock")
-        self._nvml("nvmlDeviceResetMemoryLockedClocks", what="resetting the memory clock lock")
+        self._set(
+            "mem", "nvmlDeviceResetMemoryLockedClocks", what="resetting the memory clock lock"
+        )
 
     def set_power_limit_w(self, power_limit_w: float) -> None:
         """Set the power limit (W) within the device's constraints."""
@@ -310,7 +327,8 @@ class Device:
                 f"choose {caps.power_limit_w_min:g}-{caps.power_limit_w_max:g} W "
                 f"(default {caps.power_limit_w_default:g} W)",
             )
-        self._nvml(
+        self._set(
+            "power",
             "nvmlDeviceSetPowerManagementLimit",
             round(power_limit_w * 1000),
             what="setting the power limit",

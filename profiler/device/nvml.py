@@ -8,6 +8,7 @@ copy of pynvml per simulated spec). Both are driven through the same pynvml call
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ _LIBRARY_NOT_FOUND = 12
 _DRIVER_NOT_LOADED = 9
 _FUNCTION_NOT_FOUND = 13
 _GPU_IS_LOST = 15
+#: signals held back around simulated NVML calls (see NvmlBackend.call)
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 #: What an NVML function needs, for NOT_SUPPORTED messages.
 REQUIREMENTS = {
@@ -70,7 +73,16 @@ class NvmlBackend:
         """Call ``pynvml.<fn_name>(*args)``, translating NVML errors (see :func:`translate`)."""
         fn: Callable[..., Any] = getattr(self.pynvml, fn_name)
         try:
-            return fn(*args)
+            if self.simulated is None:
+                return fn(*args)
+            # The simulated library is Python beneath ctypes: a signal handler that raised inside
+            # it would be lost at the C boundary. Hold signals back for the call, so they land
+            # after it returns -- as they do around real (C) NVML calls.
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            try:
+                return fn(*args)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         except self.pynvml.NVMLError as err:
             raise translate(err, fn_name, what) from None
 
@@ -147,8 +159,14 @@ def sim_backend(spec: GpuSpec, *, noise: bool = True) -> NvmlBackend:
 
 
 def shutdown_all() -> None:
-    """nvmlShutdown every backend this process opened (simulated GPUs persist their state)."""
+    """nvmlShutdown every backend this process opened (simulated GPUs persist their state).
+
+    Open actuation sessions are closed first -- their GPUs restored -- while NVML still answers.
+    """
     global _real
+    from wattbench.profiler.safety.guard import release_all
+
+    release_all()
     with _lock:
         for b in [*_sims.values(), *([_real] if _real else [])]:
             with contextlib.suppress(b.pynvml.NVMLError):

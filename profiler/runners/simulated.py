@@ -1,12 +1,24 @@
-"""Runs a problem's Work on a simulated GPU's virtual clock. No kernel is executed."""
+"""Runs a problem's Work on a simulated GPU's virtual clock. No kernel is executed.
+
+Fault injection, for tests of what happens when a launch fails mid-run: with
+``WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S=<s>`` a launch raises :class:`SimulatedLaunchFault` once
+``s`` seconds of virtual time have passed since the runner was created.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from wattbench.kernels.work import Work
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.physics import Workload
+
+FAULT_ENV = "WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S"
+
+
+class SimulatedLaunchFault(RuntimeError):
+    """A launch failure injected on purpose (``WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S``)."""
 
 
 @dataclass
@@ -42,9 +54,15 @@ class SimulatedRunner:
         gpu.spec.peak_tflops(work.dtype)  # unknown dtype: fail now with the spec's message
         self.keep_log = keep_log
         self.log: list[RunLog] = []
+        fault = os.environ.get(FAULT_ENV)
+        self._fault_at_s = gpu.now_s + float(fault) if fault else None
 
     def run(self, iterations: int) -> None:
         start = self.gpu.now_s
+        if self._fault_at_s is not None and start >= self._fault_at_s:
+            raise SimulatedLaunchFault(
+                f"simulated launch failure injected by {FAULT_ENV} at t = {start:.3f} s"
+            )
         result = self.gpu.run(self._workload, iterations)
         if self.keep_log:
             self.log.append(RunLog(start, self.gpu.now_s, iterations, result.energy_j))

@@ -13,11 +13,15 @@ instantaneous on GA100; readings carry seeded noise. Settings live in a :mod:`st
 
 from __future__ import annotations
 
+import atexit
 import bisect
+import contextlib
 import math
 import os
 import threading
+import time
 import uuid
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -71,6 +75,17 @@ class RunResult:
         return self.energy_j / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+#: wall-clock seconds between automatic saves of the counter and virtual time
+SAVE_EVERY_WALL_S = 0.5
+
+
+def _save_at_exit(ref: weakref.ref) -> None:
+    gpu = ref()
+    if gpu is not None:
+        with contextlib.suppress(Exception):
+            gpu.save()
+
+
 class SimulatedGpu:
     """One simulated device. Thread-safe; all public methods take the lock."""
 
@@ -118,6 +133,10 @@ class SimulatedGpu:
         self._history: deque[tuple[float, float]] = deque([(self.now_s, self.energy_j)])
         self._last: Segment | None = None
         self._busy_until_s = -math.inf
+        # persist the counter and virtual time now and then, and at exit, so that a process that
+        # ends without nvmlShutdown (or is killed) does not make the next one's counter go back
+        self._saved_wall_s = time.monotonic()
+        atexit.register(_save_at_exit, weakref.ref(self))
 
     # --- settings (persisted) --------------------------------------------------------------------
 
@@ -162,10 +181,12 @@ class SimulatedGpu:
             self.state = st
 
     def save(self) -> None:
-        """Persist the energy counter, virtual time and temperature (at nvmlShutdown)."""
+        """Persist the energy counter, virtual time and temperature (at nvmlShutdown, at exit,
+        and every ``SAVE_EVERY_WALL_S`` of wall time while the counter advances)."""
         with self._lock, self._file.locked() as st:
             self._stamp(st)
             self.state = st
+            self._saved_wall_s = time.monotonic()
 
     def _stamp(self, st: SimState) -> None:
         st.energy_mj = int(self._published_mj)
@@ -305,6 +326,8 @@ class SimulatedGpu:
         noise = self._gauss(self.spec.sensors.energy_noise_rel)
         self._published_mj += max(0.0, inc_j * 1000.0 * (1.0 + noise))
         self._next_tick_s = (math.floor(self.now_s / period + 1e-9) + 1) * period
+        if time.monotonic() - self._saved_wall_s > SAVE_EVERY_WALL_S:
+            self.save()
 
     def _gauss(self, rel: float) -> float:
         return float(self._rng.normal(0.0, rel)) if self.noise and rel > 0 else 0.0

@@ -241,6 +241,9 @@ class SimulatedNvmlLibrary:
             except Exception:  # an exception must never cross the C boundary
                 traceback.print_exc()
                 return ERROR_UNKNOWN
+            except BaseException as exc:  # another signal handler's exception: report, not lose
+                print(f"simulated NVML: {exc!r} raised inside {cname}", file=sys.stderr)
+                return ERROR_UNKNOWN
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 

@@ -1,4 +1,5 @@
-"""Run records: schema-versioned JSON written point by point (see ``record`` and ``schema``)."""
+"""Run records (schema-versioned JSON written point by point: ``record``, ``schema``) and
+operating-point documents for schedulers and ``wattbench apply`` (``points``)."""
 
 from wattbench.profiler.store.record import (
     REMEDY,
@@ -8,6 +9,7 @@ from wattbench.profiler.store.record import (
     collect_versions,
     default_run_path,
     device_json,
+    ensure_writable_dir,
     load,
     now_utc,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "collect_versions",
     "default_run_path",
     "device_json",
+    "ensure_writable_dir",
     "json_schema",
     "load",
     "now_utc",

@@ -395,6 +395,21 @@ def _check_schema_id(path: Path, doc: Any) -> None:
         )
 
 
+def ensure_writable_dir(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` if needed and prove it writable, before any measurement is made."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".wattbench-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RecordError(
+            f"output directory {folder} is not writable: {exc.strerror or exc}",
+            "pass --out a folder you can write to (or fix its permissions); nothing was measured",
+        ) from None
+
+
 def _write_error(path: Path, exc: OSError) -> RecordError:
     why = exc.strerror or str(exc)
     return RecordError(

@@ -1,8 +1,9 @@
 """Run a sweep: measure every point a strategy proposes, record each as it completes, choose.
 
 The record is written after every point, so an interruption loses at most the point in flight;
-with ``measured`` (from a record being resumed) finished points are not measured again. Settings
-are put back to the driver's defaults when the sweep ends, however it ends.
+with ``measured`` (from a record being resumed) finished points are not measured again. Putting
+the GPU's settings back is not done here but by the caller's actuation session
+(``profiler/safety/guard.py``), which knows the settings found before the run.
 """
 
 from __future__ import annotations
@@ -81,8 +82,4 @@ def run_sweep(
         status = "complete"
         return SweepResult(measurements, choices, idle_power_w)
     finally:
-        try:
-            if measurer.actuator is not None:
-                measurer.actuator.restore()
-        finally:
-            record.finish(status)
+        record.finish(status)

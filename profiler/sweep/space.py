@@ -270,6 +270,19 @@ class Space:
         return list(out)
 
     @property
+    def knobs(self) -> frozenset[str]:
+        """The settings this sweep changes: "sm", "mem" (only if memory clocks are swept) and
+        "power". Nothing else is touched, so a site that only permits capping can sweep power."""
+        out = set()
+        if self.mode != "power":
+            out.add("sm")
+            if self.mem_spec is not None:
+                out.add("mem")
+        if self.mode != "clocks":
+            out.add("power")
+        return frozenset(out)
+
+    @property
     def max_power_limit_w(self) -> float:
         """The highest power limit the sweep considers (W): Zeus's ``max_power_w``."""
         return max((self.power_limit_w_default, *self.power_limits_w))

@@ -1,0 +1,1 @@
+"""The matmul family: declaration and implementations."""

@@ -1,0 +1,108 @@
+"""``wattbench apply``: set an operating point and leave it set (a scheduler prolog's command).
+
+The change is made inside an actuation session, so the GPU's original settings are journaled
+first; the applied point becomes the journal's *target*: later sweeps put it back when they end,
+and ``wattbench reset`` undoes it. Everything is validated before anything is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from wattbench.profiler.device import Device, open_device
+from wattbench.profiler.device.device import nearest_supported
+from wattbench.profiler.errors import (
+    PowerLimitOutOfRangeError,
+    UnsupportedClockError,
+    UsageError,
+)
+from wattbench.profiler.safety import ActuationGuard, GpuSettings, apply_settings
+from wattbench.profiler.store.points import PointsDocument
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "apply",
+        help="set an operating point and leave it set (undo with `wattbench reset`)",
+        description="Lock clocks and/or set the power limit of a GPU and leave them set, "
+        "journaled so that `wattbench reset` restores the original settings. Settings not "
+        "given are left as they are.",
+    )
+    p.add_argument("--device", help="0, GPU-<uuid>, sim:h100-sxm, sim:path/to/spec.toml")
+    p.add_argument("--sm-mhz", type=int, metavar="MHZ", help="lock the SM clock here")
+    p.add_argument("--mem-mhz", type=int, metavar="MHZ", help="lock the memory clock here")
+    p.add_argument("--power-limit-w", type=float, metavar="W", help="set this power limit")
+    p.add_argument("--from", dest="points_file", metavar="POINTS.json", help="operating points")
+    p.add_argument("--workload", help="the workload in --from, e.g. matmul-vendor-bf16-8192x...")
+    p.add_argument("--objective", help="the objective's point in --from (default: the only one)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    explicit = (args.sm_mhz, args.mem_mhz, args.power_limit_w)
+    if args.points_file is None and all(v is None for v in explicit):
+        raise UsageError(
+            "nothing to apply",
+            "give --sm-mhz / --mem-mhz / --power-limit-w, or --from POINTS.json --workload NAME",
+        )
+    if args.points_file is not None and any(v is not None for v in explicit):
+        raise UsageError(
+            "--from cannot be combined with --sm-mhz / --mem-mhz / --power-limit-w", ""
+        )
+    if args.points_file is not None and not args.workload:
+        raise UsageError("--from needs --workload", "name the workload whose point to apply")
+    doc = PointsDocument.load(args.points_file) if args.points_file else None
+    device = open_device(args.device)
+    if not device.actuation_allowed:
+        raise UsageError(
+            "wattbench apply changes GPU settings, but WATTBENCH_NO_ACTUATE forbids it",
+            "unset WATTBENCH_NO_ACTUATE to apply (on a GPU you may change)",
+        )
+    if doc is not None:
+        entry = doc.lookup(
+            device.identity.name, args.workload, args.objective, gpu_uuid=device.identity.uuid
+        )
+        settings, knobs = (
+            GpuSettings(entry.sm_mhz, entry.mem_mhz, entry.power_limit_w),
+            {"sm", "mem", "power"},
+        )
+        source = f"{entry}"
+    else:
+        settings = GpuSettings(args.sm_mhz, args.mem_mhz, args.power_limit_w)
+        knobs = {k for k, v in zip(("sm", "mem", "power"), explicit, strict=True) if v is not None}
+        source = str(settings)
+    validate(device, settings, knobs)
+    with ActuationGuard(device, "apply") as guard:
+        apply_settings(device, settings, knobs)
+        guard.commit(settings, knobs)
+    print(f"applied to {device.identity}: {source}")
+    print(f"undo with: wattbench reset --device {device.selection}")
+    return 0
+
+
+def validate(device: Device, s: GpuSettings, knobs: set[str]) -> None:
+    """Check every value against the device before anything is changed."""
+    caps = device.capabilities
+    name = device.identity.name
+    if "mem" in knobs and s.mem_mhz is not None and s.mem_mhz not in caps.memory_clocks_mhz:
+        raise UnsupportedClockError(
+            f"memory clock {s.mem_mhz} MHz is not supported by {name}",
+            f"nearest supported: {nearest_supported(caps.memory_clocks_mhz, s.mem_mhz)} MHz",
+        )
+    if "sm" in knobs and s.sm_mhz is not None:
+        table = caps.sm_clocks_mhz.get(s.mem_mhz) if s.mem_mhz else caps.sm_clocks_mhz_all
+        if s.sm_mhz not in table:
+            at = f" at memory clock {s.mem_mhz} MHz" if s.mem_mhz else ""
+            raise UnsupportedClockError(
+                f"SM clock {s.sm_mhz} MHz is not supported by {name}{at}",
+                f"nearest supported: {nearest_supported(table, s.sm_mhz)} MHz "
+                f"(range {min(table)}-{max(table)} MHz)",
+            )
+    pl = s.power_limit_w
+    if "power" in knobs and pl is not None:
+        lo, hi = caps.power_limit_w_min, caps.power_limit_w_max
+        if not lo <= pl <= hi:
+            raise PowerLimitOutOfRangeError(
+                f"power limit {pl:g} W is out of range for {name}",
+                f"choose {lo:g}-{hi:g} W (default {caps.power_limit_w_default:g} W)",
+            )
