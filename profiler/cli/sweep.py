@@ -1,7 +1,8 @@
 """``wattbench sweep``: measure a kernel over operating points and choose the energy-optimal one.
 
 On a simulated GPU the kernel is not executed: its Work runs on the simulator's virtual clock,
-and every output says so. On a real GPU the vendor implementation runs (torch / cuBLAS).
+and every output says so. On a real GPU the chosen implementation (``--impl``, default the vendor
+baseline) runs on the selected GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from wattbench.kernels.costs import Problem, make_problem, work_of
-from wattbench.profiler.device import Device, open_device
+from wattbench.profiler.device import Device, open_device, visible_real_indices
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import (
     Actuator,
@@ -51,7 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", help="kernel family, e.g. matmul (required unless --resume)")
     p.add_argument("--shape", help="problem shape, e.g. 8192x8192x8192 (required unless --resume)")
     p.add_argument("--dtype", help="bf16, fp16, fp32, tf32, fp8 (required unless --resume)")
-    p.add_argument("--impl", default="vendor", help="implementation (default: vendor)")
+    p.add_argument(
+        "--impl",
+        default="vendor",
+        help="implementation: vendor, triton, cupy, cublas-cupy (default: vendor; "
+        "`wattbench kernels` lists them)",
+    )
     p.add_argument(
         "--sm-clocks",
         metavar="SPEC",
@@ -242,14 +248,14 @@ def make_runner(device: Device, problem: Problem):
     sim = device.simulated
     if sim is not None:
         return SimulatedRunner(sim, work), VirtualClock(sim)
-    if problem.impl != "vendor" or problem.family != "matmul":
-        raise UsageError(
-            f"no real-GPU implementation {problem.impl!r} of {problem.family} yet",
-            "use --impl vendor with --kernel matmul",
-        )
-    from wattbench.kernels.torch_matmul import vendor_matmul_launch
+    from wattbench.kernels.catalog import gpu_launch
 
-    return GpuRunner(vendor_matmul_launch(problem), work), WallClock()
+    # NVML and CUDA number GPUs differently; the visible list is in CUDA's order
+    cuda_index = visible_real_indices().index(device.index)
+    launch = gpu_launch(
+        problem.family, problem.impl, problem.shape, problem.dtype, cuda_index=cuda_index
+    )
+    return GpuRunner(launch, work), WallClock()
 
 
 class _progress:

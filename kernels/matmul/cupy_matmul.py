@@ -1,0 +1,456 @@
+"""The hand-written tensor-core GEMM (``gemm.cu``) through CuPy, and cuBLAS through ``cupy.matmul``.
+
+C = A @ B with A (M, K), B (K, N) and C (M, N), all 2-D, C-contiguous (row-major) and on the
+current CUDA device. Sizes are counted in elements, shared memory in bytes.
+
+* ``make_launch``: ``gemm.cu`` compiled by NVRTC (``cupy.RawModule``); fp16 and bf16 in and out,
+  fp32 accumulation. Any M, N, K >= 1 is correct. The fast entry point (cp.async 16-byte copies)
+  is chosen when K % 8 == 0, N % 8 == 0 and A, B and C start on 16-byte boundaries; other problems
+  run the guarded 2-byte-load entry point of the same tiling.
+* ``make_cublas_launch``: ``cupy.matmul(a, b, out=c)``; fp16, bf16 (CuPy with ``ml_dtypes``
+  bfloat16 support) and fp32.
+
+Operands are CuPy arrays or anything exposing ``__cuda_array_interface__`` (a torch CUDA tensor,
+for instance). bf16 that is not a CuPy bfloat16 array -- a torch tensor, or typestr ``<V2`` in the
+interface (``ml_dtypes``' spelling) -- is viewed as raw 16-bit storage, which is all the
+hand-written kernel needs (cupy.matmul then needs CuPy's own bfloat16).
+Both ``make_*`` functions validate once and return a closure that only launches: no allocation,
+no validation, on CuPy's current stream.
+
+CuPy is imported only inside functions, so this module imports without the GPU stack; without
+CuPy every entry that needs it raises a UsageError naming the install command.
+
+The build side needs no GPU: ``nvcc_command`` is the command that compiles ``gemm.cu`` to a
+cubin for one architecture with ptxas' resource report (``-Xptxas -v``), ``parse_ptxas_report``
+reads that report (registers, spill stores and loads, stack frame, static shared memory per entry
+point) and ``compile_report`` runs the one on the other.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
+
+#: dtypes of the hand-written kernel (wattbench vocabulary)
+SUPPORTED_DTYPES: tuple[str, ...] = ("fp16", "bf16")
+#: dtypes of the cuBLAS launch through cupy.matmul
+CUBLAS_DTYPES: tuple[str, ...] = ("fp16", "bf16", "fp32")
+#: extern "C" entry points of gemm.cu
+ENTRY_POINTS: tuple[str, ...] = tuple(
+    f"wb_gemm_{dtype}_{path}" for dtype in SUPPORTED_DTYPES for path in ("aligned", "unaligned")
+)
+#: the source file, package data of this package
+SOURCE_NAME = "gemm.cu"
+#: compiler options shared by NVRTC (CuPy) and nvcc; the architecture is added by each
+BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+
+_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
+_DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+_MAX_DIM = 2**30  # the kernel indexes rows and columns with int (offsets are 64-bit)
+_ALIGN_BYTES = 16  # one cp.async chunk
+_DEFAULT_SMEM_BYTES = 48 * 1024  # dynamic shared memory a kernel gets without opting in
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """The compile-time tiling of ``gemm.cu`` (its ``WB_GEMM_*`` macros); defaults equal the
+    source's. The kernel's static_asserts reject combinations it cannot run."""
+
+    bm: int = 128  # block tile rows
+    bn: int = 256  # block tile columns
+    bk: int = 32  # k depth of one pipeline stage
+    warps_m: int = 2
+    warps_n: int = 4
+    stages: int = 4  # shared-memory pipeline stages
+    group_m: int = 8  # block rows per group of the grouped block order
+
+    @property
+    def threads(self) -> int:
+        """Threads per block."""
+        return 32 * self.warps_m * self.warps_n
+
+    @property
+    def smem_bytes(self) -> int:
+        """Dynamic shared memory per block: stages of A (bm x bk) and B (bk x bn) tiles, each row
+        padded by 8 elements of 2 bytes."""
+        return self.stages * (self.bm * (self.bk + 8) + self.bk * (self.bn + 8)) * 2
+
+    def blocks(self, m: int, n: int) -> int:
+        """Blocks of the 1-D grid for an (m, n) output."""
+        return math.ceil(m / self.bm) * math.ceil(n / self.bn)
+
+    def defines(self) -> tuple[str, ...]:
+        """Compiler options that set every tiling macro."""
+        values = {
+            "BM": self.bm,
+            "BN": self.bn,
+            "BK": self.bk,
+            "WARPS_M": self.warps_m,
+            "WARPS_N": self.warps_n,
+            "STAGES": self.stages,
+            "GROUP_M": self.group_m,
+        }
+        return tuple(f"-DWB_GEMM_{name}={value}" for name, value in values.items())
+
+
+DEFAULT_TILES = TileConfig()
+
+
+def source() -> str:
+    """The CUDA C source of the kernel."""
+    return resources.files(__package__).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
+
+
+# --- build side: nvcc and the ptxas resource report ----------------------------------------------
+
+
+def normalize_arch(arch: str | int) -> str:
+    """``"sm_90"``, ``"90"`` or ``90`` -> ``"sm_90"``; the kernel needs sm_80 or newer."""
+    match = re.fullmatch(r"(?:sm_)?(\d{2,3})([a-z]?)", str(arch).strip())
+    if match is None or int(match.group(1)) < 80:
+        raise UsageError(
+            f"not a CUDA architecture the GEMM supports: {arch!r}",
+            "give sm_80 or newer, e.g. sm_80, sm_90 or 90",
+        )
+    return f"sm_{match.group(1)}{match.group(2)}"
+
+
+def nvcc_command(
+    arch: str | int,
+    output: str | Path,
+    source_path: str | Path,
+    *,
+    tiles: TileConfig = DEFAULT_TILES,
+    nvcc: str = "nvcc",
+) -> list[str]:
+    """The nvcc command line compiling ``source_path`` to a cubin at ``output`` for ``arch``,
+    with ptxas' per-entry resource report on stderr (``-Xptxas -v``)."""
+    return [
+        nvcc,
+        "-cubin",
+        f"-arch={normalize_arch(arch)}",
+        *BASE_OPTIONS,
+        "-O3",
+        "-Xptxas",
+        "-v",
+        *tiles.defines(),
+        "-o",
+        str(output),
+        str(source_path),
+    ]
+
+
+@dataclass(frozen=True)
+class PtxasEntry:
+    """ptxas' resource report for one kernel entry point (bytes, except registers)."""
+
+    name: str
+    arch: str
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack_frame: int
+    shared_bytes: int  # static shared memory; dynamic shared memory is not in the report
+
+    @property
+    def spills(self) -> bool:
+        return self.spill_stores > 0 or self.spill_loads > 0
+
+
+_ENTRY_RE = re.compile(r"Compiling entry function '([^']+)' for '([^']+)'")
+_PROPS_RE = re.compile(r"Function properties for (\S+)")
+_FRAME_RE = re.compile(
+    r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads"
+)
+_USED_RE = re.compile(r"Used (\d+) registers")
+_SMEM_RE = re.compile(r"(\d+)(?:\+(\d+))? bytes smem")
+
+
+def parse_ptxas_report(text: str) -> list[PtxasEntry]:
+    """The entry points of a ``ptxas -v`` report, in report order.
+
+    An entry's block is ``Compiling entry function 'NAME' for 'ARCH'``, then ``Function properties
+    for NAME`` with its stack frame / spill line, then ``Used N registers[, S bytes smem]``.
+    Property lines of non-entry functions are skipped; an entry whose block lacks a line is an
+    error (a report format this parser does not know must not pass as spill-free).
+    """
+    entries: list[PtxasEntry] = []
+    current: dict[str, Any] | None = None
+    props_for: str | None = None
+
+    def finish() -> None:
+        if current is None:
+            return
+        missing = [key for key in ("frame", "registers") if key not in current]
+        if missing:
+            raise ValueError(f"ptxas report for {current['name']} has no {' or '.join(missing)}")
+        stack, stores, loads = current["frame"]
+        entries.append(
+            PtxasEntry(
+                name=current["name"],
+                arch=current["arch"],
+                registers=current["registers"],
+                spill_stores=stores,
+                spill_loads=loads,
+                stack_frame=stack,
+                shared_bytes=current.get("smem", 0),
+            )
+        )
+
+    for line in text.splitlines():
+        if m := _ENTRY_RE.search(line):
+            finish()
+            current = {"name": m.group(1), "arch": m.group(2)}
+            props_for = None
+        elif m := _PROPS_RE.search(line):
+            props_for = m.group(1)
+        elif m := _FRAME_RE.search(line):
+            if current is not None and props_for == current["name"]:
+                current["frame"] = tuple(int(g) for g in m.groups())
+            props_for = None
+        elif (m := _USED_RE.search(line)) and current is not None:
+            current["registers"] = int(m.group(1))
+            if s := _SMEM_RE.search(line):
+                current["smem"] = int(s.group(1)) + int(s.group(2) or 0)
+    finish()
+    return entries
+
+
+def compile_report(
+    arch: str | int,
+    workdir: str | Path,
+    *,
+    tiles: TileConfig = DEFAULT_TILES,
+    nvcc: str | None = None,
+) -> list[PtxasEntry]:
+    """Compile ``gemm.cu`` with nvcc for ``arch`` into ``workdir`` and return ptxas' report."""
+    nvcc = nvcc or shutil.which("nvcc")
+    if nvcc is None:
+        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    arch = normalize_arch(arch)
+    with resources.as_file(resources.files(__package__).joinpath(SOURCE_NAME)) as src:
+        cmd = nvcc_command(arch, workdir / f"gemm_{arch}.cubin", src, tiles=tiles, nvcc=nvcc)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
+        raise WattbenchError(
+            f"nvcc failed to compile {SOURCE_NAME} for {arch} (exit {done.returncode}):\n{tail}",
+            "check the tile configuration against the static_asserts in gemm.cu",
+        )
+    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+
+
+# --- run side: CuPy ------------------------------------------------------------------------------
+
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise UsageError("the CuPy GEMM needs cupy, which is not installed", _GPU_STACK) from None
+    return cupy
+
+
+_MODULES: dict[TileConfig, Any] = {}
+
+
+def load_module(tiles: TileConfig = DEFAULT_TILES) -> Any:
+    """``gemm.cu`` as a ``cupy.RawModule`` (NVRTC; compiled for the current device on first use).
+    Cached per tile configuration for the life of the process (``clear_module_cache``)."""
+    if tiles not in _MODULES:
+        cp = _cupy()
+        _MODULES[tiles] = cp.RawModule(
+            code=source(), options=(*BASE_OPTIONS, *tiles.defines()), backend="nvrtc"
+        )
+    return _MODULES[tiles]
+
+
+def clear_module_cache() -> None:
+    """Forget the loaded modules (the next ``load_module`` builds anew)."""
+    _MODULES.clear()
+
+
+def _as_device_array(cp: Any, x: Any, role: str) -> tuple[Any, str]:
+    """(CuPy array sharing x's memory, dtype name). bf16 that is not a CuPy array (a torch
+    tensor, or typestr ``<V2`` in ``__cuda_array_interface__``) becomes a 16-bit integer view,
+    since CuPy may have no bfloat16 dtype."""
+    if isinstance(x, cp.ndarray):
+        return x, _DTYPE_NAMES.get(x.dtype.name, x.dtype.name)
+    if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+        # torch releases differ on exporting bf16 through the interface; int16 always works
+        import torch
+
+        return cp.asarray(x.view(torch.int16)), "bf16"
+    cai = getattr(x, "__cuda_array_interface__", None)
+    if cai is None:
+        raise ShapeError(
+            f"{role} is not a CUDA array: {type(x).__name__}",
+            "pass a CuPy array or a CUDA tensor (anything with __cuda_array_interface__)",
+        )
+    if cai["typestr"][1:] != "V2":
+        arr = cp.asarray(x)
+        return arr, _DTYPE_NAMES.get(arr.dtype.name, arr.dtype.name)
+    shape = tuple(int(d) for d in cai["shape"])
+    strides = cai.get("strides")
+    if strides is not None and tuple(strides) != _c_strides(shape, 2):
+        raise ShapeError(
+            f"{role} is not C-contiguous (strides {tuple(strides)} bytes)",
+            "pass a row-major contiguous array (e.g. tensor.contiguous())",
+        )
+    nbytes = 2 * math.prod(shape)
+    memory = cp.cuda.UnownedMemory(int(cai["data"][0]), nbytes, x)
+    arr = cp.ndarray(shape, dtype=cp.uint16, memptr=cp.cuda.MemoryPointer(memory, 0))
+    return arr, "bf16"
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= dim
+    return tuple(reversed(strides))
+
+
+@dataclass(frozen=True)
+class _Operands:
+    a: Any
+    b: Any
+    out: Any
+    m: int
+    n: int
+    k: int
+    dtype: str
+
+
+def _operands(a: Any, b: Any, out: Any, dtypes: Sequence[str], impl: str) -> _Operands:
+    """Wrap and validate (a, b, out) once: 2-D, C-contiguous, matching shapes, one dtype."""
+    cp = _cupy()
+    wrapped = [_as_device_array(cp, x, role) for x, role in ((a, "a"), (b, "b"), (out, "out"))]
+    (a_arr, a_dt), (b_arr, b_dt), (c_arr, c_dt) = wrapped
+    for arr, role, form in (
+        (a_arr, "a", "(M, K)"),
+        (b_arr, "b", "(K, N)"),
+        (c_arr, "out", "(M, N)"),
+    ):
+        if arr.ndim != 2:
+            raise ShapeError(f"{role} must be 2-D {form}; got shape {arr.shape}", "pass matrices")
+        if not arr.flags.c_contiguous:
+            raise ShapeError(
+                f"{role} is not C-contiguous (strides {arr.strides} bytes)",
+                "pass a row-major contiguous array (e.g. cupy.ascontiguousarray)",
+            )
+    (m, k), (k2, n) = a_arr.shape, b_arr.shape
+    if k != k2:
+        raise ShapeError(
+            f"inner dimensions differ: a is {a_arr.shape}, b is {b_arr.shape}",
+            "a must be (M, K) and b (K, N)",
+        )
+    if c_arr.shape != (m, n):
+        raise ShapeError(f"out is {c_arr.shape}; a @ b is {(m, n)}", "allocate out as (M, N)")
+    if min(m, n, k) < 1 or max(m, n, k) >= _MAX_DIM:
+        raise ShapeError(
+            f"M, N, K = {m}, {n}, {k} is outside [1, 2**30)", "use sizes from 1 to 2**30 - 1"
+        )
+    if not a_dt == b_dt == c_dt:
+        raise UnknownKernelError(
+            f"operand dtypes differ: a {a_dt}, b {b_dt}, out {c_dt}",
+            "give a, b and out one dtype",
+        )
+    if a_dt not in dtypes:
+        raise UnknownKernelError(
+            f"{impl} has no dtype {a_dt!r}", f"use one of: {', '.join(dtypes)}"
+        )
+    device = cp.cuda.Device().id
+    if any(arr.data.device_id != device for arr in (a_arr, b_arr, c_arr)):
+        raise UsageError(
+            f"the operands are not all on the current CUDA device ({device})",
+            "allocate them on one device and make it current (cupy.cuda.Device(i).use())",
+        )
+    spans = [(arr.data.ptr, arr.data.ptr + arr.nbytes) for arr in (a_arr, b_arr)]
+    if any(lo < c_arr.data.ptr + c_arr.nbytes and c_arr.data.ptr < hi for lo, hi in spans):
+        raise ShapeError("out overlaps an input", "give out its own memory")
+    return _Operands(a_arr, b_arr, c_arr, m, n, k, a_dt)
+
+
+def entry_point(dtype: str, n: int, k: int, pointers: Sequence[int]) -> str:
+    """The entry point of ``gemm.cu`` for a problem (any M works on both paths): ``aligned`` when
+    K and N are multiples of 8 (rows of whole 16-byte chunks) and every pointer (bytes) is
+    16-byte aligned, else ``unaligned``."""
+    if dtype not in SUPPORTED_DTYPES:
+        raise UnknownKernelError(
+            f"the CuPy GEMM has no dtype {dtype!r}", f"use one of: {', '.join(SUPPORTED_DTYPES)}"
+        )
+    aligned = k % 8 == 0 and n % 8 == 0 and all(p % _ALIGN_BYTES == 0 for p in pointers)
+    return f"wb_gemm_{dtype}_{'aligned' if aligned else 'unaligned'}"
+
+
+def make_launch(
+    a: Any, b: Any, out: Any, *, tiles: TileConfig = DEFAULT_TILES
+) -> Callable[[], None]:
+    """A closure computing ``out = a @ b`` with the hand-written kernel: validates, compiles (once
+    per process) and sizes the launch now; each call only launches, asynchronously."""
+    cp = _cupy()
+    ops = _operands(a, b, out, SUPPORTED_DTYPES, "the CuPy GEMM")
+    # Raw 16-bit views: the kernel takes u16 pointers whatever CuPy calls the dtype.
+    a16, b16, c16 = (x.view(cp.uint16) for x in (ops.a, ops.b, ops.out))
+    name = entry_point(ops.dtype, ops.n, ops.k, [x.data.ptr for x in (a16, b16, c16)])
+    kernel = load_module(tiles).get_function(name)
+    smem = tiles.smem_bytes
+    if smem > _DEFAULT_SMEM_BYTES:  # opt in above the 48 KiB default
+        limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
+        if limit is not None and smem > limit:
+            raise UsageError(
+                f"the GEMM tiles need {smem} bytes of shared memory; this GPU allows {limit}",
+                "use a TileConfig with fewer stages or smaller tiles",
+            )
+        kernel.max_dynamic_shared_size_bytes = smem
+    grid = (tiles.blocks(ops.m, ops.n),)
+    if grid[0] >= 2**31:
+        raise ShapeError(f"{grid[0]} blocks exceed a CUDA grid", "split the problem")
+    block = (tiles.threads,)
+    args = (a16, b16, c16, np.int32(ops.m), np.int32(ops.n), np.int32(ops.k))
+
+    def launch() -> None:
+        kernel(grid, block, args, shared_mem=smem)
+
+    return launch
+
+
+def make_cublas_launch(a: Any, b: Any, out: Any) -> Callable[[], None]:
+    """A closure computing ``out = a @ b`` with ``cupy.matmul`` (cuBLAS); validates now."""
+    cp = _cupy()
+    ops = _operands(a, b, out, CUBLAS_DTYPES, "cupy.matmul")
+    a_arr, b_arr, c_arr = ops.a, ops.b, ops.out
+    if ops.dtype == "bf16" and a_arr.dtype.name != "bfloat16":
+        a_arr, b_arr, c_arr = _bf16_views((a_arr, b_arr, c_arr))
+
+    def launch() -> None:
+        cp.matmul(a_arr, b_arr, out=c_arr)
+
+    return launch
+
+
+def _bf16_views(arrays: Sequence[Any]) -> list[Any]:
+    """16-bit integer storage viewed as CuPy's bfloat16 (``ml_dtypes``), where this CuPy has one."""
+    remedy = "bf16 in cupy.matmul needs CuPy >= 14 with ml_dtypes installed (pip install ml_dtypes)"
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise UnknownKernelError("cupy.matmul has no bf16 here: no ml_dtypes", remedy) from None
+    try:
+        return [x.view(ml_dtypes.bfloat16) for x in arrays]
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise UnknownKernelError(f"this CuPy has no bfloat16 dtype ({exc})", remedy) from None

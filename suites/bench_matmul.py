@@ -1,0 +1,267 @@
+"""Matmul throughput of every available implementation against the vendor (cuBLAS) baseline.
+
+    python suites/bench_matmul.py [--shapes 4096,8192 | --preset square] [--dtype bf16]
+                                  [--impl triton ...] [--out results/] [--flush-l2]
+
+Per shape, each implementation is checked once against the float64 reference (``--no-verify``
+skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions
+(``wattbench.kernels.timing``). The table gives time (ms), TFLOP/s and the ratio to the vendor
+baseline (> 1: faster than cuBLAS); it is written as JSON and Markdown under ``--out`` with
+provenance (GPU, driver, CUDA, torch / triton / cupy versions, date, command).
+
+A benchmark, not a test: it needs a CUDA GPU and exits 1 with one line without one. It reads
+the GPU's identity, clocks and power limit through NVML and never changes a GPU setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from wattbench.kernels import catalog
+from wattbench.kernels.env import Environment, probe
+from wattbench.kernels.family import Family, Shape, shape_text
+from wattbench.kernels.timing import TimingSettings
+from wattbench.kernels.verify import Report, check
+from wattbench.profiler.errors import ShapeError, WattbenchError
+
+SCHEMA = "wattbench.bench-matmul/1"
+PROG = "bench_matmul"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="TFLOP/s of each available matmul implementation and its ratio to the "
+        "vendor (cuBLAS) baseline, on a CUDA GPU. Never changes a GPU setting.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--shapes",
+        help="comma-separated: N (square NxNxN), MxNxK, or a preset (default: --preset square)",
+    )
+    src.add_argument("--preset", help="a matmul preset: square, odd, llama3-8b, llama3-70b, ...")
+    p.add_argument("--dtype", default="bf16", help="bf16, fp16, fp32, tf32, fp8 (default: bf16)")
+    p.add_argument(
+        "--impl", action="append", help="implementations (repeatable; default: all available)"
+    )
+    p.add_argument("--out", default="results", help="output directory (default: results/)")
+    p.add_argument("--warmup", type=int, default=5, help="launches before timing (default: 5)")
+    p.add_argument("--reps", type=int, default=20, help="timed repetitions (default: 20)")
+    p.add_argument("--flush-l2", action="store_true", help="evict L2 before each timed launch")
+    p.add_argument("--no-verify", action="store_true", help="skip the float64 correctness check")
+    p.add_argument("--seed", type=int, default=0, help="input seed (default: 0)")
+    return p
+
+
+def parse_shapes(fam: Family, text: str) -> tuple[Shape, ...]:
+    """``4096,8192`` -> squares; ``MxNxK`` and presets (``PRESET@M``) as the family reads them."""
+    shapes: list[Shape] = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            raise ShapeError(f"empty entry in --shapes {text!r}", "e.g. --shapes 4096,8192")
+        shapes.extend(((int(item),) * 3,) if item.isdigit() else fam.shapes(item))
+    if any(min(s) < 1 for s in shapes):
+        raise ShapeError(f"--shapes {text!r} has a zero size", "use sizes >= 1")
+    return tuple(dict.fromkeys(shapes))
+
+
+def provenance(env: Environment, argv: list[str]) -> dict[str, Any]:
+    """Who measured what, where: GPU, driver, CUDA, versions, date, command."""
+    import torch
+
+    doc: dict[str, Any] = {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *argv]),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "gpu": env.device_name,
+        "compute_capability": env.to_json()["compute_capability"],
+        "cuda_runtime_torch": torch.version.cuda,
+        "versions": dict(env.modules),
+    }
+    try:
+        from wattbench.profiler import __version__
+
+        doc["versions"]["wattbench"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    doc["nvml"] = _nvml_reading()
+    return doc
+
+
+def _nvml_reading() -> dict[str, Any]:
+    """Identity and current settings of GPU 0 through NVML (read only)."""
+    from wattbench.profiler.device import open_device
+
+    try:
+        dev = open_device("0", observe_only=True)
+        ident = dev.identity
+        out: dict[str, Any] = {
+            "name": ident.name,
+            "uuid": ident.uuid,
+            "pci_bus_id": ident.pci_bus_id,
+            "driver_version": ident.driver_version,
+            "cuda_driver_version": ident.cuda_driver_version,
+            "vbios_version": ident.vbios_version,
+        }
+        for key, read in (
+            ("power_limit_w", dev.power_limit_w),
+            ("sm_mhz", dev.sm_clock_mhz),
+            ("mem_mhz", dev.mem_clock_mhz),
+            ("temp_c", dev.temperature_c),
+        ):
+            try:
+                out[key] = read()
+            except WattbenchError:
+                out[key] = None
+        return out
+    except WattbenchError as exc:
+        return {"error": str(exc)}
+
+
+def rows(reports: list[Report]) -> list[dict[str, Any]]:
+    out = []
+    for rep in reports:
+        for r in rep.results:
+            out.append({"shape": shape_text(rep.shape), **r.to_json()})
+    return out
+
+
+def render_table(reports: list[Report], baseline: str) -> str:
+    head = (
+        f"{'shape':<20}{'impl':<13}{'time ms':>10}{'TFLOP/s':>10}{'vs ' + baseline:>11}"
+        f"{'rel.error':>11}  {'result':<12}note"
+    )
+    lines = [head]
+    for rep in reports:
+        for r in rep.results:
+            lines.append(
+                f"{shape_text(rep.shape):<20}{r.impl:<13}"
+                f"{_fmt(r.time_ms, '.4f'):>10}{_fmt(r.tflops, '.1f'):>10}"
+                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x'):>11}{_fmt(r.rel_error, '.1e'):>11}"
+                f"  {r.status:<12}{r.reason or ''}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def render_markdown(doc: dict[str, Any], reports: list[Report], baseline: str) -> str:
+    prov, settings = doc["provenance"], doc["settings"]
+    nvml = prov.get("nvml") or {}
+    versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["versions"].items())
+    lines = [
+        f"# matmul {settings['dtype']} on {prov['gpu']}",
+        "",
+        f"- date (UTC): {prov['date_utc']}",
+        f"- GPU: {prov['gpu']} (compute capability {prov['compute_capability']}), driver "
+        f"{nvml.get('driver_version', '?')}, CUDA driver {nvml.get('cuda_driver_version', '?')}, "
+        f"CUDA runtime (torch) {prov['cuda_runtime_torch']}",
+        f"- at start: power limit {nvml.get('power_limit_w', '?')} W, SM {nvml.get('sm_mhz', '?')} "
+        f"MHz, {nvml.get('temp_c', '?')} C (settings unchanged)",
+        f"- versions: {versions}, python {prov['python']}",
+        f"- timing: CUDA events, {settings['warmup']} warm-up launches, median of "
+        f"{settings['reps']}, L2 flush {'on' if settings['flush_l2'] else 'off'}; "
+        f"verified against float64: {'no' if settings['no_verify'] else 'yes'}",
+        f"- command: `{prov['command']}`",
+        "",
+        f"| shape | impl | time ms | TFLOP/s | vs {baseline} | rel. error | result |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for rep in reports:
+        for r in rep.results:
+            result = r.status + (f" ({r.reason})" if r.reason else "")
+            lines.append(
+                f"| {shape_text(rep.shape)} | {r.impl} | {_fmt(r.time_ms, '.4f')} | "
+                f"{_fmt(r.tflops, '.1f')} | {_fmt(r.speedup_vs_baseline, '.2f', 'x')} | "
+                f"{_fmt(r.rel_error, '.1e')} | {result.replace('|', '/')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text.replace("NVIDIA ", "")).strip("-.").lower() or "gpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        fam = catalog.family("matmul")
+        fam.dtype(args.dtype)
+        if args.shapes:
+            shapes = parse_shapes(fam, args.shapes)
+        else:
+            shapes = fam.preset(args.preset or "square").shapes
+        names = [n for v in args.impl or () for n in v.split(",") if n]
+        for name in names:
+            fam.impl(name)
+        env = probe(catalog.required_modules())
+        if not env.cuda:
+            print(
+                f"{PROG}: a CUDA GPU is needed ({env.cuda_error}); for a CPU correctness check "
+                "use: wattbench check --kernel matmul --shape 67x45x93 --dtype fp32",
+                file=sys.stderr,
+            )
+            return 1
+        timing = TimingSettings(warmup=args.warmup, reps=args.reps, flush_l2=args.flush_l2)
+        reports: list[Report] = []
+        print(f"matmul {args.dtype} on {env.device_name}; never changes a GPU setting")
+        print(render_table([], fam.baseline.name), flush=True)
+        for shape in shapes:
+            rep = check(
+                fam,
+                shape,
+                args.dtype,
+                env,
+                impls=names or None,
+                seed=args.seed,
+                timing=timing,
+                verify=not args.no_verify,
+            )
+            reports.append(rep)
+            print(render_table([rep], fam.baseline.name).split("\n", 1)[1], flush=True)
+        doc = {
+            "schema": SCHEMA,
+            "provenance": provenance(env, [sys.argv[0], *argv]),
+            "settings": {
+                "dtype": args.dtype,
+                "warmup": args.warmup,
+                "reps": args.reps,
+                "flush_l2": args.flush_l2,
+                "no_verify": args.no_verify,
+                "seed": args.seed,
+                "baseline": fam.baseline.name,
+            },
+            "rows": rows(reports),
+            "reports": [rep.to_json() for rep in reports],
+        }
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stem = f"bench_matmul-{_slug(env.device_name or 'gpu')}-{args.dtype}-{stamp}"
+        json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+        json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        md_path.write_text(render_markdown(doc, reports, fam.baseline.name), encoding="utf-8")
+        print(f"written: {json_path}, {md_path}")
+        return 1 if any(rep.failed for rep in reports) else 0
+    except WattbenchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The Triton matmul against a float64 reference, in Triton's interpreter here (tiny shapes).
+
+Inputs are fresh seeded ``torch.randn`` values (never zeros) and every output is poisoned with NaN
+before the run, so a tile that is never written fails the comparison. Errors are relative
+Frobenius norms ``||C - ref||_F / ||ref||_F`` with ``ref`` computed in float64 from the very
+inputs the kernel saw (for fp8: the fp8-rounded values), so what remains is the kernel's own
+rounding:
+
+* fp32 accumulation of K products adds about sqrt(K) * 2**-24 (< 1e-6 for K <= 1000);
+* rounding C to its dtype adds at most its unit roundoff u per element, so at most u in the
+  Frobenius norm (about u / sqrt(3) on average).
+
+Each tolerance is therefore twice the output dtype's unit roundoff: fp16 u = 2**-11 -> 2**-10;
+bf16 u = 2**-8 -> 2**-7. fp32 with IEEE products is bounded by accumulation alone: 1e-5, which
+tf32 products (inputs rounded to a 10-bit mantissa, about 2**-11 relative each) would exceed;
+tf32 gets 2**-8 (two inputs rounded or truncated to 2**-10 each, with margin).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wattbench.kernels.matmul import triton_matmul as tm
+from wattbench.profiler.errors import ShapeError, UnknownKernelError, WattbenchError
+
+FP16_TOL = 2**-10
+BF16_TOL = 2**-7
+FP32_IEEE_TOL = 1e-5
+TF32_TOL = 2**-8
+#: fp8 inputs are exact in the reference, so the tolerance is that of the output dtype
+FP8_TOL = {torch.bfloat16: BF16_TOL, torch.float16: FP16_TOL, torch.float32: FP32_IEEE_TOL}
+TOL = {torch.float16: FP16_TOL, torch.bfloat16: BF16_TOL, torch.float32: FP32_IEEE_TOL}
+
+#: (M, N, K): unit, odd sizes straddling the interpreter's 32-wide blocks, decode-like M = 1
+SHAPES = [(1, 1, 1), (67, 45, 93), (17, 129, 33), (1, 64, 200)]
+FP8 = torch.float8_e4m3fn
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _randn(rows: int, cols: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, cols, generator=gen).to(device=DEVICE, dtype=dtype)
+
+
+def _operands(
+    m: int, n: int, k: int, dtype: torch.dtype, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _randn(m, k, dtype, 2 * seed + 1), _randn(k, n, dtype, 2 * seed + 2)
+
+
+def _poisoned(m: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
+
+
+def _rel_err(c: torch.Tensor, ref: torch.Tensor) -> float:
+    c64 = c.double()
+    assert not c64.isnan().any(), "the kernel left unwritten (NaN) elements"
+    return float(torch.linalg.norm(c64 - ref) / torch.linalg.norm(ref))
+
+
+def _reference(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    return (a.double() @ b.double()) * scale
+
+
+# --- correctness ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["tiled", "persistent"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=["fp16", "fp32"])
+def test_matches_float64_reference(
+    dtype: torch.dtype, shape: tuple[int, int, int], persistent: bool
+) -> None:
+    m, n, k = shape
+    a, b = _operands(m, n, k, dtype)
+    out = _poisoned(m, n, dtype)
+    c = tm.matmul(a, b, out=out, persistent=persistent)
+    assert c is out
+    assert c.dtype == dtype
+    assert _rel_err(c, _reference(a, b)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["tiled", "persistent"])
+@pytest.mark.parametrize("shape", [(67, 45, 93), (1, 64, 200)], ids=["67x45x93", "1x64x200"])
+@pytest.mark.parametrize(
+    "out_dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"]
+)
+def test_fp8_with_scales(
+    out_dtype: torch.dtype, shape: tuple[int, int, int], persistent: bool
+) -> None:
+    m, n, k = shape
+    a, b = _operands(m, n, k, FP8, seed=3)
+    scale_a = torch.tensor(0.5, device=DEVICE)  # 0-d
+    scale_b = torch.tensor([3.0], device=DEVICE)  # 1-element
+    out = _poisoned(m, n, out_dtype)
+    c = tm.matmul(a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent)
+    assert _rel_err(c, _reference(a, b, 0.5 * 3.0)) < FP8_TOL[out_dtype]
+
+
+def test_fp8_defaults_to_bf16_output_and_float_scales() -> None:
+    a, b = _operands(17, 129, 33, FP8, seed=4)
+    c = tm.matmul(a, b, scale_a=2.0)  # scale_b missing: 1.0
+    assert c.dtype == torch.bfloat16
+    assert _rel_err(c, _reference(a, b, 2.0)) < BF16_TOL
+
+
+def test_fp8_reference_uses_the_rounded_inputs() -> None:
+    """The fp8 comparison is meaningful: fp8 rounding itself is far above the tolerance."""
+    gen = torch.Generator().manual_seed(5)
+    a32 = torch.randn(67, 93, generator=gen)
+    b32 = torch.randn(93, 45, generator=gen)
+    c = tm.matmul(a32.to(FP8).to(DEVICE), b32.to(FP8).to(DEVICE), out_dtype=torch.float32)
+    assert _rel_err(c, _reference(a32, b32)) > 100 * FP8_TOL[torch.float32]
+
+
+def test_strided_operands_and_output() -> None:
+    """Transposed views and a column-major output: strides are honoured, nothing is copied."""
+    m, n, k = 67, 45, 93
+    a = _randn(k, m, torch.float16, 7).T  # (M, K), column-major
+    b = _randn(n, k, torch.float16, 8).T  # (K, N), K-contiguous
+    out = _poisoned(n, m, torch.float16).T  # (M, N), column-major
+    tm.matmul(a, b, out=out)
+    assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+def test_scales_are_read_at_each_launch() -> None:
+    a, b = _operands(17, 129, 33, FP8, seed=6)
+    scale_a = torch.tensor(1.0, device=DEVICE)
+    out = _poisoned(17, 129, torch.float32)
+    launch = tm.make_launch(a, b, out, scale_a=scale_a, scale_b=torch.tensor(3.0, device=DEVICE))
+    launch()
+    assert _rel_err(out, _reference(a, b, 3.0)) < FP8_TOL[torch.float32]
+    scale_a.fill_(0.25)
+    launch()
+    assert _rel_err(out, _reference(a, b, 0.75)) < FP8_TOL[torch.float32]
+
+
+# --- make_launch ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["tiled", "persistent"])
+def test_make_launch_writes_into_out_and_repeats(persistent: bool) -> None:
+    m, n, k = 67, 45, 93
+    a, b = _operands(m, n, k, torch.float16, seed=9)
+    out = _poisoned(m, n, torch.float16)
+    ptr = out.data_ptr()
+    launch = tm.make_launch(a, b, out, persistent=persistent)
+    assert launch() is None
+    first = out.clone()
+    assert out.data_ptr() == ptr
+    assert _rel_err(first, _reference(a, b)) < FP16_TOL
+    out.fill_(float("nan"))
+    launch()
+    assert out.data_ptr() == ptr
+    assert torch.equal(out, first)
+
+
+def test_make_launch_validates_out() -> None:
+    a, b = _operands(4, 5, 6, torch.float16)
+    with pytest.raises(ShapeError, match=r"\(5, 4\), expected \(4, 5\)"):
+        tm.make_launch(a, b, _poisoned(5, 4, torch.float16))
+    with pytest.raises(UnknownKernelError, match=r"cannot write torch\.float32"):
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float32))
+    a8, b8 = _operands(4, 5, 6, FP8)
+    with pytest.raises(UnknownKernelError, match="fp8 matmul cannot write"):
+        tm.make_launch(a8, b8, torch.empty(4, 5, dtype=FP8, device=DEVICE))
+
+
+# --- persistent rule, buckets, configs ------------------------------------------------------------
+
+
+def test_persistent_rule() -> None:
+    sms = 132
+    waves = tm.PERSISTENT_MIN_WAVES
+    assert not tm.use_persistent(1, 4096, sms)
+    assert not tm.use_persistent(1024, 1024, sms)  # 64 tiles < 4 waves
+    assert tm.use_persistent(128 * 4 * waves, 128 * sms // 4, sms)  # exactly 4 waves
+    assert not tm.use_persistent(128 * 4 * waves - 128, 128 * sms // 4, sms)
+    assert tm.use_persistent(8192, 8192, sms)
+
+
+@pytest.mark.parametrize(
+    ("shape", "interpreted_persistent"), [((67, 45, 93), False), ((400, 400, 8), True)]
+)
+def test_persistent_none_follows_the_rule(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], interpreted_persistent: bool
+) -> None:
+    m, n, k = shape
+    sms = tm.num_sms(torch.device(DEVICE))
+    if tm._INTERPRET:  # 4 SMs: 400x400 is 16 reference tiles, exactly 4 waves
+        assert tm.use_persistent(m, n, sms) is interpreted_persistent
+    calls: list[str] = []
+    for name in ("_matmul_kernel", "_matmul_persistent_kernel"):
+        kernel = getattr(tm, name)
+        original = kernel.run
+
+        def spy(*args, _name=name, _run=original, **kwargs):
+            calls.append(_name)
+            return _run(*args, **kwargs)
+
+        monkeypatch.setattr(kernel, "run", spy)
+    a, b = _operands(m, n, k, torch.float16, seed=10)
+    out = _poisoned(m, n, torch.float16)
+    tm.matmul(a, b, out=out)
+    want = "_matmul_persistent_kernel" if tm.use_persistent(m, n, sms) else "_matmul_kernel"
+    assert calls == [want]
+    assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+def test_buckets_share_odd_sizes() -> None:
+    assert [tm._bucket(s) for s in (1, 16, 17, 45, 64, 1000, 1024, 10**6)] == [
+        16, 16, 32, 64, 64, 1024, 1024, 16384,
+    ]  # fmt: skip
+
+
+def test_config_sets() -> None:
+    assert 4 <= len(tm._GPU_CONFIGS) <= 8
+    assert all(c.kwargs["BLOCK_K"] >= 32 for c in tm._GPU_CONFIGS)  # fp8 needs BLOCK_K >= 32
+    if tm._INTERPRET:
+        assert tm._CONFIGS == [tm._INTERPRETER_CONFIG]
+    else:
+        assert tm._CONFIGS == tm._GPU_CONFIGS
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_mismatched_inner_dimension() -> None:
+    a, _ = _operands(4, 5, 6, torch.float16)
+    b = _randn(7, 5, torch.float16, 11)
+    with pytest.raises(ShapeError, match="A is 4x6, B is 7x5") as info:
+        tm.matmul(a, b)
+    assert "A.shape[1] == B.shape[0]" in str(info.value)
+
+
+def test_one_dimensional_input() -> None:
+    a = torch.randn(6, device=DEVICE, dtype=torch.float16)
+    b = _randn(6, 5, torch.float16, 12)
+    with pytest.raises(ShapeError, match=r"shape \(6,\), not 2-D") as info:
+        tm.matmul(a, b)
+    assert info.value.remedy
+
+
+def test_integer_dtype() -> None:
+    a = torch.randint(-3, 3, (4, 6), dtype=torch.int32, device=DEVICE)
+    b = torch.randint(-3, 3, (6, 5), dtype=torch.int32, device=DEVICE)
+    with pytest.raises(UnknownKernelError, match=r"no torch\.int32 path") as info:
+        tm.matmul(a, b)
+    assert all(name in info.value.remedy for name in tm.SUPPORTED_DTYPES)
+
+
+def test_mixed_dtypes_and_bad_scales() -> None:
+    a, _ = _operands(4, 5, 6, torch.float16)
+    b = _randn(6, 5, torch.float32, 13)
+    with pytest.raises(UnknownKernelError, match="differ in dtype"):
+        tm.matmul(a, b)
+    a8, b8 = _operands(4, 5, 6, FP8)
+    with pytest.raises(ShapeError, match="2 elements"):
+        tm.matmul(a8, b8, scale_a=torch.ones(2, device=DEVICE))
+    with pytest.raises(UnknownKernelError, match="float32"):
+        tm.matmul(a8, b8, scale_b=torch.ones((), dtype=torch.float64, device=DEVICE))
+    with pytest.raises(WattbenchError, match="sizes must be >= 1"):
+        tm.matmul(a8[:0], b8)
+
+
+# --- GPU only -------------------------------------------------------------------------------------
+
+
+def _gpu_operands(m: int, n: int, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator(device="cuda").manual_seed(m + n + k)
+    a = torch.randn(m, k, device="cuda", generator=gen).to(dtype)
+    b = torch.randn(k, n, device="cuda", generator=gen).to(dtype)
+    return a, b, torch.full((m, n), float("nan"), device="cuda", dtype=dtype)
+
+
+GPU_SHAPES = [(1024, 1024, 1024), (1000, 1000, 1000), (1, 4096, 4096), (8192, 8192, 512)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("persistent", [None, False, True], ids=["auto", "tiled", "persistent"])
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gpu_bf16(shape: tuple[int, int, int], persistent: bool | None) -> None:
+    a, b, out = _gpu_operands(*shape, torch.bfloat16)
+    tm.matmul(a, b, out=out, persistent=persistent)
+    assert _rel_err(out, _reference(a, b)) < BF16_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1024, 1024, 1024), (1000, 1000, 1000)], ids=["1024", "1000"])
+def test_gpu_fp32_ieee_and_tf32(shape: tuple[int, int, int]) -> None:
+    a, b, out = _gpu_operands(*shape, torch.float32)
+    ref = _reference(a, b)
+    tm.matmul(a, b, out=out, allow_tf32=True)
+    tf32_err = _rel_err(out, ref)
+    assert tf32_err < TF32_TOL
+    out.fill_(float("nan"))
+    tm.matmul(a, b, out=out)  # allow_tf32=False: exact IEEE fp32 products
+    assert _rel_err(out, ref) < FP32_IEEE_TOL < tf32_err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1024, 1024, 1024), (1000, 1000, 1000)], ids=["1024", "1000"])
+def test_gpu_fp8(shape: tuple[int, int, int]) -> None:
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs compute capability >= 8.9")
+    m, n, k = shape
+    a, b, _ = _gpu_operands(m, n, k, FP8)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    sa, sb = torch.tensor(0.5, device="cuda"), torch.tensor(3.0, device="cuda")
+    tm.matmul(a, b, out=out, scale_a=sa, scale_b=sb)
+    assert _rel_err(out, _reference(a, b, 1.5)) < BF16_TOL
+
+
+@pytest.mark.gpu
+def test_gpu_fp8_refused_below_sm89() -> None:
+    if torch.cuda.get_device_capability() >= (8, 9):
+        pytest.skip("this GPU supports fp8")
+    a, b, _ = _gpu_operands(64, 64, 64, FP8)
+    with pytest.raises(UnknownKernelError, match=r"compute capability >= 8\.9"):
+        tm.matmul(a, b)
