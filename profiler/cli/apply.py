@@ -10,12 +10,7 @@ from __future__ import annotations
 import argparse
 
 from wattbench.profiler.device import Device, open_device
-from wattbench.profiler.device.device import nearest_supported
-from wattbench.profiler.errors import (
-    PowerLimitOutOfRangeError,
-    UnsupportedClockError,
-    UsageError,
-)
+from wattbench.profiler.errors import UsageError
 from wattbench.profiler.safety import ActuationGuard, GpuSettings, apply_settings
 from wattbench.profiler.store.points import PointsDocument
 
@@ -82,27 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 def validate(device: Device, s: GpuSettings, knobs: set[str]) -> None:
     """Check every value against the device before anything is changed."""
-    caps = device.capabilities
-    name = device.identity.name
-    if "mem" in knobs and s.mem_mhz is not None and s.mem_mhz not in caps.memory_clocks_mhz:
-        raise UnsupportedClockError(
-            f"memory clock {s.mem_mhz} MHz is not supported by {name}",
-            f"nearest supported: {nearest_supported(caps.memory_clocks_mhz, s.mem_mhz)} MHz",
-        )
+    if "mem" in knobs and s.mem_mhz is not None:
+        device.check_memory_clock(s.mem_mhz)
     if "sm" in knobs and s.sm_mhz is not None:
-        table = caps.sm_clocks_mhz.get(s.mem_mhz) if s.mem_mhz else caps.sm_clocks_mhz_all
-        if s.sm_mhz not in table:
-            at = f" at memory clock {s.mem_mhz} MHz" if s.mem_mhz else ""
-            raise UnsupportedClockError(
-                f"SM clock {s.sm_mhz} MHz is not supported by {name}{at}",
-                f"nearest supported: {nearest_supported(table, s.sm_mhz)} MHz "
-                f"(range {min(table)}-{max(table)} MHz)",
-            )
-    pl = s.power_limit_w
-    if "power" in knobs and pl is not None:
-        lo, hi = caps.power_limit_w_min, caps.power_limit_w_max
-        if not lo <= pl <= hi:
-            raise PowerLimitOutOfRangeError(
-                f"power limit {pl:g} W is out of range for {name}",
-                f"choose {lo:g}-{hi:g} W (default {caps.power_limit_w_default:g} W)",
-            )
+        device.check_sm_clock(s.sm_mhz, s.mem_mhz if "mem" in knobs else None)
+    if "power" in knobs and s.power_limit_w is not None:
+        device.check_power_limit_w(s.power_limit_w)

@@ -275,18 +275,45 @@ class Device:
             procs.extend((p.pid, p.usedGpuMemory) for p in self._nvml(fn, what="listing processes"))
         return procs
 
+    # --- validation (what the setters accept; usable before any change) --------------------------
+
+    def check_sm_clock(self, sm_mhz: int, mem_mhz: int | None = None) -> None:
+        """Raise :class:`UnsupportedClockError` (naming the nearest) unless ``sm_mhz`` is
+        supported -- at memory clock ``mem_mhz`` if given, else at any."""
+        caps = self.capabilities
+        supported = caps.sm_clocks_mhz.get(mem_mhz, ()) if mem_mhz else caps.sm_clocks_mhz_all
+        if sm_mhz not in supported:
+            at = f" at memory clock {mem_mhz} MHz" if mem_mhz else ""
+            raise UnsupportedClockError(
+                f"SM clock {sm_mhz} MHz is not supported by {self.identity.name}{at}",
+                f"nearest supported: {nearest_supported(supported, sm_mhz)} MHz "
+                f"(range {min(supported)}-{max(supported)} MHz)",
+            )
+
+    def check_memory_clock(self, mem_mhz: int) -> None:
+        supported = self.capabilities.memory_clocks_mhz
+        if mem_mhz not in supported:
+            raise UnsupportedClockError(
+                f"memory clock {mem_mhz} MHz is not supported by {self.identity.name}",
+                f"nearest supported: {nearest_supported(supported, mem_mhz)} MHz "
+                f"(supported: {', '.join(map(str, supported))} MHz)",
+            )
+
+    def check_power_limit_w(self, power_limit_w: float) -> None:
+        caps = self.capabilities
+        if not caps.power_limit_w_min <= power_limit_w <= caps.power_limit_w_max:
+            raise PowerLimitOutOfRangeError(
+                f"power limit {power_limit_w:g} W is out of range for {self.identity.name}",
+                f"choose {caps.power_limit_w_min:g}-{caps.power_limit_w_max:g} W "
+                f"(default {caps.power_limit_w_default:g} W)",
+            )
+
     # --- setters ---------------------------------------------------------------------------------
 
     def lock_sm_clocks(self, sm_mhz: int) -> None:
         """Lock the SM clock at ``sm_mhz`` (min = max). Must be a supported clock."""
         self._require_actuation(f"lock the SM clock at {sm_mhz} MHz")
-        supported = self.capabilities.sm_clocks_mhz_all
-        if sm_mhz not in supported:
-            raise UnsupportedClockError(
-                f"SM clock {sm_mhz} MHz is not supported by {self.identity.name}",
-                f"nearest supported: {nearest_supported(supported, sm_mhz)} MHz "
-                f"(range {min(supported)}-{max(supported)} MHz)",
-            )
+        self.check_sm_clock(sm_mhz)
         self._set("sm", "nvmlDeviceSetGpuLockedClocks", sm_mhz, sm_mhz, what="locking the SM clock")
 
     def reset_sm_clocks(self) -> None:
@@ -296,13 +323,7 @@ class Device:
     def lock_memory_clocks(self, mem_mhz: int) -> None:
         """Lock the memory clock at ``mem_mhz`` (min = max). Ampere+."""
         self._require_actuation(f"lock the memory clock at {mem_mhz} MHz")
-        supported = self.capabilities.memory_clocks_mhz
-        if mem_mhz not in supported:
-            raise UnsupportedClockError(
-                f"memory clock {mem_mhz} MHz is not supported by {self.identity.name}",
-                f"nearest supported: {nearest_supported(supported, mem_mhz)} MHz "
-                f"(supported: {', '.join(map(str, supported))} MHz)",
-            )
+        self.check_memory_clock(mem_mhz)
         self._set(
             "mem",
             "nvmlDeviceSetMemoryLockedClocks",
@@ -320,13 +341,7 @@ class Device:
     def set_power_limit_w(self, power_limit_w: float) -> None:
         """Set the power limit (W) within the device's constraints."""
         self._require_actuation(f"set the power limit to {power_limit_w:g} W")
-        caps = self.capabilities
-        if not caps.power_limit_w_min <= power_limit_w <= caps.power_limit_w_max:
-            raise PowerLimitOutOfRangeError(
-                f"power limit {power_limit_w:g} W is out of range for {self.identity.name}",
-                f"choose {caps.power_limit_w_min:g}-{caps.power_limit_w_max:g} W "
-                f"(default {caps.power_limit_w_default:g} W)",
-            )
+        self.check_power_limit_w(power_limit_w)
         self._set(
             "power",
             "nvmlDeviceSetPowerManagementLimit",
