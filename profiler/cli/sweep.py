@@ -151,7 +151,6 @@ def run(args: argparse.Namespace) -> int:
             points=space.points(),
             space_desc=space.describe(),
             max_power_w=space.max_power_limit_w,
-            observe_only=False,
             knobs=space.knobs,
         )
 
@@ -180,7 +179,7 @@ def _sweep_observed(args, device, problem, settings, objectives, record, sm, mem
         points=[OperatingPoint()],
         space_desc=space_desc,
         max_power_w=device.power_limit_w(),
-        observe_only=True,
+        knobs=frozenset(),
     )
 
 
@@ -195,12 +194,12 @@ def _sweep(
     points,
     space_desc,
     max_power_w,
-    observe_only,
-    knobs=frozenset(),
+    knobs: frozenset[str],
 ) -> int:
+    """Measure ``points``, changing only ``knobs`` (none: observe-only, no actuator)."""
     runner, clock = make_runner(device, problem)
     measurer = PointMeasurer(
-        device, runner, clock, settings, actuator=None if observe_only else Actuator(device, knobs)
+        device, runner, clock, settings, actuator=Actuator(device, knobs) if knobs else None
     )
     if record is None:
         path = default_run_path(Path(args.out), device_key(device), problem)
