@@ -332,11 +332,17 @@ class Device:
             what="locking the memory clock",
         )
 
-    def reset_memory_clocks(self) -> None:
+    def reset_memory_clocks(self, *, if_supported: bool = False) -> None:
+        """Unlock the memory clock. ``if_supported``: where memory clocks cannot be locked
+        (pre-Ampere) there is nothing to unlock, so return instead of raising NotSupportedError."""
         self._require_actuation("reset the memory clock lock")
-        self._set(
-            "mem", "nvmlDeviceResetMemoryLockedClocks", what="resetting the memory clock lock"
-        )
+        try:
+            self._set(
+                "mem", "nvmlDeviceResetMemoryLockedClocks", what="resetting the memory clock lock"
+            )
+        except NotSupportedError:
+            if not if_supported:
+                raise
 
     def set_power_limit_w(self, power_limit_w: float) -> None:
         """Set the power limit (W) within the device's constraints."""

@@ -8,7 +8,6 @@ copy of pynvml per simulated spec). Both are driven through the same pynvml call
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from wattbench.profiler.errors import (
     NoPermissionError,
     NotSupportedError,
 )
+from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml
 from wattbench.profiler.sim.spec import GpuSpec
@@ -35,8 +35,6 @@ _LIBRARY_NOT_FOUND = 12
 _DRIVER_NOT_LOADED = 9
 _FUNCTION_NOT_FOUND = 13
 _GPU_IS_LOST = 15
-#: signals held back around simulated NVML calls (see NvmlBackend.call)
-_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 #: What an NVML function needs, for NOT_SUPPORTED messages.
 REQUIREMENTS = {
@@ -78,11 +76,8 @@ class NvmlBackend:
             # The simulated library is Python beneath ctypes: a signal handler that raised inside
             # it would be lost at the C boundary. Hold signals back for the call, so they land
             # after it returns -- as they do around real (C) NVML calls.
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-            try:
+            with signals.deferred():
                 return fn(*args)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         except self.pynvml.NVMLError as err:
             raise translate(err, fn_name, what) from None
 

@@ -10,10 +10,7 @@ actuation guard's job (``profiler/safety/guard.py``).
 
 from __future__ import annotations
 
-import contextlib
-
 from wattbench.profiler.device import Device
-from wattbench.profiler.errors import NotSupportedError
 from wattbench.profiler.measure.types import OperatingPoint
 
 ALL_KNOBS = frozenset({"sm", "mem", "power"})
@@ -38,7 +35,7 @@ class Actuator:
         # memory first: the supported SM clocks depend on the memory clock
         if "mem" in self.knobs and (last is None or point.mem_mhz != last.mem_mhz):
             if point.mem_mhz is None:
-                self._reset_memory()
+                d.reset_memory_clocks(if_supported=True)
             else:
                 d.lock_memory_clocks(point.mem_mhz)
         if "sm" in self.knobs and (last is None or point.sm_mhz != last.sm_mhz):
@@ -52,11 +49,6 @@ class Actuator:
             else:
                 d.set_power_limit_w(point.power_limit_w)
         self._applied = point
-
-    def _reset_memory(self) -> None:
-        # pre-Ampere: memory clocks cannot be locked, so there is nothing to reset
-        with contextlib.suppress(NotSupportedError):
-            self.device.reset_memory_clocks()
 
     def restore(self) -> None:
         """Driver defaults for this actuator's knobs: nothing locked, default power limit."""

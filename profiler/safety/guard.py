@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wattbench.profiler.errors import DeviceError, GpuBusyError, NotSupportedError
+from wattbench.profiler.errors import DeviceError, GpuBusyError
 from wattbench.profiler.safety import signals
 from wattbench.profiler.safety.journal import (
     GpuSettings,
@@ -72,7 +72,9 @@ def apply_settings(
     steps: list[tuple[str, Callable[[], None]]] = []
     if "mem" in only:
         if settings.mem_mhz is None:
-            steps.append(("unlock the memory clock", device.reset_memory_clocks))
+            steps.append(
+                ("unlock the memory clock", lambda: device.reset_memory_clocks(if_supported=True))
+            )
         else:
             mem = settings.mem_mhz
             steps.append(
@@ -94,9 +96,6 @@ def apply_settings(
     for what, step in steps:
         try:
             step()
-        except NotSupportedError:
-            if what != "unlock the memory clock":  # pre-Ampere: no memory locks, nothing to undo
-                failed.append(f"{what}: not supported")
         except DeviceError as exc:
             failed.append(f"{what}: {exc.message}")
     if failed:
