@@ -38,6 +38,7 @@ class ImplResult:
     reason: str | None = None
     time_ms: float | None = None  # median per launch
     tflops: float | None = None
+    gbs: float | None = None  # the Work's minimum bytes over the median time, GB/s (1e9 B/s)
     speedup_vs_baseline: float | None = None  # baseline time / this time; > 1 is faster
 
     @property
@@ -193,11 +194,12 @@ def _run_one(impl: Impl, inputs, ref, tolerance: float, work: Work, timing) -> I
             torch.cuda.synchronize()
         err = rel_fro_error(inputs.out, ref) if ref is not None else None
         status = UNVERIFIED if err is None else (PASS if err <= tolerance else FAIL)
-        time_ms = tflops = None
+        time_ms = tflops = gbs = None
         if timing is not None and status != FAIL:
             time_ms = median_ms(time_launch_ms(launch, timing))
             tflops = work.flops / (time_ms * 1e-3) / 1e12
-        return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops)
+            gbs = work.bytes / (time_ms * 1e-3) / 1e9
+        return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs)
     except ImplUnavailable as exc:
         return ImplResult(impl.name, UNAVAILABLE, tolerance, reason=str(exc))
     except Exception as exc:  # the implementation's failure is its result, not the check's

@@ -21,7 +21,7 @@ from wattbench.profiler.cli import check as check_cli
 from wattbench.profiler.cli import kernels as kernels_cli
 from wattbench.profiler.errors import ShapeError, UnknownKernelError
 
-BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench_matmul.py"
+BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench.py"
 CUDA = torch.cuda.is_available()
 
 
@@ -199,7 +199,7 @@ def test_bench_usage_error_exits_2(tmp_path):
 def _bench_module():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_matmul", BENCH)
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -232,7 +232,7 @@ def test_bench_shapes_and_report_rendering():
             "cuda_runtime_torch": "12.8",
             "versions": {"torch": "2.11", "cupy": None},
             "python": "3.12",
-            "command": "python suites/bench_matmul.py",
+            "command": "python suites/bench.py",
             "nvml": {"driver_version": "580.1", "power_limit_w": 700.0},
         },
         "settings": {"dtype": "fp32", "warmup": 5, "reps": 20, "flush_l2": False,

@@ -1,13 +1,14 @@
-"""Matmul throughput of every available implementation against the vendor (cuBLAS) baseline.
+"""Throughput of every available implementation of a kernel family against its vendor baseline.
 
-    python suites/bench_matmul.py [--shapes 4096,8192 | --preset square] [--dtype bf16]
-                                  [--impl triton ...] [--out results/] [--flush-l2]
+    python suites/bench.py --kernel matmul [--shapes 4096,8192 | --preset square] [--dtype bf16]
+                           [--impl triton ...] [--out results/] [--flush-l2]
 
 Per shape, each implementation is checked once against the float64 reference (``--no-verify``
 skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions
-(``wattbench.kernels.timing``). The table gives time (ms), TFLOP/s and the ratio to the vendor
-baseline (> 1: faster than cuBLAS); it is written as JSON and Markdown under ``--out`` with
-provenance (GPU, driver, CUDA, torch / triton / cupy versions, date, command).
+(``wattbench.kernels.timing``). The table gives time (ms), TFLOP/s, achieved GB/s (the
+family's minimum traffic over the time) and the ratio to the vendor baseline (> 1: faster);
+it is written as JSON and Markdown under ``--out`` with provenance (GPU, driver, CUDA, torch /
+triton / cupy versions, date, command).
 
 A benchmark, not a test: it needs a CUDA GPU and exits 1 with one line without one. It reads
 the GPU's identity, clocks and power limit through NVML and never changes a GPU setting.
@@ -32,22 +33,26 @@ from wattbench.kernels.timing import TimingSettings
 from wattbench.kernels.verify import Report, check
 from wattbench.profiler.errors import ShapeError, WattbenchError
 
-SCHEMA = "wattbench.bench-matmul/1"
-PROG = "bench_matmul"
+SCHEMA = "wattbench.bench/1"
+PROG = "bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="TFLOP/s of each available matmul implementation and its ratio to the "
-        "vendor (cuBLAS) baseline, on a CUDA GPU. Never changes a GPU setting.",
+        description="TFLOP/s and GB/s of each available implementation of a kernel family and "
+        "its ratio to the vendor baseline, on a CUDA GPU. Never changes a GPU setting.",
+    )
+    p.add_argument(
+        "--kernel", default="matmul", help="kernel family (default: matmul; `wattbench kernels`)"
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--shapes",
-        help="comma-separated: N (square NxNxN), MxNxK, or a preset (default: --preset square)",
+        help="comma-separated shapes as the family writes them (matmul: MxNxK, or N for NxNxN), "
+        "or presets (default: the family's first preset)",
     )
-    src.add_argument("--preset", help="a matmul preset: square, odd, llama3-8b, llama3-70b, ...")
+    src.add_argument("--preset", help="a preset of the family (`wattbench kernels` lists them)")
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, fp32, tf32, fp8 (default: bf16)")
     p.add_argument(
         "--impl", action="append", help="implementations (repeatable; default: all available)"
@@ -62,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_shapes(fam: Family, text: str) -> tuple[Shape, ...]:
-    """``4096,8192`` -> squares; ``MxNxK`` and presets (``PRESET@M``) as the family reads them."""
+    """Shapes and presets (``PRESET@V``) as the family reads them; for matmul a bare ``N`` is the
+    square ``NxNxN``."""
     shapes: list[Shape] = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
             raise ShapeError(f"empty entry in --shapes {text!r}", "e.g. --shapes 4096,8192")
-        shapes.extend(((int(item),) * 3,) if item.isdigit() else fam.shapes(item))
+        square = item.isdigit() and fam.name == "matmul"
+        shapes.extend(((int(item),) * 3,) if square else fam.shapes(item))
     if any(min(s) < 1 for s in shapes):
         raise ShapeError(f"--shapes {text!r} has a zero size", "use sizes >= 1")
     return tuple(dict.fromkeys(shapes))
@@ -137,7 +144,7 @@ def rows(reports: list[Report]) -> list[dict[str, Any]]:
 
 def render_table(reports: list[Report], baseline: str) -> str:
     head = (
-        f"{'shape':<20}{'impl':<13}{'time ms':>10}{'TFLOP/s':>10}{'vs ' + baseline:>11}"
+        f"{'shape':<20}{'impl':<13}{'time ms':>10}{'TFLOP/s':>10}{'GB/s':>9}{'vs ' + baseline:>11}"
         f"{'rel.error':>11}  {'result':<12}note"
     )
     lines = [head]
@@ -145,7 +152,7 @@ def render_table(reports: list[Report], baseline: str) -> str:
         for r in rep.results:
             lines.append(
                 f"{shape_text(rep.shape):<20}{r.impl:<13}"
-                f"{_fmt(r.time_ms, '.4f'):>10}{_fmt(r.tflops, '.1f'):>10}"
+                f"{_fmt(r.time_ms, '.4f'):>10}{_fmt(r.tflops, '.1f'):>10}{_fmt(r.gbs, '.0f'):>9}"
                 f"{_fmt(r.speedup_vs_baseline, '.2f', 'x'):>11}{_fmt(r.rel_error, '.1e'):>11}"
                 f"  {r.status:<12}{r.reason or ''}".rstrip()
             )
@@ -157,7 +164,7 @@ def render_markdown(doc: dict[str, Any], reports: list[Report], baseline: str) -
     nvml = prov.get("nvml") or {}
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["versions"].items())
     lines = [
-        f"# matmul {settings['dtype']} on {prov['gpu']}",
+        f"# {settings.get('kernel', 'matmul')} {settings['dtype']} on {prov['gpu']}",
         "",
         f"- date (UTC): {prov['date_utc']}",
         f"- GPU: {prov['gpu']} (compute capability {prov['compute_capability']}), driver "
@@ -171,15 +178,16 @@ def render_markdown(doc: dict[str, Any], reports: list[Report], baseline: str) -
         f"verified against float64: {'no' if settings['no_verify'] else 'yes'}",
         f"- command: `{prov['command']}`",
         "",
-        f"| shape | impl | time ms | TFLOP/s | vs {baseline} | rel. error | result |",
-        "|---|---|---:|---:|---:|---:|---|",
+        f"| shape | impl | time ms | TFLOP/s | GB/s | vs {baseline} | rel. error | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for rep in reports:
         for r in rep.results:
             result = r.status + (f" ({r.reason})" if r.reason else "")
             lines.append(
                 f"| {shape_text(rep.shape)} | {r.impl} | {_fmt(r.time_ms, '.4f')} | "
-                f"{_fmt(r.tflops, '.1f')} | {_fmt(r.speedup_vs_baseline, '.2f', 'x')} | "
+                f"{_fmt(r.tflops, '.1f')} | {_fmt(r.gbs, '.0f')} | "
+                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x')} | "
                 f"{_fmt(r.rel_error, '.1e')} | {result.replace('|', '/')} |"
             )
     return "\n".join(lines) + "\n"
@@ -197,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        fam = catalog.family("matmul")
+        fam = catalog.family(args.kernel)
         fam.dtype(args.dtype)
         if args.shapes:
             shapes = parse_shapes(fam, args.shapes)
         else:
-            shapes = fam.preset(args.preset or "square").shapes
+            shapes = fam.preset(args.preset or fam.presets[0].name).shapes
         names = [n for v in args.impl or () for n in v.split(",") if n]
         for name in names:
             fam.impl(name)
@@ -210,13 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         if not env.cuda:
             print(
                 f"{PROG}: a CUDA GPU is needed ({env.cuda_error}); for a CPU correctness check "
-                "use: wattbench check --kernel matmul --shape 67x45x93 --dtype fp32",
+                f"use: wattbench check --kernel {fam.name} --shape SHAPE --dtype fp16",
                 file=sys.stderr,
             )
             return 1
         timing = TimingSettings(warmup=args.warmup, reps=args.reps, flush_l2=args.flush_l2)
         reports: list[Report] = []
-        print(f"matmul {args.dtype} on {env.device_name}; never changes a GPU setting")
+        print(f"{fam.name} {args.dtype} on {env.device_name}; never changes a GPU setting")
         print(render_table([], fam.baseline.name), flush=True)
         for shape in shapes:
             rep = check(
@@ -235,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             "schema": SCHEMA,
             "provenance": provenance(env, [sys.argv[0], *argv]),
             "settings": {
+                "kernel": fam.name,
                 "dtype": args.dtype,
                 "warmup": args.warmup,
                 "reps": args.reps,
@@ -249,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        stem = f"bench_matmul-{_slug(env.device_name or 'gpu')}-{args.dtype}-{stamp}"
+        stem = f"bench_{fam.name}-{_slug(env.device_name or 'gpu')}-{args.dtype}-{stamp}"
         json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
         json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         md_path.write_text(render_markdown(doc, reports, fam.baseline.name), encoding="utf-8")
