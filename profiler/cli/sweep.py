@@ -11,34 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from wattbench.kernels.costs import Problem, make_problem, work_of
-from wattbench.profiler.device import Device, open_device, visible_real_indices
+from wattbench.kernels.costs import Problem, make_problem
+from wattbench.profiler.device import Device, open_device
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.measure import (
-    Actuator,
-    Measurement,
-    MeasureSettings,
-    OperatingPoint,
-    PointMeasurer,
-    VirtualClock,
-    WallClock,
-)
-from wattbench.profiler.runners import GpuRunner, SimulatedRunner
-from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
-from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
+from wattbench.profiler.measure import Measurement, MeasureSettings
 from wattbench.profiler.select.objectives import Choice, parse_objective
-from wattbench.profiler.store import (
-    RunRecord,
-    collect_versions,
-    default_run_path,
-    device_json,
-    ensure_writable_dir,
-)
-from wattbench.profiler.sweep.run import run_sweep
-from wattbench.profiler.sweep.space import Space
-from wattbench.profiler.sweep.strategy import GridStrategy
-
-DEFAULT_OBJECTIVES = ("energy", "edp", "slowdown:0.05")
+from wattbench.profiler.store import RunRecord
+from wattbench.profiler.sweep.session import DEFAULT_OBJECTIVES, SweepRequest, sweep_problem
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + ", ".join(DEFAULT_OBJECTIVES)
         + ")",
     )
+    p.add_argument(
+        "--strategy",
+        default="grid",
+        choices=("grid",),
+        help="how to search the space: grid measures every point (default: grid)",
+    )
     p.add_argument("--out", default="results", help="output directory (default: results/)")
     p.add_argument("--resume", metavar="RUN.json", help="complete an interrupted run file")
     p.add_argument(
@@ -101,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         spread_threshold=args.spread, max_trials=args.max_trials, min_window_s=args.min_window_s
     )
     sm, mem, power = args.sm_clocks, args.mem_clocks, args.power_limits
+    strategy = args.strategy
     if args.resume:
         # a resumed run continues with the settings, space and objectives it was started with
         record = RunRecord.resume(Path(args.resume))
@@ -109,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         objectives = [parse_objective(o) for o in recorded["objectives"]]
         specs = (recorded.get("space") or {}).get("specs") or {}
         sm, mem, power = specs.get("sm"), specs.get("mem"), specs.get("power")
+        strategy = (recorded.get("strategy") or {}).get("strategy", "grid")
         pj = record.doc["problem"]
         problem = make_problem(
             pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"]
@@ -129,140 +116,43 @@ def run(args: argparse.Namespace) -> int:
         problem = make_problem(args.kernel, args.shape, args.dtype, args.impl)
         device = open_device(args.device, observe_only=args.observe_only)
         record = None
-    out_dir = Path(record.path.parent if record is not None else args.out)
-    ensure_writable_dir(out_dir)
-    if not device.actuation_allowed:
-        return _sweep_observed(args, device, problem, settings, objectives, record, sm, mem, power)
-    if sm is None and mem is None and power is None:
-        sm = "all"
-    space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
-    # the actuation session: recovers a crashed run's changes, journals the settings in force
-    # before anything changes, and puts them back however this ends (signals included)
-    with ActuationGuard(device, "sweep"):
-        check_not_shared(device, allow_shared=args.allow_shared)
-        check_privileges(device, space.knobs)
-        return _sweep(
-            args,
+    request = SweepRequest(
+        sm=sm,
+        mem=mem,
+        power=power,
+        objectives=tuple(objectives),
+        settings=settings,
+        strategy=strategy,
+        allow_shared=args.allow_shared,
+    )
+    bar = _progress(args.quiet)
+    try:
+        outcome = sweep_problem(
             device,
             problem,
-            settings,
-            objectives,
-            record,
-            points=space.points(),
-            space_desc=space.describe(),
-            max_power_w=space.max_power_limit_w,
-            knobs=space.knobs,
+            request,
+            out_dir=args.out,
+            record=record,
+            on_start=bar.start,
+            on_point=bar,
         )
-
-
-def _sweep_observed(args, device, problem, settings, objectives, record, sm, mem, power) -> int:
-    """Observe-only: no setter is called; the GPU as it is, measured as one point."""
-    warning = stale_journal_warning(device)
-    if warning:
-        print(f"wattbench: warning: {warning}", file=sys.stderr)
-    check_not_shared(device, allow_shared=args.allow_shared)
-    why = "WATTBENCH_NO_ACTUATE is set" if not device.observe_only else "--observe-only"
-    ignored = {k: v for k, v in (("sm", sm), ("mem", mem), ("power", power)) if v is not None}
-    print(
-        f"observe-only ({why}): no setting will be changed; measuring the GPU as it is, as one "
-        "point" + (f" (ignoring the requested space {ignored})" if ignored else ""),
-        file=sys.stderr,
-    )
-    space_desc = {"mode": "observe-only", "n_points": 1, "requested": ignored}
-    return _sweep(
-        args,
-        device,
-        problem,
-        settings,
-        objectives,
-        record,
-        points=[OperatingPoint()],
-        space_desc=space_desc,
-        max_power_w=device.power_limit_w(),
-        knobs=frozenset(),
-    )
-
-
-def _sweep(
-    args,
-    device,
-    problem,
-    settings,
-    objectives,
-    record,
-    *,
-    points,
-    space_desc,
-    max_power_w,
-    knobs: frozenset[str],
-) -> int:
-    """Measure ``points``, changing only ``knobs`` (none: observe-only, no actuator)."""
-    runner, clock = make_runner(device, problem)
-    measurer = PointMeasurer(
-        device, runner, clock, settings, actuator=Actuator(device, knobs) if knobs else None
-    )
-    if record is None:
-        path = default_run_path(Path(args.out), device_key(device), problem)
-        record = RunRecord.create(
-            path,
-            device=device_json(device),
-            versions=collect_versions(device.identity),
-            problem=problem,
-            work=runner.work,
-            settings={
-                "measurement": settings.to_json(),
-                "space": space_desc,
-                "objectives": [o.name for o in objectives],
-                "runner": runner.describe(),
-            },
-            simulated=runner.simulated,
-        )
-    strategy = GridStrategy(points)
-    bar = _progress(strategy.planned(), args.quiet)
-    result = run_sweep(
-        measurer,
-        strategy,
-        record,
-        objectives,
-        max_power_w=max_power_w,
-        measured={m.point.key: m for m in record.points},
-        idle_power_w=record.idle_power_w,
-        on_point=lambda m, resumed: bar(m, resumed),
-    )
-    bar.close()
-    print(render_summary(device, problem, result.choices, result.baseline, runner.simulated))
-    print(f"run file: {record.path}")
+    finally:
+        bar.close()
+    result = outcome.result
+    print(render_summary(device, problem, result.choices, result.baseline, outcome.simulated))
+    print(f"run file: {outcome.record.path}")
     return 0
-
-
-def device_key(device: Device) -> str:
-    sim = device.simulated
-    if sim is not None:
-        return "sim-" + sim.spec.key
-    return device.identity.name.replace("NVIDIA ", "").replace(" ", "-").lower()
-
-
-def make_runner(device: Device, problem: Problem):
-    work = work_of(problem)
-    sim = device.simulated
-    if sim is not None:
-        return SimulatedRunner(sim, work), VirtualClock(sim)
-    from wattbench.kernels.catalog import gpu_launch
-
-    # NVML and CUDA number GPUs differently; the visible list is in CUDA's order
-    cuda_index = visible_real_indices().index(device.index)
-    launch = gpu_launch(
-        problem.family, problem.impl, problem.shape, problem.dtype, cuda_index=cuda_index
-    )
-    return GpuRunner(launch, work), WallClock()
 
 
 class _progress:
     """A tqdm bar when stderr is a terminal (and not --quiet); silent otherwise."""
 
-    def __init__(self, total: int | None, quiet: bool) -> None:
+    def __init__(self, quiet: bool) -> None:
         self.bar = None
-        if not quiet and sys.stderr.isatty():
+        self.quiet = quiet
+
+    def start(self, total: int | None) -> None:
+        if not self.quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="point", file=sys.stderr, leave=False)

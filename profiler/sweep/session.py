@@ -1,0 +1,241 @@
+"""One sweep of one problem on one GPU, start to finish: the library entry point behind
+``wattbench sweep`` and the pytest plugin.
+
+:func:`sweep_problem` picks the path the device allows. Observe-only (``--observe-only`` or
+``WATTBENCH_NO_ACTUATE=1``) changes nothing and measures the GPU as it is, as one point. Otherwise
+an actuation session (``profiler/safety/guard.py``) recovers a crashed run's changes, journals the
+settings in force, checks that the GPU is not shared and that the process may change exactly the
+knobs the space sweeps, and puts everything back however the sweep ends. The run record is
+written point by point; a record passed in (``--resume``) continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wattbench.kernels.costs import Problem, work_of
+from wattbench.profiler.device import Device, visible_real_indices
+from wattbench.profiler.measure import (
+    Actuator,
+    Measurement,
+    MeasureSettings,
+    OperatingPoint,
+    PointMeasurer,
+    VirtualClock,
+    WallClock,
+)
+from wattbench.profiler.runners import GpuRunner, SimulatedRunner
+from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
+from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
+from wattbench.profiler.select.objectives import Objective, parse_objective
+from wattbench.profiler.store import (
+    RunRecord,
+    collect_versions,
+    default_run_path,
+    device_json,
+    ensure_writable_dir,
+)
+from wattbench.profiler.sweep.run import SweepResult, run_sweep
+from wattbench.profiler.sweep.space import Space
+from wattbench.profiler.sweep.strategy import GridStrategy, Strategy
+
+DEFAULT_OBJECTIVES = ("energy", "edp", "slowdown:0.05")
+
+#: progress callback: (measurement, resumed from the record)
+OnPoint = Callable[[Measurement, bool], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"wattbench: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What to sweep: space specs (``Space.from_specs`` forms; all None means every SM clock),
+    objectives to choose by, measurement settings, the search strategy and whether another
+    process on the GPU is acceptable."""
+
+    sm: str | None = None
+    mem: str | None = None
+    power: str | None = None
+    objectives: tuple[Objective, ...] = field(
+        default_factory=lambda: tuple(parse_objective(o) for o in DEFAULT_OBJECTIVES)
+    )
+    settings: MeasureSettings = field(default_factory=MeasureSettings)
+    strategy: str = "grid"
+    allow_shared: bool = False
+
+    @property
+    def requested(self) -> dict[str, str]:
+        """The space specs given (for records and the observe-only notice)."""
+        specs = (("sm", self.sm), ("mem", self.mem), ("power", self.power))
+        return {k: v for k, v in specs if v is not None}
+
+
+@dataclass
+class SweepOutcome:
+    """A finished sweep: its run record (already written), the result and how it was run."""
+
+    record: RunRecord
+    result: SweepResult
+    simulated: bool
+    observe_only: bool
+
+
+def make_strategy(name: str, space: Space | None, points: Sequence[OperatingPoint]) -> Strategy:
+    """The search strategy ``name`` over ``points`` (``space``: None when observe-only)."""
+    if name != "grid":
+        from wattbench.profiler.errors import UsageError
+
+        raise UsageError(f"unknown sweep strategy {name!r}", "use --strategy grid")
+    return GridStrategy(points)
+
+
+def device_key(device: Device) -> str:
+    """Short name of the GPU model for file names: ``sim-h100-sxm``, ``h100-80gb-hbm3``."""
+    sim = device.simulated
+    if sim is not None:
+        return "sim-" + sim.spec.key
+    return device.identity.name.replace("NVIDIA ", "").replace(" ", "-").lower()
+
+
+def make_runner(device: Device, problem: Problem):
+    """A runner and its clock: the simulator's virtual clock for a simulated GPU, else the
+    problem's implementation launched on the CUDA device that is this NVML device."""
+    work = work_of(problem)
+    sim = device.simulated
+    if sim is not None:
+        return SimulatedRunner(sim, work), VirtualClock(sim)
+    from wattbench.kernels.catalog import gpu_launch
+
+    # NVML and CUDA number GPUs differently; the visible list is in CUDA's order
+    cuda_index = visible_real_indices().index(device.index)
+    launch = gpu_launch(
+        problem.family, problem.impl, problem.shape, problem.dtype, cuda_index=cuda_index
+    )
+    return GpuRunner(launch, work), WallClock()
+
+
+def sweep_problem(
+    device: Device,
+    problem: Problem,
+    request: SweepRequest,
+    *,
+    out_dir: str | Path,
+    record: RunRecord | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    on_point: OnPoint | None = None,
+    notify: Callable[[str], None] = _stderr,
+) -> SweepOutcome:
+    """Sweep ``problem`` on ``device`` as ``request`` says, writing a run record under
+    ``out_dir`` (or continuing ``record``). ``on_start(planned)`` is called once measuring starts
+    with the number of points planned (None: not known in advance), ``on_point`` after each
+    point, and ``notify`` receives warnings and notices, one line each. Raises the wattbench
+    error of whatever stops it; the GPU is restored either way."""
+    hooks = (on_start, on_point)
+    out_dir = Path(record.path.parent if record is not None else out_dir)
+    ensure_writable_dir(out_dir)
+    if not device.actuation_allowed:
+        return _sweep_observed(device, problem, request, out_dir, record, hooks, notify)
+    sm, mem, power = request.sm, request.mem, request.power
+    if sm is None and mem is None and power is None:
+        sm = "all"
+    space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
+    with ActuationGuard(device, "sweep"):
+        check_not_shared(device, allow_shared=request.allow_shared)
+        check_privileges(device, space.knobs)
+        return _measure(
+            device,
+            problem,
+            request,
+            out_dir,
+            record,
+            hooks,
+            strategy=make_strategy(request.strategy, space, space.points()),
+            space_desc=space.describe(),
+            max_power_w=space.max_power_limit_w,
+            knobs=space.knobs,
+        )
+
+
+def _sweep_observed(device, problem, request, out_dir, record, hooks, notify) -> SweepOutcome:
+    """Observe-only: no setter is called; the GPU as it is, measured as one point."""
+    warning = stale_journal_warning(device)
+    if warning:
+        notify(f"warning: {warning}")
+    check_not_shared(device, allow_shared=request.allow_shared)
+    why = "WATTBENCH_NO_ACTUATE is set" if not device.observe_only else "--observe-only"
+    ignored = request.requested
+    notify(
+        f"observe-only ({why}): no setting will be changed; measuring the GPU as it is, as one "
+        "point" + (f" (ignoring the requested space {ignored})" if ignored else "")
+    )
+    return _measure(
+        device,
+        problem,
+        request,
+        out_dir,
+        record,
+        hooks,
+        strategy=GridStrategy([OperatingPoint()]),
+        space_desc={"mode": "observe-only", "n_points": 1, "requested": ignored},
+        max_power_w=device.power_limit_w(),
+        knobs=frozenset(),
+    )
+
+
+def _measure(
+    device: Device,
+    problem: Problem,
+    request: SweepRequest,
+    out_dir: Path,
+    record: RunRecord | None,
+    hooks: tuple[Callable[[int | None], None] | None, OnPoint | None],
+    *,
+    strategy: Strategy,
+    space_desc: dict,
+    max_power_w: float,
+    knobs: frozenset[str],
+) -> SweepOutcome:
+    """Measure what ``strategy`` proposes, changing only ``knobs`` (none: no actuator)."""
+    runner, clock = make_runner(device, problem)
+    measurer = PointMeasurer(
+        device,
+        runner,
+        clock,
+        request.settings,
+        actuator=Actuator(device, knobs) if knobs else None,
+    )
+    if record is None:
+        record = RunRecord.create(
+            default_run_path(out_dir, device_key(device), problem),
+            device=device_json(device),
+            versions=collect_versions(device.identity),
+            problem=problem,
+            work=runner.work,
+            settings={
+                "measurement": request.settings.to_json(),
+                "space": space_desc,
+                "objectives": [o.name for o in request.objectives],
+                "strategy": strategy.describe(),
+                "runner": runner.describe(),
+            },
+            simulated=runner.simulated,
+        )
+    on_start, on_point = hooks
+    if on_start is not None:
+        on_start(strategy.planned())
+    result = run_sweep(
+        measurer,
+        strategy,
+        record,
+        request.objectives,
+        max_power_w=max_power_w,
+        measured={m.point.key: m for m in record.points},
+        idle_power_w=record.idle_power_w,
+        on_point=on_point,
+    )
+    return SweepOutcome(record, result, runner.simulated, observe_only=not knobs)
