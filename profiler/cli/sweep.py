@@ -17,7 +17,12 @@ from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import Measurement, MeasureSettings
 from wattbench.profiler.select.objectives import Choice, parse_objective
 from wattbench.profiler.store import RunRecord
-from wattbench.profiler.sweep.session import DEFAULT_OBJECTIVES, SweepRequest, sweep_problem
+from wattbench.profiler.sweep.session import (
+    DEFAULT_OBJECTIVES,
+    DEFAULT_STRATEGY,
+    SweepRequest,
+    sweep_problem,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--strategy",
-        default="grid",
+        default=DEFAULT_STRATEGY,
         choices=("grid",),
-        help="how to search the space: grid measures every point (default: grid)",
+        help=f"how to search the space: grid measures every point (default: {DEFAULT_STRATEGY})",
     )
     p.add_argument("--out", default="results", help="output directory (default: results/)")
     p.add_argument("--resume", metavar="RUN.json", help="complete an interrupted run file")

@@ -43,6 +43,8 @@ from wattbench.profiler.sweep.space import Space
 from wattbench.profiler.sweep.strategy import GridStrategy, Strategy
 
 DEFAULT_OBJECTIVES = ("energy", "edp", "slowdown:0.05")
+#: the search strategy of ``wattbench sweep`` and the pytest plugin unless one is named
+DEFAULT_STRATEGY = "grid"
 
 #: progress callback: (measurement, resumed from the record)
 OnPoint = Callable[[Measurement, bool], None]
@@ -65,7 +67,7 @@ class SweepRequest:
         default_factory=lambda: tuple(parse_objective(o) for o in DEFAULT_OBJECTIVES)
     )
     settings: MeasureSettings = field(default_factory=MeasureSettings)
-    strategy: str = "grid"
+    strategy: str = DEFAULT_STRATEGY
     allow_shared: bool = False
 
     @property
