@@ -3,11 +3,14 @@ registration). A new family is one declaration module plus one entry in :data:`F
 
 from __future__ import annotations
 
+from wattbench.kernels.attention.family import DECODE, PREFILL, PREFILL_FULL
 from wattbench.kernels.family import Family, Impl, Launch
 from wattbench.kernels.matmul.family import FAMILY as MATMUL
+from wattbench.kernels.qgemm.w4a16 import FAMILY as W4A16
+from wattbench.kernels.qgemm.w8a8 import FAMILY as W8A8
 from wattbench.profiler.errors import UnknownKernelError, UsageError
 
-FAMILIES: tuple[Family, ...] = (MATMUL,)
+FAMILIES: tuple[Family, ...] = (MATMUL, PREFILL, PREFILL_FULL, DECODE, W8A8, W4A16)
 
 
 def required_modules() -> tuple[str, ...]:

@@ -191,6 +191,23 @@ class Impl:
         return None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A problem of another family whose time a family's timings are also compared with:
+    ``label`` heads the column (e.g. "bf16 cuBLAS"); ``family`` / ``impl`` / ``dtype`` name the
+    problem; ``shape`` maps a shape of this family to one of that family (default: the same)."""
+
+    label: str
+    family: str
+    impl: str
+    dtype: str
+    shape: Callable[[Shape], Shape] | None = field(default=None, repr=False)
+
+    def problem_shape(self, shape: Shape) -> Shape:
+        """The compared problem's shape for ``shape`` of the declaring family."""
+        return tuple(self.shape(shape)) if self.shape is not None else tuple(shape)
+
+
 @dataclass(frozen=True, eq=False)
 class Family:
     """A kernel family. ``dims`` names the sizes of a shape in the order it is written (matmul:
@@ -198,6 +215,8 @@ class Family:
     seeded random :class:`Inputs` (same seed and device -> same data; never all zeros);
     ``reference(inputs, device)`` the float64 result computed on ``device``; ``work(shape,
     dtype)`` the Work of one launch. ``impls[0]`` is the baseline speedups are reported against.
+    ``comparison`` (optional) names a problem of another family that timings are also compared
+    with, e.g. the same (M, N, K) in bf16 on cuBLAS for a quantized GEMM.
     """
 
     name: str
@@ -209,6 +228,7 @@ class Family:
     make_inputs: Callable[[Shape, str, int, str], Inputs] = field(repr=False)
     reference: Callable[[Inputs, str], Any] = field(repr=False)
     work: Callable[[Shape, str], Work] = field(repr=False)
+    comparison: Comparison | None = None
 
     def __post_init__(self) -> None:
         problems = []

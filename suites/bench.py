@@ -2,12 +2,16 @@
 
     python suites/bench.py --kernel matmul [--shapes 4096,8192 | --preset square] [--dtype bf16]
                            [--impl triton ...] [--out results/] [--flush-l2]
+    python suites/bench.py --kernel w4a16 --preset decode --dtype bf16-g128
+    python suites/bench.py --kernel w8a8 --shapes 8192 --dtype int8
 
 Per shape, each implementation is checked once against the float64 reference (``--no-verify``
 skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions
 (``wattbench.kernels.timing``). The table gives time (ms), TFLOP/s, achieved GB/s (the
 family's minimum traffic over the time) and the ratio to the vendor baseline (> 1: faster);
-it is written as JSON and Markdown under ``--out`` with provenance (GPU, driver, CUDA, torch /
+families that declare a comparison problem (the quantized GEMMs: bf16 cuBLAS on the same
+(M, N, K)) get one more ratio, ``vs bf16 cuBLAS``, from that problem timed the same way. It is
+written as JSON and Markdown under ``--out`` with provenance (GPU, driver, CUDA, torch /
 triton / cupy versions, date, command).
 
 A benchmark, not a test: it needs a CUDA GPU and exits 1 with one line without one. It reads
@@ -31,6 +35,7 @@ from wattbench.kernels.env import Environment, probe
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.timing import TimingSettings
 from wattbench.kernels.verify import Report, check
+from wattbench.profiler.cli.check import ComparisonTiming, report_json, time_comparison
 from wattbench.profiler.errors import ShapeError, WattbenchError
 
 SCHEMA = "wattbench.bench/1"
@@ -49,11 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--shapes",
-        help="comma-separated shapes as the family writes them (matmul: MxNxK, or N for NxNxN), "
+        help="comma-separated shapes as the family writes them (MxNxK, or N for NxNxN), "
         "or presets (default: the family's first preset)",
     )
     src.add_argument("--preset", help="a preset of the family (`wattbench kernels` lists them)")
-    p.add_argument("--dtype", default="bf16", help="bf16, fp16, fp32, tf32, fp8 (default: bf16)")
+    p.add_argument(
+        "--dtype",
+        help="a dtype of the family, e.g. bf16 (matmul), int8 (w8a8), bf16-g128 (w4a16); default: "
+        "the family's first (`wattbench kernels` lists them)",
+    )
     p.add_argument(
         "--impl", action="append", help="implementations (repeatable; default: all available)"
     )
@@ -67,13 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_shapes(fam: Family, text: str) -> tuple[Shape, ...]:
-    """Shapes and presets (``PRESET@V``) as the family reads them; for matmul a bare ``N`` is the
-    square ``NxNxN``."""
+    """Shapes and presets (``PRESET@V``) as the family reads them; for an (M, N, K) family a bare
+    ``N`` is the square ``NxNxN``."""
     shapes: list[Shape] = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
             raise ShapeError(f"empty entry in --shapes {text!r}", "e.g. --shapes 4096,8192")
-        square = item.isdigit() and fam.name == "matmul"
+        square = item.isdigit() and tuple(fam.dims) == ("M", "N", "K")
         shapes.extend(((int(item),) * 3,) if square else fam.shapes(item))
     if any(min(s) < 1 for s in shapes):
         raise ShapeError(f"--shapes {text!r} has a zero size", "use sizes >= 1")
@@ -134,32 +143,66 @@ def _nvml_reading() -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def rows(reports: list[Report]) -> list[dict[str, Any]]:
+def _comparisons(
+    reports: list[Report], comparisons: list[ComparisonTiming | None] | None
+) -> list[ComparisonTiming | None]:
+    return list(comparisons) if comparisons is not None else [None] * len(reports)
+
+
+def rows(
+    reports: list[Report], comparisons: list[ComparisonTiming | None] | None = None
+) -> list[dict[str, Any]]:
     out = []
-    for rep in reports:
+    for rep, cmp in zip(reports, _comparisons(reports, comparisons), strict=True):
         for r in rep.results:
-            out.append({"shape": shape_text(rep.shape), **r.to_json()})
+            row = {"shape": shape_text(rep.shape), **r.to_json()}
+            if cmp is not None:
+                row["speedup_vs_comparison"] = cmp.speedup(r.time_ms)
+                row["comparison_time_ms"] = cmp.time_ms
+            out.append(row)
     return out
 
 
-def render_table(reports: list[Report], baseline: str) -> str:
+def _label(comparisons: list[ComparisonTiming | None]) -> str | None:
+    return next((c.label for c in comparisons if c is not None), None)
+
+
+def render_table(
+    reports: list[Report],
+    baseline: str,
+    comparisons: list[ComparisonTiming | None] | None = None,
+    label: str | None = None,
+) -> str:
+    """The table; with comparisons (or a ``label`` for the header alone) a ``vs <label>`` column
+    follows the baseline ratio."""
+    cmps = _comparisons(reports, comparisons)
+    label = label or _label(cmps)
     head = (
         f"{'shape':<20}{'impl':<13}{'time ms':>10}{'TFLOP/s':>10}{'GB/s':>9}{'vs ' + baseline:>11}"
-        f"{'rel.error':>11}  {'result':<12}note"
+        + (f"{'vs ' + label:>16}" if label else "")
+        + f"{'rel.error':>11}  {'result':<12}note"
     )
     lines = [head]
-    for rep in reports:
+    for rep, cmp in zip(reports, cmps, strict=True):
         for r in rep.results:
+            vs = f"{_fmt(cmp.speedup(r.time_ms) if cmp else None, '.2f', 'x'):>16}"
             lines.append(
                 f"{shape_text(rep.shape):<20}{r.impl:<13}"
                 f"{_fmt(r.time_ms, '.4f'):>10}{_fmt(r.tflops, '.1f'):>10}{_fmt(r.gbs, '.0f'):>9}"
-                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x'):>11}{_fmt(r.rel_error, '.1e'):>11}"
-                f"  {r.status:<12}{r.reason or ''}".rstrip()
+                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x'):>11}{vs if label else ''}"
+                f"{_fmt(r.rel_error, '.1e'):>11}  {r.status:<12}{r.reason or ''}".rstrip()
             )
     return "\n".join(lines)
 
 
-def render_markdown(doc: dict[str, Any], reports: list[Report], baseline: str) -> str:
+def render_markdown(
+    doc: dict[str, Any],
+    reports: list[Report],
+    baseline: str,
+    comparisons: list[ComparisonTiming | None] | None = None,
+) -> str:
+    cmps = _comparisons(reports, comparisons)
+    label = _label(cmps)
     prov, settings = doc["provenance"], doc["settings"]
     nvml = prov.get("nvml") or {}
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["versions"].items())
@@ -177,17 +220,23 @@ def render_markdown(doc: dict[str, Any], reports: list[Report], baseline: str) -
         f"{settings['reps']}, L2 flush {'on' if settings['flush_l2'] else 'off'}; "
         f"verified against float64: {'no' if settings['no_verify'] else 'yes'}",
         f"- command: `{prov['command']}`",
-        "",
-        f"| shape | impl | time ms | TFLOP/s | GB/s | vs {baseline} | rel. error | result |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for rep in reports:
+    lines += [f"- {c.describe()}" for c in cmps if c is not None]
+    vs_head, vs_rule = (f" vs {label} |", "---:|") if label else ("", "")
+    lines += [
+        "",
+        f"| shape | impl | time ms | TFLOP/s | GB/s | vs {baseline} |{vs_head} rel. error "
+        "| result |",
+        f"|---|---|---:|---:|---:|---:|{vs_rule}---:|---|",
+    ]
+    for rep, cmp in zip(reports, cmps, strict=True):
         for r in rep.results:
             result = r.status + (f" ({r.reason})" if r.reason else "")
+            vs = f" {_fmt(cmp.speedup(r.time_ms) if cmp else None, '.2f', 'x')} |" if label else ""
             lines.append(
                 f"| {shape_text(rep.shape)} | {r.impl} | {_fmt(r.time_ms, '.4f')} | "
                 f"{_fmt(r.tflops, '.1f')} | {_fmt(r.gbs, '.0f')} | "
-                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x')} | "
+                f"{_fmt(r.speedup_vs_baseline, '.2f', 'x')} |{vs} "
                 f"{_fmt(r.rel_error, '.1e')} | {result.replace('|', '/')} |"
             )
     return "\n".join(lines) + "\n"
@@ -206,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         fam = catalog.family(args.kernel)
+        args.dtype = args.dtype or next(iter(fam.dtypes))
         fam.dtype(args.dtype)
         if args.shapes:
             shapes = parse_shapes(fam, args.shapes)
@@ -216,16 +266,19 @@ def main(argv: list[str] | None = None) -> int:
             fam.impl(name)
         env = probe(catalog.required_modules())
         if not env.cuda:
+            cpu_dtype = next((d for d in fam.dtypes if d.startswith("fp16")), args.dtype)
             print(
                 f"{PROG}: a CUDA GPU is needed ({env.cuda_error}); for a CPU correctness check "
-                f"use: wattbench check --kernel {fam.name} --shape SHAPE --dtype fp16",
+                f"use: wattbench check --kernel {fam.name} --shape SHAPE --dtype {cpu_dtype}",
                 file=sys.stderr,
             )
             return 1
         timing = TimingSettings(warmup=args.warmup, reps=args.reps, flush_l2=args.flush_l2)
         reports: list[Report] = []
+        comparisons: list[ComparisonTiming | None] = []
+        label = fam.comparison.label if fam.comparison else None
         print(f"{fam.name} {args.dtype} on {env.device_name}; never changes a GPU setting")
-        print(render_table([], fam.baseline.name), flush=True)
+        print(render_table([], fam.baseline.name, label=label), flush=True)
         for shape in shapes:
             rep = check(
                 fam,
@@ -237,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
                 timing=timing,
                 verify=not args.no_verify,
             )
+            cmp = time_comparison(fam, shape, env, timing, seed=args.seed)
             reports.append(rep)
-            print(render_table([rep], fam.baseline.name).split("\n", 1)[1], flush=True)
+            comparisons.append(cmp)
+            table = render_table([rep], fam.baseline.name, [cmp], label=label)
+            print(table.split("\n", 1)[1], flush=True)
         doc = {
             "schema": SCHEMA,
             "provenance": provenance(env, [sys.argv[0], *argv]),
@@ -251,9 +307,12 @@ def main(argv: list[str] | None = None) -> int:
                 "no_verify": args.no_verify,
                 "seed": args.seed,
                 "baseline": fam.baseline.name,
+                "comparison": label,
             },
-            "rows": rows(reports),
-            "reports": [rep.to_json() for rep in reports],
+            "rows": rows(reports, comparisons),
+            "reports": [
+                report_json(rep, cmp) for rep, cmp in zip(reports, comparisons, strict=True)
+            ],
         }
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         stem = f"bench_{fam.name}-{_slug(env.device_name or 'gpu')}-{args.dtype}-{stamp}"
         json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
         json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        md_path.write_text(render_markdown(doc, reports, fam.baseline.name), encoding="utf-8")
+        md_path.write_text(
+            render_markdown(doc, reports, fam.baseline.name, comparisons), encoding="utf-8"
+        )
         print(f"written: {json_path}, {md_path}")
         return 1 if any(rep.failed for rep in reports) else 0
     except WattbenchError as exc:

@@ -8,6 +8,10 @@ over the baseline. Without one it is a CPU correctness check: the vendor impl ru
 matmul, and Triton runs in its interpreter -- this command sets ``TRITON_INTERPRET=1`` itself
 before any Triton kernel is imported when torch sees no CUDA device (small shapes only).
 
+Families that declare a comparison (the quantized GEMMs: the same (M, N, K) in bf16 on cuBLAS)
+get one more column on a CUDA device: that problem is timed the same way and each
+implementation's speedup over it is shown (``vs bf16 cuBLAS``) beside the one over the baseline.
+
 Exit code 1 when an implementation fails its tolerance or raises, when an implementation named
 with ``--impl`` could not run here, or when nothing could run; 0 otherwise. Unavailable
 implementations are listed with the reason. It never changes a GPU setting.
@@ -18,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from wattbench.kernels import catalog
 from wattbench.kernels.env import Environment, probe, use_triton_interpreter_without_cuda
-from wattbench.kernels.family import shape_text
-from wattbench.kernels.timing import TimingSettings
+from wattbench.kernels.family import Family, Launch, Shape, shape_text
+from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.verify import Report, check
 
 SCHEMA = "wattbench.check/1"
@@ -36,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Run each implementation of a kernel once on seeded random inputs, compare "
         "with a float64 reference (relative Frobenius error vs the dtype's tolerance) and, on a "
         "CUDA GPU, time it (ms, TFLOP/s, speedup over the vendor baseline). Without a CUDA "
-        "device it checks on the CPU: the vendor impl runs torch's CPU matmul and Triton runs in "
+        "device it checks on the CPU: the vendor impl runs torch on the CPU and Triton runs in "
         "its interpreter (TRITON_INTERPRET=1 is set for you; small shapes only). Exit code 1 "
         "if any implementation fails. Never changes a GPU setting.",
     )
@@ -47,7 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="MxNxK (e.g. 67x45x93), a preset (square, odd, llama3-8b-qkv, ...) or PRESET@M "
         "(`wattbench kernels` lists presets)",
     )
-    p.add_argument("--dtype", required=True, help="bf16, fp16, fp32, tf32, fp8")
+    p.add_argument(
+        "--dtype",
+        required=True,
+        help="a dtype of the family: bf16, fp16, fp32, tf32, fp8 (matmul); int8, int8-fp16, fp8, "
+        "fp8-row (w8a8); bf16-g128, fp16-g32, ... (w4a16)",
+    )
     p.add_argument(
         "--impl",
         action="append",
@@ -88,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         check(fam, shape, args.dtype, env, impls=names, seed=args.seed, timing=timing)
         for shape in shapes
     ]
+    comparisons = [
+        time_comparison(fam, rep.shape, env, timing if env.cuda else None, seed=args.seed)
+        for rep in reports
+    ]
     not_run = sorted(
         {
             f"{r.impl} ({r.reason})"
@@ -104,15 +119,17 @@ def run(args: argparse.Namespace) -> int:
             "environment": env.to_json(),
             "triton_interpret_set_by_check": interpreter_set,
             "passed": not failed,
-            "reports": [rep.to_json() for rep in reports],
+            "reports": [
+                report_json(rep, cmp) for rep, cmp in zip(reports, comparisons, strict=True)
+            ],
         }
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(render_environment(env, interpreter_set))
-        for rep in reports:
+        for rep, cmp in zip(reports, comparisons, strict=True):
             print()
-            print(render(rep))
+            print(render(rep, cmp))
     if not_run:
         print(f"wattbench check: not checked here: {', '.join(not_run)}", file=sys.stderr)
     if nothing_ran:
@@ -138,7 +155,7 @@ def render_environment(env: Environment, interpreter_set: bool) -> str:
         )
         where = (
             f"no CUDA device ({env.cuda_error}): CPU correctness check, no timings; the vendor "
-            f"impl runs torch's CPU matmul; {triton}"
+            f"impl runs torch on the CPU; {triton}"
         )
     return f"{where}\n{stack}"
 
@@ -147,22 +164,122 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else f"{value:{spec}}"
 
 
-def render(rep: Report) -> str:
+def render(rep: Report, comparison: ComparisonTiming | None = None) -> str:
     if rep.reference_device:
         ref = f"float64 reference on {rep.reference_device}"
     else:
         ref = "unverified" if any(r.ran for r in rep.results) else "nothing ran"
+    cmp_head = f"{'vs ' + comparison.label:>16}" if comparison else ""
     lines = [
         f"{rep.family} {shape_text(rep.shape)} {rep.dtype}  seed {rep.seed}  "
         f"{rep.work.flops / 1e9:.4g} GFLOP  {ref}",
         f"  {'impl':<14}{'rel.error':>10}{'tolerance':>11}  {'result':<12}{'time ms':>9}"
-        f"{'TFLOP/s':>9}{'vs ' + rep.baseline:>11}  note",
+        f"{'TFLOP/s':>9}{'vs ' + rep.baseline:>11}{cmp_head}  note",
     ]
     for r in rep.results:
         speed = None if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x"
+        cmp_cell = ""
+        if comparison:
+            vs = comparison.speedup(r.time_ms)
+            cmp_cell = f"{'-' if vs is None else f'{vs:.2f}x':>16}"
         lines.append(
             f"  {r.impl:<14}{_num(r.rel_error, '.2e'):>10}{r.tolerance_rel_fro:>11.1e}  "
             f"{r.status:<12}{_num(r.time_ms, '.4f'):>9}{_num(r.tflops, '.1f'):>9}"
-            f"{speed or '-':>11}  {r.reason or ''}".rstrip()
+            f"{speed or '-':>11}{cmp_cell}  {r.reason or ''}".rstrip()
         )
+    if comparison:
+        lines.append(f"  {comparison.describe()}")
     return "\n".join(lines)
+
+
+# --- the comparison problem (e.g. bf16 cuBLAS on the same (M, N, K)) ------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonTiming:
+    """The time of a family's comparison problem (``Family.comparison``) for one shape:
+    ``time_ms`` (median per launch) or, when it was not timed, ``reason``."""
+
+    label: str
+    family: str
+    impl: str
+    shape: Shape
+    dtype: str
+    time_ms: float | None = None
+    reason: str | None = None
+
+    def speedup(self, time_ms: float | None) -> float | None:
+        """comparison time / ``time_ms`` (> 1: faster than the comparison), or None."""
+        if self.time_ms is None or not time_ms:
+            return None
+        return self.time_ms / time_ms
+
+    def describe(self) -> str:
+        problem = f"{self.family} {self.impl} {self.dtype} {shape_text(self.shape)}"
+        if self.time_ms is None:
+            return f"vs {self.label} ({problem}): not timed: {self.reason}"
+        return f"vs {self.label} ({problem}): {self.time_ms:.4f} ms"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "family": self.family,
+            "impl": self.impl,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "time_ms": self.time_ms,
+            "reason": self.reason,
+        }
+
+
+def time_comparison(
+    fam: Family,
+    shape: Shape,
+    env: Environment,
+    timing: TimingSettings | None,
+    *,
+    seed: int = 0,
+    device: str | None = None,
+    timer: Callable[[Launch, TimingSettings], list[float]] = time_launch_ms,
+) -> ComparisonTiming | None:
+    """Time ``fam``'s comparison problem for ``shape`` (None when the family declares none).
+
+    Timed only with ``timing`` and a CUDA device (``env.cuda``); otherwise, or when that
+    implementation cannot run the problem here or raises, ``reason`` says why. ``device`` and
+    ``timer`` default to the CUDA device and CUDA-event timing (tests give a CPU timer)."""
+    cmp = fam.comparison
+    if cmp is None:
+        return None
+    other = catalog.family(cmp.family)
+    impl = other.impl(cmp.impl)
+    other_shape = cmp.problem_shape(shape)
+    result = ComparisonTiming(cmp.label, other.name, impl.name, other_shape, cmp.dtype)
+    if timing is None or (device is None and not env.cuda):
+        return _with(result, reason="timed only on a CUDA GPU")
+    reason = impl.why_unavailable(
+        cmp.dtype, env, other_shape, other.work(other_shape, cmp.dtype).flops
+    )
+    if reason:
+        return _with(result, reason=reason)
+    try:
+        inputs = other.make_inputs(other_shape, cmp.dtype, seed, device or env.device)
+        launch = impl.make_launch(inputs)
+        time_ms = median_ms(timer(launch, timing))
+    except Exception as exc:  # e.g. out of memory: the column stays empty, the check goes on
+        return _with(result, reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+    return _with(result, time_ms=time_ms)
+
+
+def _with(result: ComparisonTiming, **changes: Any) -> ComparisonTiming:
+    return ComparisonTiming(**{**result.__dict__, **changes})
+
+
+def report_json(rep: Report, comparison: ComparisonTiming | None) -> dict[str, Any]:
+    """``rep.to_json()`` plus, for families with a comparison, ``comparison`` and each result's
+    ``speedup_vs_comparison``."""
+    doc = rep.to_json()
+    if comparison is not None:
+        doc["comparison"] = comparison.to_json()
+        for r, r_doc in zip(rep.results, doc["results"], strict=True):
+            r_doc["speedup_vs_comparison"] = comparison.speedup(r.time_ms)
+    return doc

@@ -134,7 +134,7 @@ def test_kernels_lists_families_impls_dtypes_presets(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "wattbench.kernels/1"
     assert set(doc["environment"]) >= {"cuda", "device_name", "compute_capability", "modules"}
-    (fam,) = doc["families"]
+    fam = next(f for f in doc["families"] if f["name"] == "matmul")
     assert set(fam) == {
         "name",
         "description",
@@ -244,3 +244,103 @@ def test_bench_shapes_and_report_rendering():
     rows = [line for line in md.splitlines() if line.startswith("| 16 |")]
     assert [r.split("|")[2].strip() for r in rows] == ["vendor", "lazy", "missing"]
     assert bench.rows(reports)[0]["shape"] == "16"
+
+
+# --- quantized GEMMs: `check --kernel w4a16 / w8a8` and the "vs bf16 cuBLAS" column ---------------
+
+
+@pytest.mark.skipif(CUDA, reason="the CPU path of check")
+def test_check_w4a16_on_the_cpu_with_the_comparison_column(capsys):
+    rc = run("check", "--kernel", "w4a16", "--shape", "3x72x128", "--dtype", "fp16-g32")
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "w4a16 3x72x128 fp16-g32" in out and "vs bf16 cuBLAS" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "pass" in rows["vendor"] and "pass" in rows["triton"]  # Triton: the interpreter
+    assert "cupy not installed" in rows["cupy"]
+    assert (
+        "vs bf16 cuBLAS (matmul vendor bf16 3x72x128): not timed: timed only on a CUDA GPU" in out
+    )
+
+
+@pytest.mark.skipif(CUDA, reason="the CPU path of check")
+def test_check_w8a8_json_has_the_comparison(capsys):
+    rc = run("check", "--kernel", "w8a8", "--shape", "small", "--dtype", "int8-fp16", "--json")
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["passed"]
+    assert [rep["shape"] for rep in doc["reports"]] == [[3, 72, 256], [67, 40, 128]]
+    for rep in doc["reports"]:
+        assert rep["comparison"]["label"] == "bf16 cuBLAS"
+        assert rep["comparison"]["shape"] == rep["shape"] and rep["comparison"]["time_ms"] is None
+        assert rep["work"]["dtype"] == "int8"
+        statuses = {r["impl"]: r["status"] for r in rep["results"]}
+        assert statuses == {"vendor": "pass", "triton": "pass", "cupy": "unavailable"}
+        assert all(r["speedup_vs_comparison"] is None for r in rep["results"])
+
+
+def test_check_w4a16_shape_constraint_is_a_usage_error():
+    with pytest.raises(ShapeError, match="multiple of 64"):
+        run("check", "--kernel", "w4a16", "--shape", "3x72x96", "--dtype", "fp16-g64")
+
+
+def test_comparison_timing_and_its_column():
+    """time_comparison times the real bf16 matmul of the same shape; CUDA events cannot run here,
+    so a wall-clock timer stands in for them (the one stand-in)."""
+    import dataclasses
+    import time
+
+    from test_framework import CPU_ENV as cpu_env
+
+    from wattbench.kernels.verify import check
+
+    fam = catalog.family("w4a16")
+
+    def wall_clock(launch, timing):
+        times = []
+        for _ in range(timing.reps):
+            start = time.perf_counter()
+            launch()
+            times.append((time.perf_counter() - start) * 1e3)
+        return times
+
+    timing = check_cli.TimingSettings(warmup=1, reps=3)
+    cmp = check_cli.time_comparison(
+        fam, (2, 64, 128), cpu_env, timing, device="cpu", timer=wall_clock
+    )
+    assert (cmp.family, cmp.impl, cmp.dtype, cmp.shape) == (
+        "matmul",
+        "vendor",
+        "bf16",
+        (2, 64, 128),
+    )
+    assert cmp.time_ms > 0 and cmp.reason is None
+    assert check_cli.time_comparison(fam, (2, 64, 128), cpu_env, None).reason == (
+        "timed only on a CUDA GPU"
+    )
+    assert check_cli.time_comparison(catalog.family("matmul"), (2, 2, 2), cpu_env, timing) is None
+    # the column: comparison 2 ms, an implementation at 0.5 ms is 4x faster than bf16 cuBLAS
+    rep = check(fam, (2, 64, 128), "fp16-g32", cpu_env, impls=["vendor"])
+    timed = dataclasses.replace(rep, results=(dataclasses.replace(rep.results[0], time_ms=0.5),))
+    two_ms = dataclasses.replace(cmp, time_ms=2.0)
+    text = check_cli.render(timed, two_ms)
+    assert "vs bf16 cuBLAS" in text.splitlines()[1] and "4.00x" in text
+    assert check_cli.report_json(timed, two_ms)["results"][0]["speedup_vs_comparison"] == 4.0
+    bench = _bench_module()
+    table = bench.render_table([timed], "vendor", [two_ms])
+    assert "vs bf16 cuBLAS" in table.splitlines()[0] and "4.00x" in table
+    assert bench.rows([timed], [two_ms])[0]["speedup_vs_comparison"] == 4.0
+    assert "vs bf16 cuBLAS" not in bench.render_table([timed], "vendor")  # none: no column
+    doc = {
+        "provenance": {"gpu": "G", "date_utc": "d", "compute_capability": "9.0",
+                       "cuda_runtime_torch": "12.8", "versions": {}, "python": "3.12",
+                       "command": "c", "nvml": {}},
+        "settings": {"kernel": "w4a16", "dtype": "fp16-g32", "warmup": 1, "reps": 3,
+                     "flush_l2": False, "no_verify": False},
+    }  # fmt: skip
+    md = bench.render_markdown(doc, [timed], "vendor", [two_ms])
+    assert "| vs vendor | vs bf16 cuBLAS |" in md and "| 4.00x |" in md
+    assert "vs bf16 cuBLAS (matmul vendor bf16 2x64x128): 2.0000 ms" in md
+    assert bench.parse_shapes(catalog.family("w8a8"), "8192,targets@1") == (
+        (8192, 8192, 8192),
+        (1, 8192, 8192),
+    )

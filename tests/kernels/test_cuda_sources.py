@@ -545,3 +545,86 @@ def test_cupy_matmul_matches_float64(dtype: str, shape: tuple[int, int, int]) ->
     launch()
     tol = {"fp32": FP32_TOL, "bf16": BF16_TOL, "fp16": FP16_TOL}[dtype]
     assert _rel_err(out, a, b) < tol
+
+
+# --- the attention kernels (kernels/attention/*.cu): the same build checks -----------------------
+# Their CPU emulation and GPU results are in test_attention_cuda.py.
+
+
+def _assert_attention_clean(entries: list[cm.PtxasEntry], source: str, arch: str) -> None:
+    from wattbench.kernels.attention import cupy_attention as ca
+
+    assert sorted(e.name for e in entries) == sorted(ca.ENTRY_POINTS[source])
+    for e in entries:
+        assert e.arch == arch
+        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
+        assert 0 < e.registers <= MAX_REGISTERS, e
+        if e.name.startswith("wb_flash_fwd") and "_d64_" in e.name:
+            assert e.registers <= 128, e  # __launch_bounds__(256, 2): two blocks per SM
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
+def test_attention_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
+    from wattbench.kernels.attention import cupy_attention as ca
+
+    _assert_attention_clean(ca.compile_report(source, arch, tmp_path), source, arch)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
+def test_attention_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
+    from wattbench.kernels.attention import cupy_attention as ca
+
+    lib = _libnvrtc()
+    if lib is None:
+        pytest.skip("libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)")
+    options = [*ca.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
+    rc, log = _nvrtc_log(lib, ca.source(source), options)
+    assert rc == 0, log
+    _assert_attention_clean(cm.parse_ptxas_report(log), source, arch)
+
+
+# --- quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) -------------------------------------------
+
+QGEMM_BUILDS = [
+    ("w8a8.cu", "sm_80"),
+    ("w8a8.cu", "sm_90"),
+    ("w8a8.cu", "sm_75"),  # the dp4a entries for GPUs without int8 mma.sync (mma ones: a trap)
+    ("w4a16.cu", "sm_80"),
+    ("w4a16.cu", "sm_90"),
+]
+
+
+def _assert_qgemm_clean(entries: list[cm.PtxasEntry], source: str, arch: str) -> None:
+    from wattbench.kernels.qgemm import cupy_qgemm as cq
+
+    assert sorted(e.name for e in entries) == sorted(cq.ENTRY_POINTS[source])
+    for e in entries:
+        assert e.arch == arch
+        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
+        assert 0 < e.registers <= MAX_REGISTERS, e
+        if "gemv" in e.name:  # 128-thread blocks; at most 255 registers, several blocks per SM
+            assert e.shared_bytes <= 48 * 1024, e
+
+
+@needs_nvcc
+@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
+def test_qgemm_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
+    from wattbench.kernels.qgemm import cupy_qgemm as cq
+
+    _assert_qgemm_clean(cq.compile_report(source, arch, tmp_path), source, arch)
+
+
+@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
+def test_qgemm_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
+    from wattbench.kernels.qgemm import cupy_qgemm as cq
+
+    lib = _libnvrtc()
+    if lib is None:
+        pytest.skip("libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)")
+    options = [*cq.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
+    rc, log = _nvrtc_log(lib, cq.source(source), options)
+    assert rc == 0, log
+    _assert_qgemm_clean(cm.parse_ptxas_report(log), source, arch)

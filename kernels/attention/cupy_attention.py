@@ -1,0 +1,366 @@
+"""The hand-written CUDA attention kernels (``flash_fwd.cu``, ``flash_decode.cu``) through CuPy.
+
+Operands are torch CUDA tensors as :mod:`~wattbench.kernels.attention.problem` describes them,
+here also C-contiguous and 16-byte aligned (every row of D = 64 or 128 16-bit values is then a
+whole number of 16-byte chunks). Sizes are counted in elements, shared memory in bytes.
+
+* ``prefill_calls`` / ``decode_calls`` turn validated operands into :class:`KernelCall` s: entry
+  point, grid, block, dynamic shared memory and the argument tuple (tensors, ``np.int32``,
+  ``np.float32``), in the order the entry point takes them. They need no GPU and no CuPy; the
+  CPU tests run exactly these calls through a host emulation of the kernels.
+* ``make_prefill_launch`` / ``make_decode_launch`` compile the source with NVRTC
+  (``cupy.RawModule``, cached per process), opt in to more than 48 KiB of shared memory where a
+  call needs it, view each tensor as a CuPy array without a copy (16-bit tensors as int16, since
+  CuPy may lack bfloat16) and return a closure that only launches, on CuPy's current stream.
+
+Prefill always writes the row log-sum-exp (natural log, float32 ``[B, HQ, N]``): into ``lse``
+when given, else into a buffer allocated once. Decode allocates its float32 partial results
+(``[B, HQ, splits, D]`` and ``[B, HQ, splits]``) once; the split count comes from
+:func:`~wattbench.kernels.attention.problem.choose_splits` with the device's SM count.
+
+The build side needs no GPU: :func:`compile_report` compiles a source with nvcc for one
+architecture and returns ptxas' per-entry report (parsed by the matmul package's parser).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wattbench.kernels.attention.problem import (
+    CHUNK_MULTIPLE,
+    MIN_CHUNK,
+    Operands,
+    check_operands,
+    choose_splits,
+    head_dim_reason,
+)
+from wattbench.kernels.matmul.cupy_matmul import PtxasEntry, normalize_arch, parse_ptxas_report
+from wattbench.profiler.errors import ShapeError, UsageError, WattbenchError
+
+PREFILL_SOURCE = "flash_fwd.cu"
+DECODE_SOURCE = "flash_decode.cu"
+SOURCES = (PREFILL_SOURCE, DECODE_SOURCE)
+#: compiler options shared by NVRTC (CuPy) and nvcc; the architecture is added by each
+BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+DTYPES: tuple[str, ...] = ("fp16", "bf16")
+
+#: prefill tiling (flash_fwd.cu's wbfa constants): query rows per block, keys per block, threads
+PREFILL_BM, PREFILL_BN, PREFILL_THREADS = 128, 64, 256
+#: decode split kernel threads, its query-head tiles (one entry point each), combine threads = D
+DECODE_THREADS = 128
+GROUP_TILES = (1, 2, 4, 8)
+
+_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
+_DEFAULT_SMEM_BYTES = 48 * 1024
+_ALIGN_BYTES = 16
+_MAX_GRID_YZ = 65535
+
+
+def prefill_entries() -> tuple[str, ...]:
+    return tuple(
+        f"wb_flash_fwd_{dt}_d{d}_{mask}"
+        for dt in DTYPES
+        for d in (64, 128)
+        for mask in ("causal", "full")
+    )
+
+
+def decode_entries() -> tuple[str, ...]:
+    split = tuple(f"wb_decode_split_{dt}_d{d}_g{g}" for dt in DTYPES for d in (64, 128)
+                  for g in GROUP_TILES)  # fmt: skip
+    return split + tuple(f"wb_decode_combine_{dt}" for dt in DTYPES)
+
+
+ENTRY_POINTS = {PREFILL_SOURCE: prefill_entries(), DECODE_SOURCE: decode_entries()}
+
+
+def prefill_smem_bytes(d: int) -> int:
+    """Dynamic shared memory of a prefill block: the q tile and two stages of k and v, rows
+    padded by 8 elements of 2 bytes (flash_fwd.cu's ``Tile<D>::SMEM_BYTES``)."""
+    return (PREFILL_BM + 4 * PREFILL_BN) * (d + 8) * 2
+
+
+def source(name: str) -> str:
+    """The CUDA C source ``name`` (one of :data:`SOURCES`)."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One kernel launch: ``args`` holds torch tensors (passed as device pointers), ``np.int32``
+    and ``np.float32`` scalars, in the entry point's parameter order."""
+
+    source: str
+    entry: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    smem_bytes: int
+    args: tuple
+
+
+def _check(q, k, v, out, lse, what: str) -> Operands:
+    ops = check_operands(q, k, v, out, what=what, lse=lse)
+    reason = head_dim_reason(ops.d)
+    if reason:
+        raise ShapeError(f"{what}: {reason}", "use D = 64 or 128, or the vendor impl")
+    for role, t in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse)):
+        if t is None:
+            continue
+        if not t.is_contiguous():
+            raise ShapeError(f"{what}: {role} is not contiguous", "pass .contiguous() tensors")
+        if t.data_ptr() % _ALIGN_BYTES:
+            raise ShapeError(
+                f"{what}: {role} does not start on a 16-byte boundary",
+                "pass tensors that own their storage (e.g. .clone())",
+            )
+    if ops.batch > _MAX_GRID_YZ:
+        raise ShapeError(f"{what}: batch {ops.batch} > {_MAX_GRID_YZ}", "split the batch")
+    return ops
+
+
+def _scale_log2(d: int, scale: float | None) -> np.float32:
+    value = d**-0.5 if scale is None else float(scale)
+    if not (math.isfinite(value) and value > 0):
+        raise ShapeError(f"softmax scale {scale} is not a positive number", "pass scale > 0")
+    return np.float32(value * math.log2(math.e))
+
+
+def prefill_calls(q, k, v, out, lse, *, causal: bool, scale: float | None = None):
+    """The one launch of ``flash_fwd.cu`` writing attention of (q, k, v) into ``out`` and the
+    natural row log-sum-exp into ``lse`` (float32 ``[B, HQ, N]``, required)."""
+    what = "CUDA prefill"
+    if lse is None:
+        raise UsageError(f"{what}: the kernel writes lse", "pass a float32 [B, HQ, N] tensor")
+    ops = _check(q, k, v, out, lse, what)
+    if ops.nq != ops.nkv:
+        raise ShapeError(
+            f"{what}: {ops.nq} queries against {ops.nkv} keys",
+            "prefill takes Nq == Nkv; use decode for one query against a cache",
+        )
+    if ops.hq > _MAX_GRID_YZ:
+        raise ShapeError(f"{what}: {ops.hq} query heads > {_MAX_GRID_YZ}", "use fewer heads")
+    entry = f"wb_flash_fwd_{ops.dtype}_d{ops.d}_{'causal' if causal else 'full'}"
+    grid = (math.ceil(ops.nq / PREFILL_BM), ops.hq, ops.batch)
+    args = (q, k, v, out, lse, np.int32(ops.nq), np.int32(ops.hq), np.int32(ops.hkv),
+            _scale_log2(ops.d, scale))  # fmt: skip
+    return (
+        KernelCall(PREFILL_SOURCE, entry, grid, (PREFILL_THREADS, 1, 1),
+                   prefill_smem_bytes(ops.d), args),
+    )  # fmt: skip
+
+
+def group_tile(group: int) -> int:
+    """The query-head tile of the split kernel for G query heads per KV head: the smallest of
+    :data:`GROUP_TILES` holding G, else the largest (G > 8 takes ceil(G / 8) blocks)."""
+    return next((g for g in GROUP_TILES if g >= group), GROUP_TILES[-1])
+
+
+def decode_calls(
+    q, k, v, out, lse, *, sms: int, scale: float | None = None, chunk: int | None = None
+):
+    """``(calls, scratch)``: the split and combine launches of ``flash_decode.cu`` for one query
+    token per sequence, and the float32 partial results they share (allocated here, on q's
+    device). ``lse`` (float32 ``[B, HQ, 1]``) is required. ``chunk`` (keys per split, a
+    multiple of 128) overrides the split rule, which sizes splits for ``sms`` SMs."""
+    import torch
+
+    what = "CUDA decode"
+    if lse is None:
+        raise UsageError(f"{what}: the kernel writes lse", "pass a float32 [B, HQ, 1] tensor")
+    ops = _check(q, k, v, out, lse, what)
+    if ops.nq != 1:
+        raise ShapeError(
+            f"{what}: q has {ops.nq} tokens per sequence",
+            "decode takes one query token (q [B, HQ, 1, D]); use prefill for more",
+        )
+    gt = group_tile(ops.group)
+    head_chunks = math.ceil(ops.group / gt)
+    if ops.hkv * head_chunks > _MAX_GRID_YZ:
+        raise ShapeError(f"{what}: {ops.hkv * head_chunks} head blocks", "use fewer heads")
+    length = ops.nkv
+    if chunk is None:
+        splits, chunk = choose_splits(
+            length,
+            ops.batch * ops.hkv * head_chunks,
+            sms,
+            min_chunk=MIN_CHUNK,
+            multiple=CHUNK_MULTIPLE,
+        )
+    else:
+        if chunk < 1 or chunk % CHUNK_MULTIPLE:
+            raise ShapeError(f"{what}: chunk {chunk}", f"use a multiple of {CHUNK_MULTIPLE}")
+        splits = math.ceil(length / chunk)
+    if splits >= 2**31:
+        raise ShapeError(f"{what}: {splits} splits", "use a larger chunk")
+    o_part = torch.empty(ops.batch, ops.hq, splits, ops.d, device=q.device, dtype=torch.float32)
+    lse_part = torch.empty(ops.batch, ops.hq, splits, device=q.device, dtype=torch.float32)
+    split = KernelCall(
+        DECODE_SOURCE,
+        f"wb_decode_split_{ops.dtype}_d{ops.d}_g{gt}",
+        (splits, ops.hkv * head_chunks, ops.batch),
+        (DECODE_THREADS, 1, 1),
+        0,
+        (q, k, v, o_part, lse_part, np.int32(length), np.int32(ops.hq), np.int32(ops.hkv),
+         np.int32(chunk), _scale_log2(ops.d, scale)),
+    )  # fmt: skip
+    combine = KernelCall(
+        DECODE_SOURCE,
+        f"wb_decode_combine_{ops.dtype}",
+        (ops.batch * ops.hq, 1, 1),
+        (ops.d, 1, 1),
+        0,
+        (o_part, lse_part, out, lse, np.int32(splits), np.int32(ops.d)),
+    )
+    return (split, combine), (o_part, lse_part)
+
+
+# --- build side: nvcc and ptxas' report -----------------------------------------------------------
+
+
+def nvcc_command(
+    arch: str | int, output: str | Path, source_path: str | Path, *, nvcc: str = "nvcc"
+) -> list[str]:
+    """nvcc compiling ``source_path`` to a cubin for ``arch`` with ptxas' report (-Xptxas -v)."""
+    return [nvcc, "-cubin", f"-arch={normalize_arch(arch)}", *BASE_OPTIONS, "-O3", "-Xptxas",
+            "-v", "-o", str(output), str(source_path)]  # fmt: skip
+
+
+def compile_report(
+    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
+) -> list[PtxasEntry]:
+    """Compile source ``name`` with nvcc for ``arch`` into ``workdir``; ptxas' entries."""
+    if name not in SOURCES:
+        raise UsageError(f"no attention source {name!r}", f"use one of: {', '.join(SOURCES)}")
+    nvcc = nvcc or shutil.which("nvcc")
+    if nvcc is None:
+        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    arch = normalize_arch(arch)
+    with resources.as_file(resources.files(__package__).joinpath(name)) as src:
+        cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
+        done = subprocess.run(nvcc_command(arch, cubin, src, nvcc=nvcc), capture_output=True,
+                              text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
+        raise WattbenchError(f"nvcc failed to compile {name} for {arch}:\n{tail}",
+                             "fix the CUDA source")  # fmt: skip
+    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+
+
+# --- run side: CuPy ------------------------------------------------------------------------------
+
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise UsageError(
+            "the CUDA attention kernels need cupy, not installed", _GPU_STACK
+        ) from None
+    return cupy
+
+
+_MODULES: dict[str, Any] = {}
+
+
+def load_module(name: str) -> Any:
+    """Source ``name`` as a ``cupy.RawModule`` (NVRTC), compiled once per process."""
+    if name not in _MODULES:
+        cp = _cupy()
+        _MODULES[name] = cp.RawModule(code=source(name), options=BASE_OPTIONS, backend="nvrtc")
+    return _MODULES[name]
+
+
+def clear_module_cache() -> None:
+    _MODULES.clear()
+
+
+def _device_arg(cp: Any, x: Any) -> Any:
+    """A CuPy view of a torch CUDA tensor (16-bit as int16), or the scalar itself."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.view(torch.int16)
+    return cp.asarray(x)
+
+
+def _require_cuda(*tensors) -> None:
+    import torch
+
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and not t.is_cuda:
+            raise UsageError(
+                f"the CUDA attention kernels need CUDA tensors, got one on {t.device}",
+                "move the operands to the GPU (these kernels have no CPU path)",
+            )
+
+
+def build_launch(calls, keep: tuple = ()) -> Callable[[], None]:
+    """Compile (once) and size the calls now; the closure launches them in order. ``keep`` holds
+    tensors the closure must keep alive (scratch). The tensors must live where the kernels run
+    (``make_*_launch`` check for CUDA tensors)."""
+    cp = _cupy()
+    prepared = []
+    for call in calls:
+        kernel = load_module(call.source).get_function(call.entry)
+        if call.smem_bytes > _DEFAULT_SMEM_BYTES:
+            limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
+            if limit is not None and call.smem_bytes > limit:
+                raise UsageError(
+                    f"{call.entry} needs {call.smem_bytes} bytes of shared memory; this GPU "
+                    f"allows {limit}",
+                    "use an sm_80 or newer GPU with more shared memory per block",
+                )
+            kernel.max_dynamic_shared_size_bytes = call.smem_bytes
+        args = tuple(_device_arg(cp, x) for x in call.args)
+        prepared.append((kernel, call.grid, call.block, args, call.smem_bytes))
+
+    def launch() -> None:
+        _ = keep
+        for kernel, grid, block, args, smem in prepared:
+            kernel(grid, block, args, shared_mem=smem)
+
+    return launch
+
+
+def make_prefill_launch(
+    q, k, v, out, *, causal: bool, lse=None, scale: float | None = None
+) -> Callable[[], None]:
+    """A closure writing prefill attention into ``out`` (and ``lse``) with ``flash_fwd.cu``."""
+    import torch
+
+    _cupy()
+    _require_cuda(q, k, v, out, lse)
+    if lse is None and isinstance(q, torch.Tensor) and q.dim() == 4:
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+    calls = prefill_calls(q, k, v, out, lse, causal=causal, scale=scale)
+    return build_launch(calls, keep=(lse,))
+
+
+def make_decode_launch(
+    q, k, v, out, *, lse=None, scale: float | None = None, chunk: int | None = None
+) -> Callable[[], None]:
+    """A closure writing decode attention into ``out`` (and ``lse``) with ``flash_decode.cu``."""
+    import torch
+
+    _cupy()
+    _require_cuda(q, k, v, out, lse)
+    if lse is None and isinstance(q, torch.Tensor) and q.dim() == 4:
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+    sms = 1
+    if isinstance(q, torch.Tensor):
+        sms = torch.cuda.get_device_properties(q.device).multi_processor_count
+    calls, scratch = decode_calls(q, k, v, out, lse, sms=sms, scale=scale, chunk=chunk)
+    return build_launch(calls, keep=(lse, *scratch))

@@ -1,0 +1,307 @@
+"""The hand-written quantized GEMMs (``w8a8.cu``, ``w4a16.cu``) launched through CuPy.
+
+Operands are torch CUDA tensors on the current device, handed to CuPy without a copy
+(``__cuda_array_interface__``; bf16 as its raw 16-bit storage). Each ``make_*_launch`` validates
+once (shapes, dtypes and layout before CuPy is imported, so those errors come first anywhere),
+compiles the source with NVRTC on first use (``cupy.RawModule``, cached per source) and
+returns a closure that only launches, on CuPy's current stream (the legacy default stream, which
+torch's default stream and its timing events share).
+
+* ``make_w8a8_launch(a, b_t, out, scale_a, scale_b)``: int8 A (M, K) and the weight B^T (N, K),
+  both row-major; float32 scales (1 or M, 1 or N); bf16 / fp16 out. K % 16 == 0 and 16-byte
+  aligned A and B^T. Compute capability >= 8.0: ``wb_w8a8_mma_*``; below: ``wb_w8a8_dp4a_*``.
+* ``make_w4a16_launch(x, qweight, scales, zeros, out, group)``: the ``pack.py`` layout; N % 4 == 0,
+  x and qweight 16-byte aligned. M <= 16: the split-K GEMV entry of the smallest row count >= M
+  (its fp32 workspace and self-resetting counters are allocated here, once); M > 16: the tiled
+  GEMM.
+
+The build side needs no GPU: ``nvcc_command`` / ``compile_report`` compile a source to a cubin
+with ptxas' resource report, parsed by the matmul package's ``parse_ptxas_report``.
+CuPy is imported only inside functions; without it every launcher raises a UsageError.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wattbench.kernels.matmul.cupy_matmul import PtxasEntry, parse_ptxas_report
+from wattbench.kernels.qgemm import operands
+from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
+
+#: the sources (package data) and their extern "C" entry points
+ENTRY_POINTS: dict[str, tuple[str, ...]] = {
+    "w8a8.cu": tuple(
+        f"wb_w8a8_{path}_{out}" for path in ("mma", "dp4a") for out in ("bf16", "fp16")
+    ),
+    "w4a16.cu": tuple(
+        [f"wb_w4a16_gemv_{act}_m{mt}" for act in ("fp16", "bf16") for mt in (1, 2, 4, 8, 16)]
+        + [f"wb_w4a16_gemm_{act}" for act in ("fp16", "bf16")]
+    ),
+}
+BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+#: lowest architecture each source builds for (w8a8: the dp4a entries; w4a16: bf16 and cp.async)
+MIN_ARCH = {"w8a8.cu": 75, "w4a16.cu": 80}
+
+# Launch geometry: must match the constants of the .cu files (checked by tests on the source).
+W8A8_MMA_TILE = (128, 256)  # BM, BN
+W8A8_MMA_THREADS = 256
+W8A8_MMA_SMEM_BYTES = 4 * (128 + 256) * 80
+W8A8_DP4A_TILE = 64
+W4A16_GEMV_BN = 128
+W4A16_GEMV_THREADS = 128
+W4A16_GEMV_WARPS = 4
+W4A16_CHUNK_K = 32
+W4A16_GEMV_ROWS = (1, 2, 4, 8, 16)
+W4A16_GEMM_TILE = (128, 128)
+W4A16_GEMM_THREADS = 256
+W4A16_GEMM_SMEM_BYTES = 50688
+#: GEMV blocks (128 threads) aimed at per SM when the split is chosen
+GEMV_BLOCKS_PER_SM = 8
+
+_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
+_DEFAULT_SMEM_BYTES = 48 * 1024
+
+
+def source(name: str) -> str:
+    if name not in ENTRY_POINTS:
+        raise UsageError(f"no CUDA source {name!r}", f"use one of: {', '.join(ENTRY_POINTS)}")
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+# --- build side ------------------------------------------------------------------------------
+
+
+def normalize_arch(arch: str | int, name: str) -> str:
+    """``"sm_90"``, ``"90"`` or ``90`` -> ``"sm_90"``, at least the source's MIN_ARCH."""
+    match = re.fullmatch(r"(?:sm_)?(\d{2,3})([a-z]?)", str(arch).strip())
+    low = MIN_ARCH[name]
+    if match is None or int(match.group(1)) < low:
+        raise UsageError(
+            f"not a CUDA architecture {name} builds for: {arch!r}", f"give sm_{low} or newer"
+        )
+    return f"sm_{match.group(1)}{match.group(2)}"
+
+
+def nvcc_command(name: str, arch: str | int, output: str | Path, source_path: str | Path,
+                 *, nvcc: str = "nvcc") -> list[str]:  # fmt: skip
+    """nvcc compiling ``source_path`` to a cubin for ``arch`` with ptxas' report on stderr."""
+    arch = normalize_arch(arch, name)
+    return [nvcc, "-cubin", f"-arch={arch}", *BASE_OPTIONS, "-O3", "-Xptxas", "-v",
+            "-o", str(output), str(source_path)]  # fmt: skip
+
+
+def compile_report(
+    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
+) -> list[PtxasEntry]:
+    """Compile source ``name`` for ``arch`` into ``workdir``; ptxas' report per entry point."""
+    nvcc = nvcc or shutil.which("nvcc")
+    if nvcc is None:
+        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    arch = normalize_arch(arch, name)
+    with resources.as_file(resources.files(__package__).joinpath(name)) as src:
+        cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
+        done = subprocess.run(
+            nvcc_command(name, arch, cubin, src, nvcc=nvcc),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
+        raise WattbenchError(
+            f"nvcc failed to compile {name} for {arch} (exit {done.returncode}):\n{tail}",
+            "fix the source",
+        )
+    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+
+
+# --- run side -----------------------------------------------------------------------------------
+
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise UsageError("the CuPy kernels need cupy, which is not installed", _GPU_STACK) from None
+    return cupy
+
+
+_MODULES: dict[str, Any] = {}
+
+
+def load_module(name: str) -> Any:
+    """Source ``name`` as a ``cupy.RawModule`` (NVRTC, for the current device), cached."""
+    if name not in _MODULES:
+        cp = _cupy()
+        _MODULES[name] = cp.RawModule(code=source(name), options=BASE_OPTIONS, backend="nvrtc")
+    return _MODULES[name]
+
+
+def clear_module_cache() -> None:
+    _MODULES.clear()
+
+
+def _array(cp: Any, t: Any) -> Any:
+    """A CuPy view of a torch CUDA tensor (bf16 as int16 storage: the kernels take raw bits)."""
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return cp.asarray(t)
+
+
+def _on_current_cuda_device(cp: Any, tensors: list) -> None:
+    device = cp.cuda.Device().id
+    for t in tensors:
+        if t.device.type != "cuda" or t.device.index not in (None, device):
+            raise UsageError(
+                f"the CuPy kernels need tensors on the current CUDA device ({device}), got "
+                f"{t.device}",
+                "allocate them there and make it current (torch.cuda.set_device)",
+            )
+
+
+def _aligned(named: dict[str, tuple[Any, int]]) -> None:
+    for what, (t, align) in named.items():
+        if t.data_ptr() % align:
+            raise ShapeError(
+                f"{what} is not {align}-byte aligned", "pass a freshly allocated contiguous tensor"
+            )
+
+
+def _opt_in(cp: Any, kernel: Any, smem: int) -> None:
+    if smem <= _DEFAULT_SMEM_BYTES:
+        return
+    limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
+    if limit is not None and smem > limit:
+        raise UsageError(
+            f"the kernel needs {smem} bytes of shared memory; this GPU allows {limit}",
+            "use the Triton implementation on this GPU",
+        )
+    kernel.max_dynamic_shared_size_bytes = smem
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def make_w8a8_launch(a: Any, b_t: Any, out: Any, scale_a: Any, scale_b: Any) -> Callable[[], None]:
+    """``out = (a @ b_t.T) * scale_a * scale_b`` with the int8 kernel of ``w8a8.cu``."""
+    import torch
+
+    if not isinstance(b_t, torch.Tensor):
+        raise UsageError(f"b_t is a {type(b_t).__name__}", "pass torch CUDA tensors")
+    m, n, k = operands.w8a8(a, b_t.t(), out, scale_a, scale_b)
+    if a.dtype != torch.int8:
+        raise UnknownKernelError(f"the CuPy W8A8 has no {a.dtype} path", "use int8 operands")
+    if not (a.is_contiguous() and b_t.is_contiguous() and out.is_contiguous()):
+        raise ShapeError("the CuPy W8A8 needs row-major A, B^T and out", "pass .contiguous()")
+    if k % 16:
+        raise ShapeError(f"the CuPy W8A8 needs K % 16 == 0, got K = {k}", "use Triton for it")
+    cp = _cupy()
+    _on_current_cuda_device(cp, [a, b_t, out, scale_a, scale_b])
+    _aligned({"A": (a, 16), "B^T": (b_t, 16), "out": (out, 4)})
+    major = int(cp.cuda.Device().compute_capability) // 10
+    out_name = "bf16" if out.dtype == torch.bfloat16 else "fp16"
+    path = "mma" if major >= 8 else "dp4a"
+    kernel = load_module("w8a8.cu").get_function(f"wb_w8a8_{path}_{out_name}")
+    if path == "mma":
+        bm, bn = W8A8_MMA_TILE
+        grid, block, smem = (_cdiv(m, bm) * _cdiv(n, bn),), (W8A8_MMA_THREADS,), W8A8_MMA_SMEM_BYTES
+        _opt_in(cp, kernel, smem)
+    else:
+        t = W8A8_DP4A_TILE
+        grid, block, smem = (_cdiv(n, t), _cdiv(m, t)), (256,), 0
+    args = (
+        _array(cp, a), _array(cp, b_t), _array(cp, scale_a), _array(cp, scale_b),
+        _array(cp, out), np.int32(m), np.int32(n), np.int32(k),
+        np.int32(scale_a.numel() > 1), np.int32(scale_b.numel() > 1),
+    )  # fmt: skip
+
+    def launch() -> None:
+        kernel(grid, block, args, shared_mem=smem)
+
+    launch.entry = kernel  # type: ignore[attr-defined]
+    launch.geometry = (grid, block, smem)  # type: ignore[attr-defined]
+    return launch
+
+
+def gemv_rows(m: int) -> int:
+    """The GEMV entry's row count for M (the smallest of 1, 2, 4, 8, 16 that is >= M)."""
+    for rows in W4A16_GEMV_ROWS:
+        if m <= rows:
+            return rows
+    raise ShapeError(f"the GEMV serves M <= 16, got M = {m}", "use the tiled GEMM")
+
+
+def gemv_split(n: int, k: int, sms: int) -> tuple[int, int]:
+    """(splits, chunks per split) for the GEMV: about GEMV_BLOCKS_PER_SM blocks per SM, every
+    warp of a block at least one 32-k chunk, no split empty."""
+    bands = _cdiv(n, W4A16_GEMV_BN)
+    chunks = k // W4A16_CHUNK_K
+    most = max(1, chunks // W4A16_GEMV_WARPS)
+    want = min(most, max(1, _cdiv(GEMV_BLOCKS_PER_SM * sms, bands)))
+    per_split = _cdiv(chunks, want)
+    return _cdiv(chunks, per_split), per_split
+
+
+def make_w4a16_launch(
+    x: Any, qweight: Any, scales: Any, zeros: Any, out: Any, group: int, *, split: int | None = None
+) -> Callable[[], None]:
+    """``out = x @ dequantize(qweight, scales, zeros)`` with ``w4a16.cu``. ``split`` forces the
+    GEMV's number of K splits (default: from the SM count)."""
+    import torch
+
+    m, n, k = operands.w4a16(x, qweight, scales, zeros, out, group)
+    if n % 4:
+        raise ShapeError(f"the CuPy W4A16 needs N % 4 == 0, got N = {n}", "use Triton for it")
+    if not (x.is_contiguous() and out.is_contiguous()):
+        raise ShapeError("the CuPy W4A16 needs row-major x and out", "pass .contiguous()")
+    cp = _cupy()
+    _on_current_cuda_device(cp, [x, qweight, scales, zeros, out])
+    _aligned(
+        {"x": (x, 16), "qweight": (qweight, 16), "scales": (scales, 8), "zeros": (zeros, 4),
+         "out": (out, 4)}
+    )  # fmt: skip
+    act = "bf16" if x.dtype == torch.bfloat16 else "fp16"
+    module = load_module("w4a16.cu")
+    tensors = [_array(cp, t) for t in (x, qweight, scales, zeros, out)]
+    if m <= 16:
+        sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+        splits, per_split = gemv_split(n, k, sms)
+        if split is not None:
+            per_split = _cdiv(k // W4A16_CHUNK_K, max(1, split))
+            splits = _cdiv(k // W4A16_CHUNK_K, per_split)
+        kernel = module.get_function(f"wb_w4a16_gemv_{act}_m{gemv_rows(m)}")
+        partial = torch.empty(max(1, splits * m * n), dtype=torch.float32, device=x.device)
+        counters = torch.zeros(_cdiv(n, W4A16_GEMV_BN), dtype=torch.int32, device=x.device)
+        grid, block, smem = (_cdiv(n, W4A16_GEMV_BN), splits), (W4A16_GEMV_THREADS,), 0
+        args = (*tensors, _array(cp, partial), _array(cp, counters), np.int32(m), np.int32(n),
+                np.int32(k), np.int32(group), np.int32(per_split))  # fmt: skip
+        keep = (partial, counters)  # the closure owns its workspace
+    else:
+        kernel = module.get_function(f"wb_w4a16_gemm_{act}")
+        bm, bn = W4A16_GEMM_TILE
+        grid, block = (_cdiv(m, bm) * _cdiv(n, bn),), (W4A16_GEMM_THREADS,)
+        smem = W4A16_GEMM_SMEM_BYTES
+        _opt_in(cp, kernel, smem)
+        args = (*tensors, np.int32(m), np.int32(n), np.int32(k), np.int32(group))
+        keep = ()
+
+    def launch() -> None:
+        kernel(grid, block, args, shared_mem=smem)
+
+    launch.entry = kernel  # type: ignore[attr-defined]
+    launch.geometry = (grid, block, smem)  # type: ignore[attr-defined]
+    launch.workspace = keep  # type: ignore[attr-defined]
+    return launch

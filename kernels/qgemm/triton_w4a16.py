@@ -1,0 +1,253 @@
+"""Triton W4A16: ``C = X @ W`` with W int4-packed (``pack.py``), group-wise scales and zeros.
+
+X (M, K) and C (M, N) are fp16 or bf16 with unit column stride; ``qweight`` (K // 8, N) int32,
+``scales`` (K // G, N) in X's dtype and ``zeros`` (K // G, N) uint8 are contiguous. K % G == 0,
+G % 32 == 0; every M, N >= 1 is correct (masked). The dequantized weight
+``(q - zero) * scale`` is computed exactly in fp32 and rounded to X's dtype for the tensor cores;
+accumulation is fp32 and C is rounded once.
+
+Two kernels, chosen by M:
+
+* M <= ``GEMV_MAX_M`` (16): split-K GEMV. Program (n, s) reads a BLOCK_N-wide column band of
+  packed words over its slice of K (word rows ``[s * rows_per_split, ...)``), each word once
+  (coalesced along N), and computes the eight nibbles as eight ``tl.dot``s of
+  X[:, 8r + e] (BLOCK_M = 16 rows, masked) by the dequantized nibble plane: the sum over k is
+  reordered, not the data. With more than one split, each program stores its fp32 partial tile
+  into a workspace (split, M, N); the last program of a column band to arrive (an acq_rel atomic
+  counter per band, after a block barrier) adds the partials in split order -- deterministic --
+  writes C and resets the counter to 0, so launches need no memset.
+* M > 16: tiled GEMM (GROUP_M band order, autotuned). Each k of the BLOCK_K x BLOCK_N weight
+  tile is unpacked from its word with a per-k shift, dequantized in registers and fed to one
+  ``tl.dot`` with the contiguous X tile.
+
+The launch closure allocates nothing (workspace and counters are made once per closure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from wattbench.kernels.qgemm import operands
+from wattbench.profiler.errors import UsageError
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+#: the GEMV serves M up to this; the tiled kernel above
+GEMV_MAX_M = 16
+#: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV; interpreter: small
+GEMV_BLOCK = (32, 16) if _INTERPRET else (128, 32)
+#: programs the GEMV aims at per SM when it picks its split
+GEMV_PROGRAMS_PER_SM = 4
+INTERPRETER_NUM_SMS = 4
+
+
+def _config(bm: int, bn: int, bk: int, gm: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm},
+        num_warps=warps,
+        num_stages=stages,
+    )
+
+
+_GPU_CONFIGS = [
+    _config(128, 256, 64, 8, 8, 3),
+    _config(128, 128, 64, 8, 4, 4),
+    _config(128, 128, 32, 8, 4, 4),
+    _config(64, 128, 64, 8, 4, 4),
+    _config(64, 64, 64, 8, 4, 3),
+    _config(32, 128, 64, 1, 4, 4),  # 17 <= M <= 32
+]
+_INTERPRETER_CONFIG = _config(32, 32, 32, 4, 4, 1)
+_CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+@triton.jit
+def _gemv_kernel(
+    x_ptr, qw_ptr, s_ptr, z_ptr, c_ptr, ws_ptr, cnt_ptr, M, N, K, G, stride_xm, stride_cm,
+    rows_per_split, num_splits,
+    SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+):  # fmt: skip
+    """Grid (column bands, splits); see the module docstring."""
+    pid_n = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < N
+    ms = tl.arange(0, BLOCK_M)
+    m_ok = ms < M
+    rr = tl.arange(0, BLOCK_R)
+    r_begin = pid_s * rows_per_split
+    r_end = tl.minimum(K // 8, r_begin + rows_per_split)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for r0 in range(r_begin, r_end, BLOCK_R):
+        rows = r0 + rr
+        w_ok = (rows < r_end)[:, None] & col_ok[None, :]
+        words = tl.load(qw_ptr + rows[:, None].to(tl.int64) * N + cols[None, :], mask=w_ok, other=0)
+        g_off = ((rows * 8) // G)[:, None].to(tl.int64) * N + cols[None, :]
+        scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0).to(tl.float32)
+        zero = tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.float32)
+        x_ok = m_ok[:, None] & (rows < r_end)[None, :]
+        for j in tl.static_range(8):
+            e = 2 * (j % 4) + j // 4  # k offset held by nibble j
+            q = ((words >> (4 * j)) & 15).to(tl.float32)
+            w = ((q - zero) * scale).to(x_ptr.dtype.element_ty)
+            x_ptrs = x_ptr + ms[:, None] * stride_xm + (rows * 8 + e)[None, :]
+            x = tl.load(x_ptrs, mask=x_ok, other=0)
+            acc = tl.dot(x, w, acc)
+    out_ok = m_ok[:, None] & col_ok[None, :]
+    c_ptrs = c_ptr + ms[:, None] * stride_cm + cols[None, :]
+    if SPLIT:
+        tile = ms[:, None] * N + cols[None, :]
+        tl.store(ws_ptr + pid_s * M * N + tile, acc, mask=out_ok)
+        tl.debug_barrier()  # every thread's partial is stored before the counter moves
+        arrived = tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
+        if arrived == num_splits - 1:  # the last program of this band: reduce in split order
+            total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for s in range(0, num_splits):
+                part = ws_ptr + s * M * N + tile
+                total += tl.load(part, mask=out_ok, other=0.0, cache_modifier=".cg")
+            tl.store(c_ptrs, total.to(c_ptr.dtype.element_ty), mask=out_ok)
+            tl.atomic_xchg(cnt_ptr + pid_n, 0, sem="relaxed", scope="gpu")
+    else:
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=out_ok)
+
+
+@triton.jit
+def _tile(tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * num_n
+    first_m = (tile_id // per_group) * GROUP_M
+    rows = tl.minimum(num_m - first_m, GROUP_M)
+    in_group = tile_id % per_group
+    return first_m + in_group % rows, in_group // rows
+
+
+@triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "G"])
+@triton.jit
+def _gemm_kernel(
+    x_ptr, qw_ptr, s_ptr, z_ptr, c_ptr, M, N, K, G, stride_xm, stride_cm,
+    M_BUCKET, N_BUCKET, K_BUCKET,  # autotune key only
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    """One program per BLOCK_M x BLOCK_N tile of C."""
+    pid_m, pid_n = _tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    row_ok = rows < M
+    col_ok = cols < N
+    shift = ((ks % 8) // 2 + 4 * (ks % 2)) * 4  # nibble of k offset e = k % 8, times 4 bits
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        kk = kb * BLOCK_K + ks
+        k_ok = kk < K
+        x = tl.load(
+            x_ptr + rows[:, None].to(tl.int64) * stride_xm + kk[None, :],
+            mask=row_ok[:, None] & k_ok[None, :],
+            other=0,
+        )
+        w_ok = k_ok[:, None] & col_ok[None, :]
+        words = tl.load(qw_ptr + (kk // 8)[:, None].to(tl.int64) * N + cols[None, :], mask=w_ok)
+        g_off = (kk // G)[:, None].to(tl.int64) * N + cols[None, :]
+        scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0).to(tl.float32)
+        zero = tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.float32)
+        q = ((words >> shift[:, None]) & 15).to(tl.float32)
+        w = tl.where(w_ok, (q - zero) * scale, 0.0).to(x_ptr.dtype.element_ty)
+        acc = tl.dot(x, w, acc)
+    c_ptrs = c_ptr + rows[:, None].to(tl.int64) * stride_cm + cols[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
+# --- host side ------------------------------------------------------------------------------------
+
+
+def _bucket(size: int) -> int:
+    return min(max(triton.next_power_of_2(size), 16), 16384)
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def num_sms(device: torch.device) -> int:
+    if _INTERPRET or device.type != "cuda":
+        return INTERPRETER_NUM_SMS
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def gemv_split(n: int, k: int, sms: int) -> tuple[int, int]:
+    """(splits, word rows per split) of the GEMV: enough programs for GEMV_PROGRAMS_PER_SM per
+    SM, each split a whole number of BLOCK_R row blocks, no split empty."""
+    block_n, block_r = GEMV_BLOCK
+    bands = triton.cdiv(n, block_n)
+    row_blocks = triton.cdiv(k // 8, block_r)
+    want = max(1, min(row_blocks, triton.cdiv(GEMV_PROGRAMS_PER_SM * sms, bands)))
+    rows_per_split = triton.cdiv(row_blocks, want) * block_r
+    return triton.cdiv(k // 8, rows_per_split), rows_per_split
+
+
+def make_launch(
+    x, qweight, scales, zeros, out, group: int, *, split: int | None = None
+) -> Callable[[], None]:
+    """Validate once; the closure writes ``x @ dequantize(qweight, scales, zeros)`` into ``out``.
+    ``split`` forces the GEMV's number of K splits (default: chosen from the SM count)."""
+    m, n, k = operands.w4a16(x, qweight, scales, zeros, out, group)
+    device = x.device
+    if not _INTERPRET and device.type != "cuda":
+        raise UsageError(
+            f"the Triton W4A16 needs CUDA tensors, got {device}",
+            "use a GPU, or set TRITON_INTERPRET=1 before importing for the CPU interpreter",
+        )
+    on_cuda = device.type == "cuda"
+    guard = functools.partial(torch.cuda.device, device) if on_cuda else contextlib.nullcontext
+    if m <= GEMV_MAX_M:
+        block_n, block_r = GEMV_BLOCK
+        splits, rows_per_split = gemv_split(n, k, num_sms(device))
+        if split is not None:
+            rows_per_split = triton.cdiv(triton.cdiv(k // 8, max(1, split)), block_r) * block_r
+            splits = triton.cdiv(k // 8, rows_per_split)
+        bands = triton.cdiv(n, block_n)
+        ws = torch.empty(splits * m * n if splits > 1 else 1, dtype=torch.float32, device=device)
+        counters = torch.zeros(bands, dtype=torch.int32, device=device)
+        grid = (bands, splits)
+        args = (
+            x, qweight, scales, zeros, out, ws, counters, m, n, k, group, x.stride(0),
+            out.stride(0), rows_per_split, splits,
+        )  # fmt: skip
+        meta = {
+            "SPLIT": splits > 1,
+            "BLOCK_M": 16,
+            "BLOCK_N": block_n,
+            "BLOCK_R": block_r,
+            "num_warps": 4,
+            "num_stages": 1 if _INTERPRET else 3,
+        }
+
+        def launch_gemv() -> None:
+            with guard():
+                _gemv_kernel[grid](*args, **meta)
+
+        launch_gemv.splits = splits  # type: ignore[attr-defined]  # for tests and reports
+        return launch_gemv
+
+    kernel = _gemm_kernel[
+        lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+    ]
+    args = (
+        x, qweight, scales, zeros, out, m, n, k, group, x.stride(0), out.stride(0),
+        _bucket(m), _bucket(n), _bucket(k),
+    )  # fmt: skip
+
+    def launch_gemm() -> None:
+        with guard():
+            kernel(*args)
+
+    launch_gemm.splits = 0  # type: ignore[attr-defined]
+    return launch_gemm

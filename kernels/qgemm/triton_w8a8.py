@@ -1,0 +1,152 @@
+"""Triton W8A8: ``C = (A @ B) * scale_a[m] * scale_b[n]`` for int8 and fp8 e4m3 operands.
+
+A (M, K) and B (K, N) may have any strides (B is usually the K-contiguous view of an (N, K)
+weight); sizes are elements. Every M, N, K >= 1 is correct (masked loads and stores).
+
+* int8: ``tl.dot(..., out_dtype=int32)`` -- exact int32 accumulation (K <= 133143); the scales
+  are applied to the accumulator converted to fp32.
+* fp8 (``torch.float8_e4m3fn``): fp32 accumulation; on Hopper the tensor cores' partial sums are
+  added into the fp32 accumulator after every BLOCK_K products (``max_num_imprecise_acc``).
+* Scales are float32: ``scale_a`` one per row of A or one for all (a 1-element tensor),
+  ``scale_b`` one per column of B or one for all; a 1-element scale is read with stride 0.
+* C is bf16 or fp16, rounded once from fp32.
+
+Tiles are visited in GROUP_M bands (A rows reused from L2). ``_GPU_CONFIGS`` are tuned per
+power-of-two bucket of (M, N, K) and the operand kind; under ``TRITON_INTERPRET`` the one small
+``_INTERPRETER_CONFIG`` is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from wattbench.kernels.qgemm import operands
+from wattbench.profiler.errors import UsageError
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _config(bm: int, bn: int, bk: int, gm: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm},
+        num_warps=warps,
+        num_stages=stages,
+    )
+
+
+#: BLOCK_K >= 64 (int8 / fp8 MMAs are 32 deep); 128x256x128 is the large-problem tile
+_GPU_CONFIGS = [
+    _config(128, 256, 128, 8, 8, 3),
+    _config(256, 128, 128, 8, 8, 3),
+    _config(128, 128, 128, 8, 4, 4),
+    _config(128, 128, 64, 8, 4, 4),
+    _config(64, 128, 128, 8, 4, 4),
+    _config(64, 64, 64, 8, 4, 3),
+    _config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
+    _config(32, 128, 128, 1, 4, 4),
+]
+_INTERPRETER_CONFIG = _config(32, 32, 32, 4, 4, 1)
+_CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+@triton.jit
+def _tile(tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grouped ordering: tile id -> (row block, column block), GROUP_M row blocks per band."""
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * num_n
+    first_m = (tile_id // per_group) * GROUP_M
+    rows = tl.minimum(num_m - first_m, GROUP_M)
+    in_group = tile_id % per_group
+    return first_m + in_group % rows, in_group // rows
+
+
+@triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"])
+@triton.jit
+def _w8a8_kernel(
+    a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_sa, stride_sb,
+    M_BUCKET, N_BUCKET, K_BUCKET,  # autotune key only
+    IS_FP8: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    """One program per BLOCK_M x BLOCK_N tile of C."""
+    pid_m, pid_n = _tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    row0 = pid_m.to(tl.int64) * BLOCK_M
+    col0 = pid_n.to(tl.int64) * BLOCK_N
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    row_ok = rows < M - row0
+    col_ok = cols < N - col0
+    a_ptrs = a_ptr + row0 * stride_am + (rows[:, None] * stride_am + ks[None, :] * stride_ak)
+    b_ptrs = b_ptr + col0 * stride_bn + (ks[:, None] * stride_bk + cols[None, :] * stride_bn)
+    if IS_FP8:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        k_ok = ks < K - kb * BLOCK_K
+        a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        if IS_FP8:
+            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
+        else:
+            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+    sa = tl.load(sa_ptr + (row0 + rows) * stride_sa, mask=row_ok, other=0.0)
+    sb = tl.load(sb_ptr + (col0 + cols) * stride_sb, mask=col_ok, other=0.0)
+    c = acc.to(tl.float32) * sa[:, None] * sb[None, :]
+    c_ptrs = c_ptr + row0 * stride_cm + col0 * stride_cn
+    c_ptrs += rows[:, None] * stride_cm + cols[None, :] * stride_cn
+    tl.store(c_ptrs, c.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
+def _bucket(size: int) -> int:
+    return min(max(triton.next_power_of_2(size), 16), 16384)
+
+
+def make_launch(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    out: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+) -> Callable[[], None]:
+    """Validate once; the closure writes ``(a @ b) * scale_a * scale_b`` into ``out`` (its first
+    call autotunes and compiles)."""
+    m, n, k = operands.w8a8(a, b, out, scale_a, scale_b)
+    if not _INTERPRET and a.device.type != "cuda":
+        raise UsageError(
+            f"the Triton W8A8 needs CUDA tensors, got {a.device}",
+            "use a GPU, or set TRITON_INTERPRET=1 before importing for the CPU interpreter",
+        )
+    args = (
+        a, b, out, scale_a, scale_b, m, n, k,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
+        int(scale_a.numel() > 1), int(scale_b.numel() > 1),
+        _bucket(m), _bucket(n), _bucket(k),
+    )  # fmt: skip
+    is_fp8 = a.dtype == torch.float8_e4m3fn
+    kernel = _w8a8_kernel[
+        lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+    ]
+    guard = (
+        functools.partial(torch.cuda.device, a.device)
+        if a.device.type == "cuda"
+        else contextlib.nullcontext
+    )
+
+    def launch() -> None:
+        with guard():
+            kernel(*args, IS_FP8=is_fp8)
+
+    return launch

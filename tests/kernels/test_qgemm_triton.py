@@ -1,0 +1,167 @@
+"""The Triton quantized GEMMs against float64 references, in Triton's interpreter here.
+
+Operands come from the families' seeded quantizers (fresh random data, never zeros); outputs are
+poisoned with NaN first; errors are relative Frobenius norms against float64 computed from the
+dequantized operands the kernel saw, so only the kernel's own rounding remains:
+
+* W8A8 int8: products and int32 sums are exact, scaling is fp32 (~1e-7), so the error is C's
+  rounding: fp16 out within 2**-10 (twice its unit roundoff), bf16 out within 2**-7. (Triton's
+  interpreter rounds to bf16 by truncation, about twice the error of the GPU's round-to-nearest;
+  still within 2**-7.) fp8: products exact in fp32, fp32 sums: the same bounds.
+* W4A16: the dequantized weight is rounded to the activation dtype once (~u / sqrt(3) in the
+  norm) and C once more: fp16 within 2**-10 (bf16 only on a GPU: the interpreter's bf16 dot is
+  wrong).
+
+Both W4A16 paths run: the split-K GEMV (M <= 16, one split and several, whose last program
+reduces and resets its counter) and the tiled GEMM (M > 16), at odd M and N and every group size.
+GPU-marked tests repeat this with bf16 and real shapes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wattbench.kernels.qgemm import triton_w4a16 as t4
+from wattbench.kernels.qgemm import triton_w8a8 as t8
+from wattbench.kernels.qgemm import w4a16, w8a8
+from wattbench.kernels.verify import rel_fro_error
+from wattbench.profiler.errors import ShapeError, UnknownKernelError
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOL = {torch.float16: 2**-10, torch.bfloat16: 2**-7}
+
+
+def _run(launch, inputs, ref) -> float:
+    inputs.poison()
+    launch()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    assert not inputs.out.isnan().any(), "the kernel left unwritten (NaN) elements"
+    return rel_fro_error(inputs.out, ref)
+
+
+def _w8a8(shape, dtype, seed=0):
+    inputs = w8a8.make_inputs(shape, dtype, seed, DEVICE)
+    launch = t8.make_launch(
+        inputs["a"], inputs["b"], inputs.out, inputs["scale_a"], inputs["scale_b"]
+    )
+    return inputs, launch, w8a8.reference(inputs, inputs.device)
+
+
+def _w4a16(shape, dtype, seed=0, **kw):
+    inputs = w4a16.make_inputs(shape, dtype, seed, DEVICE)
+    group = int(dtype.split("-g")[1])
+    args = (inputs["x"], inputs["qweight"], inputs["scales"], inputs["zeros"], inputs.out)
+    return inputs, t4.make_launch(*args, group, **kw), w4a16.reference(inputs, inputs.device)
+
+
+# --- W8A8 -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3, 72, 96), (33, 17, 40), (1, 8, 16)], ids=str)
+@pytest.mark.parametrize("dtype", ["int8", "int8-fp16", "fp8", "fp8-row"])
+def test_w8a8_matches_float64(dtype, shape):
+    inputs, launch, ref = _w8a8(shape, dtype, seed=sum(shape))
+    err = _run(launch, inputs, ref)
+    assert err < TOL[inputs.out.dtype], err
+    assert err > 0  # rounding happened: the comparison is live
+
+
+def test_w8a8_per_tensor_scale_reaches_every_element():
+    inputs, _, _ = _w8a8((40, 36, 64), "int8-fp16", seed=4)
+    inputs.tensors["scale_b"] = inputs["scale_b"].amax().reshape(())  # one for the tensor
+    launch = t8.make_launch(
+        inputs["a"], inputs["b"], inputs.out, inputs["scale_a"], inputs["scale_b"]
+    )
+    assert _run(launch, inputs, w8a8.reference(inputs, inputs.device)) < 2**-10
+
+
+def test_w8a8_refuses_bad_operands():
+    inputs, _, _ = _w8a8((4, 8, 32), "int8")
+    a, b = inputs["a"], inputs["b"]
+    out, sa, sb = inputs.out, inputs["scale_a"], inputs["scale_b"]
+    with pytest.raises(ShapeError, match="do not fit"):
+        t8.make_launch(a, b[:16], out, sa, sb)
+    with pytest.raises(UnknownKernelError, match=r"no torch\.int8 x torch\.float32"):
+        t8.make_launch(a, b.float(), out, sa, sb)
+    with pytest.raises(UnknownKernelError):
+        t8.make_launch(a, b, out.float(), sa, sb)
+    with pytest.raises(ShapeError, match="scale_a has 3 elements"):
+        t8.make_launch(a, b, out, sa[:3], sb)
+
+
+# --- W4A16 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["fp16-g32", "fp16-g64", "fp16-g128"])
+@pytest.mark.parametrize("m", [1, 3, 16])
+def test_w4a16_gemv_every_group(m, dtype):
+    inputs, launch, ref = _w4a16((m, 72, 256), dtype, seed=m)
+    assert launch.splits == 2  # 32 word rows in 2 blocks of 16, 3 bands on 4 interpreter SMs
+    assert _run(launch, inputs, ref) < TOL[torch.float16]
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_w4a16_gemv_split_k_reduces_and_resets_its_counters(split):
+    inputs, launch, ref = _w4a16((5, 40, 384), "fp16-g32", seed=9, split=split)
+    assert launch.splits == split
+    first = _run(launch, inputs, ref)
+    assert first < TOL[torch.float16]
+    result = inputs.out.clone()
+    assert _run(launch, inputs, ref) == first  # the next launch finds its counters at 0
+    assert torch.equal(result, inputs.out)  # deterministic: partials added in split order
+
+
+@pytest.mark.parametrize("dtype", ["fp16-g32", "fp16-g64", "fp16-g128"])
+@pytest.mark.parametrize("shape", [(17, 24, 128), (67, 40, 256)], ids=["17x24x128", "67x40x256"])
+def test_w4a16_tiled_every_group(shape, dtype):
+    inputs, launch, ref = _w4a16(shape, dtype, seed=shape[0])
+    assert launch.splits == 0  # the tiled kernel
+    assert _run(launch, inputs, ref) < TOL[torch.float16]
+
+
+def test_w4a16_gemv_split_choice():
+    # 8192 x 8192 on 132 SMs: 64 column bands of 128, 32 blocks of 32 word rows
+    assert t4.GEMV_BLOCK == (32, 16)  # the interpreter's
+    splits, rows = t4.gemv_split(8192, 8192, 132)
+    assert splits * rows >= 8192 // 8 > (splits - 1) * rows and rows % 16 == 0
+    assert t4.gemv_split(8, 64, 4) == (1, 16)  # 8 word rows: one split
+
+
+def test_w4a16_refuses_bad_operands():
+    inputs, _, _ = _w4a16((2, 16, 64), "fp16-g32")
+    x, qw, s, z, out = inputs["x"], inputs["qweight"], inputs["scales"], inputs["zeros"], inputs.out
+    with pytest.raises(ShapeError, match="multiple of 64"):
+        t4.make_launch(x[:, :32], qw[:4], s[:1], z[:1], out, 64)
+    with pytest.raises(ShapeError, match="scales is"):
+        t4.make_launch(x, qw, s[:1], z, out, 32)
+    with pytest.raises(UnknownKernelError, match="one dtype"):
+        t4.make_launch(x, qw, s.float(), z, out, 32)
+    with pytest.raises(UnknownKernelError, match="int32"):
+        t4.make_launch(x, qw.to(torch.int64), s, z, out, 32)
+    with pytest.raises(ShapeError, match="row-major"):
+        t4.make_launch(x, qw.t().contiguous().t(), s, z, out, 32)
+
+
+# --- on a GPU: bf16 and real shapes ---------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["bf16-g128", "bf16-g32", "fp16-g64"])
+@pytest.mark.parametrize(
+    "shape", [(1, 4096, 4096), (16, 6144, 4096), (512, 4096, 4096), (67, 1000, 256)], ids=str
+)
+def test_w4a16_gpu(shape, dtype):
+    inputs, launch, ref = _w4a16(shape, dtype, seed=1)
+    assert _run(launch, inputs, ref) < (2**-7 if dtype.startswith("bf16") else 2**-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["int8", "int8-fp16", "fp8", "fp8-row"])
+@pytest.mark.parametrize("shape", [(1, 4096, 4096), (1024, 1024, 1024), (4097, 4095, 4096)])
+def test_w8a8_gpu(shape, dtype):
+    if dtype.startswith("fp8") and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs compute capability 8.9")
+    inputs, launch, ref = _w8a8(shape, dtype, seed=2)
+    assert _run(launch, inputs, ref) < TOL[inputs.out.dtype]
