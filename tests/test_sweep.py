@@ -40,7 +40,8 @@ def _run_file(out: Path) -> Path:
 
 def test_full_sm_sweep_is_fast_valid_and_finds_an_interior_optimum(tmp_path, capsys):
     t0 = time.perf_counter()
-    assert main([*SWEEP, "--out", str(tmp_path)]) == 0
+    # the grid measures every point (the default, adaptive, is tested in test_adaptive.py)
+    assert main([*SWEEP, "--strategy", "grid", "--out", str(tmp_path)]) == 0
     wall_s = time.perf_counter() - t0
     # The bound is 10 s on a 2-core machine; the CPU time of this run is what counts,
     # and it is far below that (a shared CI machine may add wall time, hence the margin).
@@ -88,7 +89,7 @@ def test_sigint_keeps_finished_points_and_resume_completes(tmp_path):
     env = dict(os.environ)
     # slow each point down (long windows) so the signal lands mid-sweep
     cmd = [sys.executable, "-m", "wattbench.profiler.cli.main", *SWEEP, "--out", str(tmp_path)]
-    slow = [*cmd, "--min-window-s", "3"]
+    slow = [*cmd, "--strategy", "grid", "--min-window-s", "3"]  # grid: all 111 points
     proc = subprocess.Popen(slow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     path = None

@@ -17,9 +17,11 @@ from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import Measurement, MeasureSettings
 from wattbench.profiler.select.objectives import Choice, parse_objective
 from wattbench.profiler.store import RunRecord
+from wattbench.profiler.sweep.adaptive import AdaptiveSettings
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,
     DEFAULT_STRATEGY,
+    STRATEGIES,
     SweepRequest,
     sweep_problem,
 )
@@ -61,8 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strategy",
         default=DEFAULT_STRATEGY,
-        choices=("grid",),
-        help=f"how to search the space: grid measures every point (default: {DEFAULT_STRATEGY})",
+        choices=STRATEGIES,
+        help="how to search the space: adaptive brackets each objective's optimum and refines "
+        "it (golden section), measuring a fraction of the points; grid measures every point "
+        f"(default: {DEFAULT_STRATEGY})",
     )
     p.add_argument("--out", default="results", help="output directory (default: results/)")
     p.add_argument("--resume", metavar="RUN.json", help="complete an interrupted run file")
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     )
     sm, mem, power = args.sm_clocks, args.mem_clocks, args.power_limits
     strategy = args.strategy
+    adaptive = None
     if args.resume:
         # a resumed run continues with the settings, space and objectives it was started with
         record = RunRecord.resume(Path(args.resume))
@@ -100,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         objectives = [parse_objective(o) for o in recorded["objectives"]]
         specs = (recorded.get("space") or {}).get("specs") or {}
         sm, mem, power = specs.get("sm"), specs.get("mem"), specs.get("power")
-        strategy = (recorded.get("strategy") or {}).get("strategy", "grid")
+        recorded_strategy = recorded.get("strategy") or {}
+        strategy = recorded_strategy.get("strategy", "grid")
+        if strategy == "adaptive":  # continue with the search settings it was started with
+            adaptive = AdaptiveSettings.from_json(recorded_strategy)
         pj = record.doc["problem"]
         problem = make_problem(
             pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"]
@@ -129,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         strategy=strategy,
         allow_shared=args.allow_shared,
+        adaptive=adaptive,
     )
     bar = _progress(args.quiet)
     try:
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     result = outcome.result
     print(render_summary(device, problem, result.choices, result.baseline, outcome.simulated))
+    print(render_effort(outcome.record.doc["settings"].get("strategy") or {}, result.measurements))
     print(f"run file: {outcome.record.path}")
     return 0
 
@@ -206,3 +216,19 @@ def render_summary(
     for name, c in choices.items():
         lines.append(row(name, c.chosen, c))
     return "\n".join(lines)
+
+
+def render_effort(strategy: dict, measurements: list[Measurement]) -> str:
+    """One line: how many points the strategy measured, re-measured, and of how many."""
+    from wattbench.profiler.sweep.strategy import passes_of
+
+    name = strategy.get("strategy", "grid")
+    total = sum(passes_of(m) for m in measurements)
+    again = sum(passes_of(m) > 1 for m in measurements)
+    text = f"strategy {name}: {total} measurements of {len(measurements)} points"
+    if again:
+        text += f" ({again} measured again)"
+    grid = strategy.get("grid_points")
+    if grid:
+        text += f"; the grid has {grid} points"
+    return text

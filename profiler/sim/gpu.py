@@ -137,10 +137,16 @@ class SimulatedGpu:
         # ends without nvmlShutdown (or is killed) does not make the next one's counter go back
         self._saved_wall_s = time.monotonic()
         atexit.register(_save_at_exit, weakref.ref(self))
+        # settings read once per run() call (another process's change applies from the next);
+        # iteration timing per (work, SM MHz, memory MHz): both only spare the host CPU
+        self._pinned = None
+        self._timings: dict[tuple, physics.Timing] = {}
 
     # --- settings (persisted) --------------------------------------------------------------------
 
     def _settings(self):
+        if self._pinned is not None:
+            return self._pinned
         if self._file.changed_since_read():
             fresh = self._file.read()
             self.state.settings = fresh.settings
@@ -211,11 +217,20 @@ class SimulatedGpu:
         if work is None:
             sm_act, mem_act = self.spec.power.sm_activity_idle, 0.0
         else:
-            t = physics.iteration_timing(self.spec, work, sm_mhz, mem_mhz)
+            t = self._timing(work, sm_mhz, mem_mhz)
             sm_act, mem_act = t.sm_activity, t.memory_activity
         return physics.power_w(
             self.spec, self._board_w, sm_mhz, mem_mhz, self.temp_c, sm_act, mem_act
         )
+
+    def _timing(self, work: Workload, sm_mhz: int, mem_mhz: int) -> physics.Timing:
+        key = (work, sm_mhz, mem_mhz)
+        t = self._timings.get(key)
+        if t is None:
+            if len(self._timings) > 4096:
+                self._timings.clear()
+            t = self._timings[key] = physics.iteration_timing(self.spec, work, sm_mhz, mem_mhz)
+        return t
 
     def governed_clock(self, work: Workload) -> tuple[int, int, int, float]:
         """(sm_mhz, mem_mhz, reasons, power_w) the governor picks for ``work`` now."""
@@ -258,18 +273,22 @@ class SimulatedGpu:
             sm_time = 0.0
             sm_min = 10**9
             reasons = 0
+            self._pinned = self._settings()
             mem = self.effective_mem_mhz()
-            while remaining > 1e-9:
-                sm, mem, why, p = self.governed_clock(work)
-                t_iter = physics.iteration_timing(self.spec, work, sm, mem).time_s
-                dt = min(self._next_tick_s - self.now_s, remaining * t_iter)
-                dt = max(dt, 1e-12)
-                seg = self._advance(dt, p, sm, mem, why, busy=True)
-                segs.append(seg)
-                remaining -= dt / t_iter
-                sm_time += sm * dt
-                sm_min = min(sm_min, sm)
-                reasons |= why
+            try:
+                while remaining > 1e-9:
+                    sm, mem, why, p = self.governed_clock(work)
+                    t_iter = self._timing(work, sm, mem).time_s
+                    dt = min(self._next_tick_s - self.now_s, remaining * t_iter)
+                    dt = max(dt, 1e-12)
+                    seg = self._advance(dt, p, sm, mem, why, busy=True)
+                    segs.append(seg)
+                    remaining -= dt / t_iter
+                    sm_time += sm * dt
+                    sm_min = min(sm_min, sm)
+                    reasons |= why
+            finally:
+                self._pinned = None
             self._busy_until_s = self.now_s
             elapsed = self.now_s - t0
             return RunResult(

@@ -6,7 +6,9 @@ complete document or the new one: a run killed mid-sweep leaves a valid record t
 
 Invariants of a record on disk: ``schema`` is :data:`SCHEMA_ID`; it validates against
 ``run-record.schema.json``; point keys are unique (re-measuring a point replaces it in place);
-every choice names a point in ``points``; timestamps are UTC ISO-8601.
+every choice names a point in ``points``; timestamps are UTC ISO-8601. A point measured again
+(the adaptive search does) keeps its place and every pass's samples, tagged ``pass`` and ``seq``
+(``sweep/run.py``).
 """
 
 from __future__ import annotations
@@ -123,15 +125,17 @@ def default_run_path(
     *,
     today: dt.date | None = None,
 ) -> Path:
-    """``<out_dir>/<date>-<device>-<family>-<dtype>-<shape>.json``, e.g.
-    ``results/2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192.json``.
+    """``<out_dir>/<date>-<device>-<family>-<impl>-<dtype>-<shape>.json``, e.g.
+    ``results/2025-01-31-sim-h100-sxm-matmul-vendor-bf16-8192x8192x8192.json``.
 
-    ``problem`` has ``family``, ``dtype`` and ``shape`` (a sequence, mapping or text). The date
+    ``problem`` has ``family``, ``dtype`` and ``shape`` (a sequence, mapping or text) and
+    usually ``impl`` (left out of the name when absent). The date
     is UTC. An existing file is never reused: ``-2``, ``-3``, ... is appended instead.
     """
     p = _as_dict(problem, "problem")
     day = (today or dt.datetime.now(dt.timezone.utc).date()).isoformat()
-    parts = [day, device_key, p["family"], p["dtype"], _shape_text(p["shape"])]
+    parts = [day, device_key, p["family"], p.get("impl"), p["dtype"], _shape_text(p["shape"])]
+    parts = [x for x in parts if x]
     stem = "-".join(_slug(str(x)) for x in parts)
     out = Path(out_dir)
     path, n = out / f"{stem}.json", 1
@@ -286,7 +290,7 @@ class RunRecord:
 
     @property
     def points(self) -> list[Measurement]:
-        """Every measured point, in measurement order."""
+        """Every measured point, in the order first measured (one entry per point)."""
         return [Measurement.from_json(d) for d in self.doc["points"]]
 
     def measured_keys(self) -> set[str]:

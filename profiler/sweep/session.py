@@ -6,7 +6,9 @@
 an actuation session (``profiler/safety/guard.py``) recovers a crashed run's changes, journals the
 settings in force, checks that the GPU is not shared and that the process may change exactly the
 knobs the space sweeps, and puts everything back however the sweep ends. The run record is
-written point by point; a record passed in (``--resume``) continues where it stopped.
+written point by point; a record passed in (``--resume``) continues where it stopped. The space
+is searched by :data:`DEFAULT_STRATEGY` (``adaptive``: ``sweep/adaptive.py``) unless the request
+names ``grid``, which measures every point.
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ from wattbench.profiler.store import (
     device_json,
     ensure_writable_dir,
 )
+from wattbench.profiler.sweep.adaptive import AdaptiveSettings, AdaptiveStrategy
 from wattbench.profiler.sweep.run import SweepResult, run_sweep
 from wattbench.profiler.sweep.space import Space
 from wattbench.profiler.sweep.strategy import GridStrategy, Strategy
 
 DEFAULT_OBJECTIVES = ("energy", "edp", "slowdown:0.05")
 #: the search strategy of ``wattbench sweep`` and the pytest plugin unless one is named
-DEFAULT_STRATEGY = "grid"
+DEFAULT_STRATEGY = "adaptive"
+#: every strategy name ``make_strategy`` accepts
+STRATEGIES = ("adaptive", "grid")
 
 #: progress callback: (measurement, resumed from the record)
 OnPoint = Callable[[Measurement, bool], None]
@@ -57,8 +62,9 @@ def _stderr(message: str) -> None:
 @dataclass(frozen=True)
 class SweepRequest:
     """What to sweep: space specs (``Space.from_specs`` forms; all None means every SM clock),
-    objectives to choose by, measurement settings, the search strategy and whether another
-    process on the GPU is acceptable."""
+    objectives to choose by, measurement settings, the search strategy (``adaptive`` or
+    ``grid``; ``adaptive`` serves every objective given, with ``adaptive`` settings or the
+    defaults) and whether another process on the GPU is acceptable."""
 
     sm: str | None = None
     mem: str | None = None
@@ -69,6 +75,7 @@ class SweepRequest:
     settings: MeasureSettings = field(default_factory=MeasureSettings)
     strategy: str = DEFAULT_STRATEGY
     allow_shared: bool = False
+    adaptive: AdaptiveSettings | None = None
 
     @property
     def requested(self) -> dict[str, str]:
@@ -87,13 +94,27 @@ class SweepOutcome:
     observe_only: bool
 
 
-def make_strategy(name: str, space: Space | None, points: Sequence[OperatingPoint]) -> Strategy:
-    """The search strategy ``name`` over ``points`` (``space``: None when observe-only)."""
-    if name != "grid":
+def make_strategy(
+    name: str,
+    space: Space | None,
+    points: Sequence[OperatingPoint],
+    *,
+    objectives: Sequence[Objective] = (),
+    max_power_w: float | None = None,
+    adaptive: AdaptiveSettings | None = None,
+) -> Strategy:
+    """The search strategy ``name`` over ``points`` (``space``: None when observe-only, which
+    measures ``points`` as a grid whatever the name). ``adaptive`` searches for every one of
+    ``objectives`` (Zeus prices time at ``max_power_w``, default the space's highest limit)."""
+    if name not in STRATEGIES:
         from wattbench.profiler.errors import UsageError
 
-        raise UsageError(f"unknown sweep strategy {name!r}", "use --strategy grid")
-    return GridStrategy(points)
+        raise UsageError(
+            f"unknown sweep strategy {name!r}", f"use --strategy {' or '.join(STRATEGIES)}"
+        )
+    if name == "grid" or space is None:
+        return GridStrategy(points)
+    return AdaptiveStrategy(space, objectives, max_power_w=max_power_w, settings=adaptive)
 
 
 def device_key(device: Device) -> str:
@@ -156,7 +177,14 @@ def sweep_problem(
             out_dir,
             record,
             hooks,
-            strategy=make_strategy(request.strategy, space, space.points()),
+            strategy=make_strategy(
+                request.strategy,
+                space,
+                space.points(),
+                objectives=request.objectives,
+                max_power_w=space.max_power_limit_w,
+                adaptive=request.adaptive,
+            ),
             space_desc=space.describe(),
             max_power_w=space.max_power_limit_w,
             knobs=space.knobs,

@@ -1,8 +1,12 @@
 """Sweep strategies: which operating point to measure next.
 
 A strategy sees what has been measured (by point key) and proposes the next point, or None when
-it is done. The grid strategy walks a fixed list; an adaptive search implements the same
-interface.
+it is done. Proposing a point that is already measured asks for it to be measured again; the
+sweep records the new pass with the earlier ones (``sweep/run.py``). :func:`passes_of` tells how
+many passes a measurement holds, :func:`seq_of` when its latest one was made. A strategy must be
+a pure function of what has been measured, so that a resumed run continues exactly as an
+uninterrupted one would. The grid strategy walks a fixed list; the adaptive search
+(``sweep/adaptive.py``) implements the same interface.
 """
 
 from __future__ import annotations
@@ -11,6 +15,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
+
+
+def passes_of(m: Measurement) -> int:
+    """How many times the point was measured (1 + the highest ``"pass"`` tag of its samples)."""
+    return 1 + max((int(s.get("pass", 0)) for s in m.samples), default=0)
+
+
+def latest_samples(m: Measurement) -> list[dict[str, float]]:
+    """The samples of the point's latest pass (whose figures the measurement carries)."""
+    last = passes_of(m) - 1
+    return [s for s in m.samples if int(s.get("pass", 0)) == last]
+
+
+def seq_of(m: Measurement) -> int | None:
+    """The run-wide number of the point's latest measurement (None: samples not tagged)."""
+    seqs = [s["seq"] for s in latest_samples(m) if "seq" in s]
+    return int(seqs[0]) if seqs else None
 
 
 class Strategy(ABC):
