@@ -197,3 +197,17 @@ def test_unreadable_journal(tmp_path):
 def test_nothing_to_apply_and_missing_problem():
     assert_one_error(wb("apply", *SIM), 2, "nothing to apply")
     assert_one_error(wb("sweep", *SIM), 2, "missing --kernel, --shape, --dtype")
+
+
+def test_simulated_point_is_not_applied_to_a_real_gpu():
+    # the real-GPU side cannot exist here, so the rule is tested on its own; `apply --from`
+    # calls it with the entry's flag and whether the opened device is simulated
+    from wattbench.profiler.cli.apply import check_source
+    from wattbench.profiler.errors import UsageError
+
+    with pytest.raises(UsageError, match="chosen on a simulated GPU") as info:
+        check_source(True, False, "matmul-vendor-bf16-8192x8192x8192")
+    assert info.value.exit_code == 2 and "sweep the workload on this GPU" in str(info.value)
+    check_source(True, True, "w")  # simulated on simulated: fine
+    check_source(False, False, "w")  # measured on real: fine
+    check_source(False, True, "w")  # a real point replayed on a simulated GPU: harmless

@@ -22,8 +22,11 @@ from wattbench.profiler.store import RunRecord
 H100 = spec.load_builtin("h100-sxm")
 DEFAULT_LIMIT_MW = int(H100.power.limit_w_default * 1000)
 PROBLEM = ["--kernel", "matmul", "--shape", "4096x4096x4096", "--dtype", "bf16"]
-# a long power sweep (101 points): plenty of time to catch it with the limit lowered
-LONG_POWER_SWEEP = ["sweep", "--device", "sim:h100-sxm", *PROBLEM, "--power-limits", "200:700:5"]
+# a long power sweep (a grid of 101 points): plenty of time to catch it with the limit lowered
+LONG_POWER_SWEEP = [
+    "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--power-limits", "200:700:5",
+    "--strategy", "grid",
+]  # fmt: skip
 
 
 def wb(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
@@ -145,7 +148,7 @@ def test_signal_mid_sweep_restores(tmp_path, sig, rc):
     out = tmp_path / "out"
     proc = start(
         "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--sm-clocks", "all",
-        "--power-limits", "300,500", "--out", str(out), "--quiet",
+        "--power-limits", "300,500", "--strategy", "grid", "--out", str(out), "--quiet",
     )  # fmt: skip
     wait_for(lambda: sm_locked() and limit_lowered(), proc, "clocks locked and limit lowered")
     proc.send_signal(sig)
@@ -347,7 +350,8 @@ def test_export_then_apply_from_sets_exactly_the_chosen_point(tmp_path):
     s = sim_state().settings
     want_sm = (chosen.sm_mhz, chosen.sm_mhz) if chosen.sm_mhz is not None else None
     assert s.sm_locked_mhz == want_sm
-    want_mw = int(chosen.power_limit_w * 1000) if chosen.power_limit_w else None
-    assert s.power_limit_mw in ((want_mw,) if want_mw else (None, DEFAULT_LIMIT_MW))
+    # the simulator keeps a limit set to the default as None (the driver default), like NVML
+    want_mw = int(chosen.power_limit_w * 1000) if chosen.power_limit_w else DEFAULT_LIMIT_MW
+    assert s.power_limit_mw in ((want_mw,) if want_mw != DEFAULT_LIMIT_MW else (None, want_mw))
     assert wb("reset", "--device", "sim:h100-sxm").returncode == 0
     assert_original_settings()

@@ -412,11 +412,12 @@ def test_validators_agree_on_errors(tmp_path, header, use_jsonschema):
 def test_default_run_path(tmp_path):
     day = dt.date(2025, 1, 31)
     path = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
-    assert path == tmp_path / "results" / "2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192.json"
+    name = "2025-01-31-sim-h100-sxm-matmul-torch-bf16-8192x8192x8192"
+    assert path == tmp_path / "results" / f"{name}.json"
     path.parent.mkdir()
     path.write_text("{}")
     second = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
-    assert second.name == "2025-01-31-sim-h100-sxm-matmul-bf16-8192x8192x8192-2.json"
+    assert second.name == f"{name}-2.json"
     second.write_text("{}")
     third = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
     assert third.name.endswith("-3.json")
@@ -432,3 +433,50 @@ def test_default_run_path_shapes_and_odd_names(tmp_path):
     assert default_run_path(tmp_path, "0", p, today=day).name == (
         "2025-01-31-0-conv-2d-fp16-b8-c64.json"
     )
+
+
+# --- operating-point documents (store/points.py) --------------------------------------------------
+
+
+def test_points_from_a_record_round_trip_and_validate(tmp_path, header):
+    from wattbench.profiler.store.points import PointsDocument, points_from_runs
+    from wattbench.profiler.store.points import validate as validate_points
+
+    record = full_record(tmp_path / "run.json", header)
+    doc = points_from_runs([record])
+    assert {p.objective for p in doc.points} == {"energy", "ed2p", "slowdown:0.1"}
+    e = doc.lookup("NVIDIA H100 80GB HBM3", "matmul-torch-bf16-8192x8192x8192", "energy")
+    assert (e.sm_mhz, e.mem_mhz, e.power_limit_w) == (1380, None, None)
+    assert e.expected_energy_saving_rel == pytest.approx(1 - 0.80 / 0.98)
+    assert e.expected_slowdown_rel == pytest.approx(1.7 / 1.4 - 1)
+    assert e.shape_class == "compute-bound" and e.simulated and e.source_runs == (str(record.path),)
+    info = doc.gpu_info("NVIDIA H100 80GB HBM3")
+    assert info.clocks_source == "spec" and info.sm_clocks_mhz()[:2] == (1980, 1965)
+    assert info.power_limit_w_default == 700
+    path = tmp_path / "points.json"
+    doc.write(path)
+    text = json.loads(path.read_text())
+    assert validate_points(text, use_jsonschema=True) == []
+    assert validate_points(text, use_jsonschema=False) == []
+    back = PointsDocument.load(path)
+    assert back.points == doc.points and back.gpus == doc.gpus
+
+
+@pytest.mark.parametrize("use_jsonschema", [True, False])
+def test_points_validators_agree_on_errors(use_jsonschema):
+    from wattbench.profiler.store.points import validate as validate_points
+
+    entry = {"gpu_name": "G", "workload": "w", "objective": "energy", "sm_mhz": 1500,
+             "mem_mhz": None, "power_limit_w": None}  # fmt: skip
+    cases = {
+        "points/0/sm_mhz": {**entry, "sm_mhz": "fast"},
+        "points/0/power_limit_w": {**entry, "power_limit_w": -5},
+        "points/0/shape_class": {**entry, "shape_class": "huge"},
+        "points/0": {k: v for k, v in entry.items() if k != "objective"},
+    }
+    for where, bad in cases.items():
+        problems = validate_points({"schema": "wattbench.points/1", "points": [bad]},
+                                   use_jsonschema=use_jsonschema)  # fmt: skip
+        assert problems and all(p.startswith(f"{where}: ") for p in problems), (where, problems)
+    assert validate_points({"schema": "wattbench.points/2", "points": []},
+                           use_jsonschema=use_jsonschema)  # fmt: skip

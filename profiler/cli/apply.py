@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         entry = doc.lookup(
             device.identity.name, args.workload, args.objective, gpu_uuid=device.identity.uuid
         )
+        check_source(entry.simulated, device.simulated is not None, args.workload)
         settings, knobs = (
             GpuSettings(entry.sm_mhz, entry.mem_mhz, entry.power_limit_w),
             {"sm", "mem", "power"},
@@ -73,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"applied to {device.identity}: {source}")
     print(f"undo with: wattbench reset --device {device.selection}")
     return 0
+
+
+def check_source(point_simulated: bool, device_simulated: bool, workload: str) -> None:
+    """Refuse to put a point chosen on a simulated GPU onto a real one: the model's optimum is
+    not a measurement of this GPU."""
+    if point_simulated and not device_simulated:
+        raise UsageError(
+            f"the point for {workload!r} was chosen on a simulated GPU, not measured on this one",
+            "sweep the workload on this GPU (`wattbench sweep --device ...`) and export that run",
+        )
 
 
 def validate(device: Device, s: GpuSettings, knobs: set[str]) -> None:

@@ -13,12 +13,22 @@ import sys
 from collections.abc import Sequence
 
 from wattbench.profiler import __version__
-from wattbench.profiler.cli import apply, check, devices, export, kernels, reset, sweep
+from wattbench.profiler.cli import (
+    apply,
+    check,
+    compare,
+    devices,
+    export,
+    kernels,
+    plot,
+    reset,
+    sweep,
+)
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.safety.signals import Terminated
 
-COMMANDS = (devices, kernels, check, sweep, apply, reset, export)
+COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot)
 
 
 class _Parser(argparse.ArgumentParser):

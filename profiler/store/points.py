@@ -1,33 +1,50 @@
 """Operating-point documents: chosen settings per GPU and workload, for schedulers and ``apply``.
 
-Schema ``wattbench.points/1`` (JSON)::
+Schema ``wattbench.points/1`` (JSON; JSON Schema ``points.schema.json`` in this package; the
+format is documented in docs/points-format.md)::
 
     {"schema": "wattbench.points/1", "created_at": "...", "points": [
        {"gpu_name": "NVIDIA H100 80GB HBM3", "gpu_uuid": null,
         "workload": "matmul-vendor-bf16-8192x8192x8192",
         "family": "matmul", "impl": "vendor", "dtype": "bf16", "shape": "8192x8192x8192",
+        "shape_class": "compute-bound", "shape_presets": ["square"],
+        "arithmetic_intensity": 2730.7,
         "objective": "energy", "sm_mhz": 1305, "mem_mhz": null, "power_limit_w": null,
         "expected_slowdown_rel": 0.12, "expected_energy_saving_rel": 0.21,
-        "source_runs": ["results/...json"], "simulated": true}, ...]}
+        "source_runs": ["results/...json"], "simulated": true}, ...],
+     "gpus": {"NVIDIA H100 80GB HBM3": {"simulated": true, "clocks_source": "spec",
+              "mem_clocks_mhz": [2619], "sm_clocks_mhz_by_mem": {"2619": [1980, ...]},
+              "power_limit_w_min": 200, "power_limit_w_max": 700,
+              "power_limit_w_default": 700}}}
 
 ``sm_mhz`` / ``mem_mhz`` null: clock left unlocked; ``power_limit_w`` null: the default limit.
 ``gpu_uuid`` set: the entry is for that one device, and wins over entries for its model name.
+Readers ignore keys they do not know: keys may be *added* within ``points/1`` (``shape_class``,
+``shape_presets``, ``arithmetic_intensity`` and ``gpus`` were), so older documents still load
+and older readers still read newer ones; renaming or re-meaning a key needs ``points/2``.
+
+The Python API is :meth:`PointsDocument.load` and :meth:`PointsDocument.lookup`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
 
 POINTS_SCHEMA = "wattbench.points/1"
+POINTS_SCHEMA_FILE = "points.schema.json"
+SHAPE_CLASSES = ("compute-bound", "memory-bound")
 
 
 class PointsFileError(UsageError):
@@ -46,11 +63,23 @@ class PointEntry:
     impl: str = ""
     dtype: str = ""
     shape: str = ""
+    #: "compute-bound" or "memory-bound" on this GPU ("" in documents written before it existed)
+    shape_class: str = ""
+    #: the family's presets that name this shape (``square``, ``llama3-8b-qkv@7``)
+    shape_presets: tuple[str, ...] = ()
+    arithmetic_intensity: float | None = None  # FLOP/B
     gpu_uuid: str | None = None
     expected_slowdown_rel: float | None = None
     expected_energy_saving_rel: float | None = None
     source_runs: tuple[str, ...] = ()
     simulated: bool = False
+
+    @property
+    def workload_class(self) -> str | None:
+        """``family-impl-dtype-shape_class`` (e.g. ``matmul-vendor-bf16-memory-bound``)."""
+        if not (self.shape_class and self.family and self.impl and self.dtype):
+            return None
+        return f"{self.family}-{self.impl}-{self.dtype}-{self.shape_class}"
 
     def __str__(self) -> str:
         sm = f"SM {self.sm_mhz} MHz" if self.sm_mhz is not None else "SM unlocked"
@@ -62,8 +91,139 @@ class PointEntry:
     def to_json(self) -> dict:
         d = asdict(self)
         d["source_runs"] = list(self.source_runs)
+        d["shape_presets"] = list(self.shape_presets)
         return d
 
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What the source runs say about a GPU model's settable ranges (for snapping and scripts).
+
+    ``sm_clocks_mhz_by_mem``: memory clock (MHz) -> supported SM clocks, highest first;
+    ``clocks_source`` ``"spec"`` (a simulated GPU's full table) or ``"swept"`` (a real GPU: only
+    the clocks its runs measured, each known to be supported). Unknown fields are None / empty.
+    """
+
+    simulated: bool = False
+    clocks_source: str = ""
+    mem_clocks_mhz: tuple[int, ...] = ()
+    sm_clocks_mhz_by_mem: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    power_limit_w_min: float | None = None
+    power_limit_w_max: float | None = None
+    power_limit_w_default: float | None = None
+
+    def sm_clocks_mhz(self, mem_mhz: int | None = None) -> tuple[int, ...]:
+        """Supported SM clocks at ``mem_mhz`` (None: the highest memory clock), highest first."""
+        if mem_mhz is not None and mem_mhz in self.sm_clocks_mhz_by_mem:
+            return self.sm_clocks_mhz_by_mem[mem_mhz]
+        if self.mem_clocks_mhz and self.mem_clocks_mhz[0] in self.sm_clocks_mhz_by_mem:
+            return self.sm_clocks_mhz_by_mem[self.mem_clocks_mhz[0]]
+        return tuple(
+            sorted({c for v in self.sm_clocks_mhz_by_mem.values() for c in v}, reverse=True)
+        )
+
+    def merged(self, other: GpuInfo) -> GpuInfo:
+        """Both runs' knowledge: union of clocks, first known power figures."""
+        by_mem = {m: set(v) for m, v in self.sm_clocks_mhz_by_mem.items()}
+        for m, v in other.sm_clocks_mhz_by_mem.items():
+            by_mem.setdefault(m, set()).update(v)
+        return GpuInfo(
+            simulated=self.simulated,
+            clocks_source="spec"
+            if "spec" in (self.clocks_source, other.clocks_source)
+            else "swept",
+            mem_clocks_mhz=tuple(
+                sorted({*self.mem_clocks_mhz, *other.mem_clocks_mhz}, reverse=True)
+            ),
+            sm_clocks_mhz_by_mem={m: tuple(sorted(v, reverse=True)) for m, v in by_mem.items()},
+            power_limit_w_min=_first(self.power_limit_w_min, other.power_limit_w_min),
+            power_limit_w_max=_first(self.power_limit_w_max, other.power_limit_w_max),
+            power_limit_w_default=_first(self.power_limit_w_default, other.power_limit_w_default),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "simulated": self.simulated,
+            "clocks_source": self.clocks_source,
+            "mem_clocks_mhz": list(self.mem_clocks_mhz),
+            "sm_clocks_mhz_by_mem": {str(m): list(v) for m, v in self.sm_clocks_mhz_by_mem.items()},
+            "power_limit_w_min": self.power_limit_w_min,
+            "power_limit_w_max": self.power_limit_w_max,
+            "power_limit_w_default": self.power_limit_w_default,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GpuInfo:
+        return cls(
+            simulated=bool(d.get("simulated", False)),
+            clocks_source=str(d.get("clocks_source", "")),
+            mem_clocks_mhz=tuple(int(m) for m in d.get("mem_clocks_mhz") or ()),
+            sm_clocks_mhz_by_mem={
+                int(m): tuple(int(c) for c in v)
+                for m, v in (d.get("sm_clocks_mhz_by_mem") or {}).items()
+            },
+            power_limit_w_min=_float_or_none(d.get("power_limit_w_min")),
+            power_limit_w_max=_float_or_none(d.get("power_limit_w_max")),
+            power_limit_w_default=_float_or_none(d.get("power_limit_w_default")),
+        )
+
+
+#: an indented JSON list of integers (JSON strings never hold a raw newline, so this is safe)
+_INT_LIST = re.compile(r"\[\n\s+(-?\d+(?:,\n\s+-?\d+)*)\n\s*\]")
+
+
+def _one_line(m: re.Match) -> str:
+    return "[" + ", ".join(re.findall(r"-?\d+", m.group(1))) + "]"
+
+
+def _first(a: Any, b: Any) -> Any:
+    return a if a is not None else b
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def json_schema() -> dict[str, Any]:
+    """The ``wattbench.points/1`` JSON Schema (draft 2020-12) shipped in this package."""
+    files = resources.files("wattbench.profiler.store")
+    return json.loads(files.joinpath(POINTS_SCHEMA_FILE).read_text("utf-8"))
+
+
+def validate(doc: Any, *, use_jsonschema: bool | None = None) -> list[str]:
+    """Problems of ``doc`` against ``points.schema.json`` as ``"path: message"``; [] if valid.
+
+    ``use_jsonschema``: None uses the ``jsonschema`` package when importable, else the
+    run-record schema's built-in checker (the schema file keeps to the keywords it knows);
+    True / False force one.
+    """
+    if use_jsonschema is None:
+        try:
+            import jsonschema
+        except ImportError:
+            use_jsonschema = False
+        else:
+            use_jsonschema = True
+    if not use_jsonschema:
+        from wattbench.profiler.store import schema as _schema
+
+        problems: list[str] = []
+        _schema._check(doc, json_schema(), json_schema(), "", problems)
+        return problems
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors
+    ]
+
+
+# --- reading ------------------------------------------------------------------------------------
 
 _INT_OR_NULL = ("sm_mhz", "mem_mhz")
 _REQUIRED_STR = ("gpu_name", "workload", "objective")
@@ -93,6 +253,7 @@ def _entry(d: Any, i: int, path: Path) -> PointEntry:
     known = set(PointEntry.__dataclass_fields__)
     kwargs = {k: v for k, v in d.items() if k in known}
     kwargs["source_runs"] = tuple(str(r) for r in d.get("source_runs") or ())
+    kwargs["shape_presets"] = tuple(str(r) for r in d.get("shape_presets") or ())
     kwargs["power_limit_w"] = float(pl) if pl is not None else None
     return PointEntry(**kwargs)
 
@@ -101,9 +262,12 @@ def _entry(d: Any, i: int, path: Path) -> PointEntry:
 class PointsDocument:
     points: list[PointEntry] = field(default_factory=list)
     created_at: str = ""
+    #: GPU name -> what the source runs say about its clocks and power limits
+    gpus: dict[str, GpuInfo] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PointsDocument:
+        """Read and check a points document; every problem is one :class:`PointsFileError`."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -118,6 +282,11 @@ class PointsDocument:
                 f"operating-point file {path} is not valid JSON (line {exc.lineno}: {exc.msg})",
                 "the file is damaged; regenerate it with wattbench",
             ) from None
+        return cls.from_json(doc, path)
+
+    @classmethod
+    def from_json(cls, doc: Any, path: str | os.PathLike[str] = "<document>") -> PointsDocument:
+        path = Path(path)
         if not isinstance(doc, dict):
             raise PointsFileError(f"operating-point file {path} is not a JSON object", "")
         schema = doc.get("schema")
@@ -130,9 +299,16 @@ class PointsDocument:
         entries = doc.get("points")
         if not isinstance(entries, list):
             raise PointsFileError(f"operating-point file {path} has no 'points' list", "")
-        return cls(
-            [_entry(d, i, path) for i, d in enumerate(entries)], str(doc.get("created_at", ""))
-        )
+        points = [_entry(d, i, path) for i, d in enumerate(entries)]
+        problems = validate(doc)
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise PointsFileError(
+                f"operating-point file {path} is invalid: {'; '.join(problems[:3])}{more}",
+                "regenerate it with wattbench, or fix those fields",
+            )
+        gpus = {str(k): GpuInfo.from_json(v) for k, v in (doc.get("gpus") or {}).items()}
+        return cls(points, str(doc.get("created_at", "")), gpus)
 
     def to_json(self) -> dict:
         return {
@@ -140,13 +316,22 @@ class PointsDocument:
             "created_at": self.created_at
             or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "points": [p.to_json() for p in self.points],
+            "gpus": {name: info.to_json() for name, info in sorted(self.gpus.items())},
         }
+
+    def text(self) -> str:
+        """The document as indented JSON, lists of integers (clock tables) on one line."""
+        return _INT_LIST.sub(_one_line, json.dumps(self.to_json(), indent=2)) + "\n"
 
     def write(self, path: str | os.PathLike[str]) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(self.text(), encoding="utf-8")
         os.replace(tmp, path)
+
+    def gpu_info(self, gpu_name: str) -> GpuInfo:
+        """What the document knows about ``gpu_name`` (an empty GpuInfo when nothing)."""
+        return self.gpus.get(gpu_name, GpuInfo())
 
     def lookup(
         self,
@@ -157,7 +342,11 @@ class PointsDocument:
     ) -> PointEntry:
         """The entry for this GPU (its UUID first, then its model name) and workload.
 
-        ``objective`` None: the only objective there is, else an error listing them.
+        ``workload`` is an exact workload name (``matmul-vendor-bf16-8192x8192x8192``) or, when
+        no entry has that name, a workload class (``matmul-vendor-bf16-memory-bound``) that
+        covers exactly one workload on this GPU. ``objective`` None: the only objective there
+        is, else an error listing them. Every miss is a :class:`PointsFileError` saying what
+        the document has instead.
         """
         for_gpu = [p for p in self.points if gpu_uuid and p.gpu_uuid == gpu_uuid] or [
             p for p in self.points if p.gpu_uuid is None and p.gpu_name == gpu_name
@@ -170,10 +359,20 @@ class PointsDocument:
             )
         for_work = [p for p in for_gpu if p.workload == workload]
         if not for_work:
+            for_work = [p for p in for_gpu if p.workload_class == workload]
+            covered = sorted({p.workload for p in for_work})
+            if len(covered) > 1:
+                raise PointsFileError(
+                    f"workload class {workload!r} covers several workloads on {gpu_name}",
+                    f"name one of: {', '.join(covered)}",
+                )
+        if not for_work:
             loads = sorted({p.workload for p in for_gpu})
+            classes = sorted({p.workload_class for p in for_gpu if p.workload_class})
             raise PointsFileError(
                 f"no workload {workload!r} for {gpu_name}",
-                f"choose one of: {', '.join(loads)}",
+                f"choose one of: {', '.join(loads)}"
+                + (f" (or a class: {', '.join(classes)})" if classes else ""),
             )
         if objective is None:
             if len(for_work) == 1:
@@ -192,26 +391,147 @@ class PointsDocument:
             )
         return hit[0]
 
+    def select(
+        self,
+        gpu_name: str | None = None,
+        workload: str | None = None,
+        objective: str | None = None,
+    ) -> list[PointEntry]:
+        """Entries matching every filter given (None: any); ``workload`` may be a class."""
+        return [
+            p
+            for p in self.points
+            if (gpu_name is None or p.gpu_name == gpu_name)
+            and (workload is None or workload in (p.workload, p.workload_class))
+            and (objective is None or p.objective == objective)
+        ]
 
-def points_from_runs(records: Iterable[Any], *, per_device: bool = False) -> PointsDocument:
-    """One entry per (GPU, workload, objective) from finished run records (``store.RunRecord``)."""
-    out: list[PointEntry] = []
+
+# --- building from run records ------------------------------------------------------------------
+
+
+def gpu_info_of_run(doc: dict[str, Any]) -> GpuInfo:
+    """A run record's knowledge of its GPU: a simulated spec's full tables, or a real GPU's
+    swept clocks and default power limit (from the sweep's space)."""
+    simulated = bool(doc.get("simulated"))
+    spec = doc["device"].get("spec") if simulated else None
+    if isinstance(spec, dict) and isinstance(spec.get("clocks"), dict):
+        c, pw = spec["clocks"], spec.get("power") or {}
+        mems = tuple(sorted((int(m) for m in c.get("memory_mhz", ())), reverse=True))
+        tops = {int(k): int(v) for k, v in (c.get("sm_mhz_max_per_memory") or {}).items()}
+        lo, step = int(c["sm_mhz_min"]), int(c["sm_mhz_step"])
+        by_mem = {m: tuple(range(tops.get(m, int(c["sm_mhz_max"])), lo - 1, -step)) for m in mems}
+        return GpuInfo(
+            simulated=True,
+            clocks_source="spec",
+            mem_clocks_mhz=mems,
+            sm_clocks_mhz_by_mem=by_mem,
+            power_limit_w_min=_float_or_none(pw.get("limit_w_min")),
+            power_limit_w_max=_float_or_none(pw.get("limit_w_max")),
+            power_limit_w_default=_float_or_none(pw.get("limit_w_default")),
+        )
+    space = doc.get("settings", {}).get("space") or {}
+    swept: dict[int, set[int]] = {}
+    top_mem = max((d["mem_mhz_min"] for d in doc["points"] if "mem_mhz_min" in d), default=None)
+    for m, clocks in (space.get("sm_mhz_by_mem") or {}).items():
+        mem = int(m) if str(m).isdigit() else top_mem
+        if mem is not None:
+            swept.setdefault(int(mem), set()).update(int(c) for c in clocks)
+    return GpuInfo(
+        simulated=simulated,
+        clocks_source="swept",
+        mem_clocks_mhz=tuple(sorted(swept, reverse=True)),
+        sm_clocks_mhz_by_mem={m: tuple(sorted(v, reverse=True)) for m, v in swept.items()},
+        power_limit_w_default=_float_or_none(space.get("power_limit_w_default")),
+    )
+
+
+def shape_presets(family: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+    """The family's presets naming ``shape``: ``square``, or ``llama3-8b-qkv@7`` for a preset
+    whose swept dimension is set to another value. Empty for a family this wattbench lacks."""
+    from wattbench.kernels import catalog
+    from wattbench.profiler.errors import WattbenchError
+
+    try:
+        fam = catalog.family(family)
+    except WattbenchError:
+        return ()
+    out = []
+    for p in fam.presets:
+        if shape in p.shapes:
+            out.append(p.name)
+        elif p.sweep_dim is not None and len(shape) > p.sweep_dim:
+            d = p.sweep_dim
+            if any(len(s) == len(shape) and s[:d] + s[d + 1 :] == shape[:d] + shape[d + 1 :]
+                   for s in p.shapes):  # fmt: skip
+                out.append(f"{p.name}@{shape[d]}")
+    return tuple(out)
+
+
+def points_from_runs(
+    records: Iterable[Any], *, per_device: bool = False, notes: list[str] | None = None
+) -> PointsDocument:
+    """One entry per (GPU, workload, objective) from run records (``store.RunRecord``).
+
+    Several runs for one (GPU, workload): the newest complete one (``report.runs``); a GPU name
+    with both simulated and real runs of one workload is refused (they would share entries).
+    ``notes`` receives what was left out.
+    """
+    from wattbench.profiler.report.peaks import bound_of, peaks_of
+    from wattbench.profiler.report.runs import ProblemKey, newest_complete
+
+    by_key: dict[tuple[str, str | None, ProblemKey], list[Any]] = {}
     for rec in records:
+        dev = rec.doc["device"]
+        key = (str(dev["name"]), str(dev["uuid"]) if per_device else None, ProblemKey.of(rec))
+        by_key.setdefault(key, []).append(rec)
+    out: list[PointEntry] = []
+    gpus: dict[str, GpuInfo] = {}
+    for (gpu_name, gpu_uuid, problem), recs in sorted(by_key.items(), key=lambda kv: str(kv[0])):
+        if len({bool(r.doc.get("simulated")) for r in recs}) > 1:
+            raise UsageError(
+                f"both simulated and real runs of {problem.label} on {gpu_name}",
+                "export simulated and real runs into separate documents",
+            )
+        rec, left_out = newest_complete(recs)
+        if notes is not None:
+            notes.extend(left_out)
+        if rec is None:
+            continue
         doc = rec.doc
-        dev, prob = doc["device"], doc["problem"]
-        shape = "x".join(map(str, prob["shape"]))
-        workload = f"{prob['family']}-{prob['impl']}-{prob['dtype']}-{shape}"
+        info = gpu_info_of_run(doc)
+        old = gpus.get(gpu_name)
+        if old is not None and old.simulated != info.simulated:
+            raise UsageError(
+                f"both simulated and real runs on a GPU named {gpu_name}",
+                "export simulated and real runs into separate documents",
+            )
+        gpus[gpu_name] = info if old is None else old.merged(info)
+        work = doc["work"]
+        flops, nbytes = float(work["flops"]), float(work["bytes"])
+        intensity = flops / nbytes if nbytes else None
+        peaks = peaks_of(doc["device"], str(work["dtype"]))
+        shape_class = bound_of(intensity if intensity is not None else math.inf, peaks) + "-bound"
+        shape = doc["problem"]["shape"]
+        presets = (
+            shape_presets(problem.family, tuple(int(s) for s in shape))
+            if isinstance(shape, list) and all(isinstance(s, int) for s in shape)
+            else ()
+        )
         for name, c in rec.choices().items():
             p = c.chosen.point
             out.append(
                 PointEntry(
-                    gpu_name=dev["name"],
-                    gpu_uuid=dev["uuid"] if per_device else None,
-                    workload=workload,
-                    family=prob["family"],
-                    impl=prob["impl"],
-                    dtype=prob["dtype"],
-                    shape=shape,
+                    gpu_name=gpu_name,
+                    gpu_uuid=gpu_uuid,
+                    workload=problem.label,
+                    family=problem.family,
+                    impl=problem.impl,
+                    dtype=problem.dtype,
+                    shape=problem.shape,
+                    shape_class=shape_class,
+                    shape_presets=presets,
+                    arithmetic_intensity=intensity,
                     objective=name,
                     sm_mhz=p.sm_mhz,
                     mem_mhz=p.mem_mhz,
@@ -222,4 +542,4 @@ def points_from_runs(records: Iterable[Any], *, per_device: bool = False) -> Poi
                     simulated=bool(doc.get("simulated")),
                 )
             )
-    return PointsDocument(out)
+    return PointsDocument(out, gpus=gpus)

@@ -1,0 +1,183 @@
+"""Run records named on a command line: load them, group them by problem, and keep one run per
+problem and GPU.
+
+Rules (the same for ``compare``, ``plot`` and ``export``):
+
+* A file named explicitly must be a readable ``wattbench.run/1`` record, else one error naming it.
+  In a folder, ``*.json`` files of *another* wattbench document type (``wattbench.points/1``,
+  ``wattbench.bench/1``, ...) are skipped with a note; a damaged file or a run record of another
+  schema version is an error naming it, as for a named file (versions are never mixed).
+* A *problem* is (family, impl, dtype, shape); runs of different problems are never mixed.
+* A *GPU* is (name, UUID, simulated). When several runs of one problem on one GPU are given, the
+  newest complete one (latest ``created_utc``) is used and the others are listed in a note;
+  runs that are not complete are left out (``sweep --resume`` finishes them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wattbench.profiler.errors import UsageError
+from wattbench.profiler.store import RecordError, RunRecord
+from wattbench.profiler.store.schema import SCHEMA_NAME, parse_schema_id
+
+REMEDY = "leave that file out, or regenerate it with `wattbench sweep`"
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) for each path; a folder gives its ``*.json`` files, sorted."""
+    out: list[tuple[Path, bool]] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = sorted(p for p in given.glob("*.json") if not p.name.startswith("."))
+            out.extend((p, False) for p in files)
+        elif given.exists():
+            out.append((given, True))
+        else:
+            raise UsageError(f"no such file or folder: {given}", "check the path")
+    return out
+
+
+def _other_document(path: Path) -> str | None:
+    """The schema id of a wattbench JSON document that is not a run record, else None."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None  # unreadable or damaged: RunRecord.load names the problem
+    parsed = parse_schema_id(doc.get("schema")) if isinstance(doc, dict) else None
+    if parsed is not None and parsed[0] != SCHEMA_NAME and parsed[0].startswith("wattbench."):
+        return doc["schema"]
+    return None
+
+
+def load_runs(
+    paths: Iterable[str | os.PathLike[str]], notes: list[str] | None = None
+) -> list[RunRecord]:
+    """Load every run record in ``paths`` (files or folders). Errors name the file."""
+    records: list[RunRecord] = []
+    for path, named in expand(paths):
+        if not named:
+            other = _other_document(path)
+            if other is not None:
+                if notes is not None:
+                    notes.append(f"skipped {path}: a {other} document, not a run record")
+                continue
+        try:
+            records.append(RunRecord.load(path))
+        except RecordError as exc:
+            raise UsageError(exc.message, REMEDY) from None
+    if not records:
+        raise UsageError(
+            "no run records found in " + ", ".join(map(str, paths)),
+            "name run files (wattbench.run/1 JSON) or folders holding them",
+        )
+    return records
+
+
+def shape_label(shape: Any) -> str:
+    """A record's shape as text: ``[8192, 8192, 8192]`` -> ``8192x8192x8192``."""
+    if isinstance(shape, dict):
+        shape = list(shape.values())
+    if isinstance(shape, list | tuple):
+        return "x".join(str(s) for s in shape)
+    return str(shape)
+
+
+@dataclass(frozen=True, order=True)
+class ProblemKey:
+    family: str
+    impl: str
+    dtype: str
+    shape: str
+
+    @property
+    def label(self) -> str:
+        """``matmul-vendor-bf16-8192x8192x8192``: the workload name ``apply`` and export use."""
+        return f"{self.family}-{self.impl}-{self.dtype}-{self.shape}"
+
+    @classmethod
+    def of(cls, record: RunRecord) -> ProblemKey:
+        p = record.doc["problem"]
+        return cls(str(p["family"]), str(p["impl"]), str(p["dtype"]), shape_label(p["shape"]))
+
+
+@dataclass(frozen=True, order=True)
+class GpuKey:
+    name: str
+    uuid: str
+    simulated: bool
+
+    @classmethod
+    def of(cls, record: RunRecord) -> GpuKey:
+        d = record.doc["device"]
+        return cls(str(d["name"]), str(d["uuid"]), bool(record.doc.get("simulated")))
+
+
+@dataclass
+class ProblemRuns:
+    """The runs of one problem, one per GPU (in GPU order), and what was left out."""
+
+    problem: ProblemKey
+    runs: list[RunRecord]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def simulated(self) -> str:
+        """``"simulated"``, ``"real"`` or ``"simulated and real"``: what the figures are."""
+        kinds = {bool(r.doc.get("simulated")) for r in self.runs}
+        if kinds == {True}:
+            return "simulated"
+        return "real" if kinds == {False} else "simulated and real"
+
+
+def _created(record: RunRecord) -> dt.datetime:
+    text = str(record.doc.get("created_utc", ""))
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def newest_complete(records: Sequence[RunRecord]) -> tuple[RunRecord | None, list[str]]:
+    """The newest complete record of ``records`` (one problem on one GPU), and notes."""
+    complete = [r for r in records if r.status == "complete"]
+    notes = [
+        f"left out {r.path}: status {r.status!r} (finish it with `wattbench sweep --resume`)"
+        for r in records
+        if r.status != "complete"
+    ]
+    if not complete:
+        return None, notes
+    complete.sort(key=lambda r: (_created(r), str(r.path)))
+    chosen = complete[-1]
+    if len(complete) > 1:
+        others = ", ".join(str(r.path) for r in complete[:-1])
+        notes.append(f"using {chosen.path}, the newest complete run; older runs left out: {others}")
+    return chosen, notes
+
+
+def group_runs(records: Iterable[RunRecord]) -> list[ProblemRuns]:
+    """Records grouped by problem (sorted), one run per GPU (see module). A group whose runs
+    were all left out has no runs, and notes saying why."""
+    by_problem: dict[ProblemKey, dict[GpuKey, list[RunRecord]]] = {}
+    for r in records:
+        by_problem.setdefault(ProblemKey.of(r), {}).setdefault(GpuKey.of(r), []).append(r)
+    groups: list[ProblemRuns] = []
+    for problem in sorted(by_problem):
+        group = ProblemRuns(problem, [])
+        for gpu in sorted(by_problem[problem]):
+            chosen, notes = newest_complete(by_problem[problem][gpu])
+            group.notes.extend(notes)
+            if chosen is not None:
+                group.runs.append(chosen)
+        if not group.runs:
+            group.notes.append(f"{problem.label}: no complete run to show")
+        groups.append(group)
+    return groups
