@@ -25,8 +25,6 @@ architecture and returns ptxas' per-entry report (parsed by the matmul package's
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -43,8 +41,9 @@ from wattbench.kernels.attention.problem import (
     choose_splits,
     head_dim_reason,
 )
-from wattbench.kernels.matmul.cupy_matmul import PtxasEntry, normalize_arch, parse_ptxas_report
-from wattbench.profiler.errors import ShapeError, UsageError, WattbenchError
+from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
+from wattbench.kernels.matmul.cupy_matmul import normalize_arch
+from wattbench.profiler.errors import ShapeError, UsageError
 
 PREFILL_SOURCE = "flash_fwd.cu"
 DECODE_SOURCE = "flash_decode.cu"
@@ -59,7 +58,6 @@ PREFILL_BM, PREFILL_BN, PREFILL_THREADS = 128, 64, 256
 DECODE_THREADS = 128
 GROUP_TILES = (1, 2, 4, 8)
 
-_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
 _DEFAULT_SMEM_BYTES = 48 * 1024
 _ALIGN_BYTES = 16
 _MAX_GRID_YZ = 65535
@@ -240,34 +238,21 @@ def compile_report(
     """Compile source ``name`` with nvcc for ``arch`` into ``workdir``; ptxas' entries."""
     if name not in SOURCES:
         raise UsageError(f"no attention source {name!r}", f"use one of: {', '.join(SOURCES)}")
-    nvcc = nvcc or shutil.which("nvcc")
-    if nvcc is None:
-        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    nvcc = find_nvcc(nvcc)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     arch = normalize_arch(arch)
     with resources.as_file(resources.files(__package__).joinpath(name)) as src:
         cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
-        done = subprocess.run(nvcc_command(arch, cubin, src, nvcc=nvcc), capture_output=True,
-                              text=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
-        raise WattbenchError(f"nvcc failed to compile {name} for {arch}:\n{tail}",
-                             "fix the CUDA source")  # fmt: skip
-    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+        cmd = nvcc_command(arch, cubin, src, nvcc=nvcc)
+        return ptxas_report(cmd, name, arch, "fix the CUDA source")
 
 
 # --- run side: CuPy ------------------------------------------------------------------------------
 
 
 def _cupy() -> Any:
-    try:
-        import cupy
-    except ImportError:
-        raise UsageError(
-            "the CUDA attention kernels need cupy, not installed", _GPU_STACK
-        ) from None
-    return cupy
+    return import_cupy("the CUDA attention kernels")
 
 
 _MODULES: dict[str, Any] = {}

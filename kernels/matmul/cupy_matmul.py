@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -40,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
+from wattbench.kernels.cuda_build import (
+    PtxasEntry,
+    find_nvcc,
+    import_cupy,
+    ptxas_report,
+)
+from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtypes of the hand-written kernel (wattbench vocabulary)
 SUPPORTED_DTYPES: tuple[str, ...] = ("fp16", "bf16")
@@ -55,7 +59,6 @@ SOURCE_NAME = "gemm.cu"
 #: compiler options shared by NVRTC (CuPy) and nvcc; the architecture is added by each
 BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
 
-_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 _MAX_DIM = 2**30  # the kernel indexes rows and columns with int (offsets are 64-bit)
 _ALIGN_BYTES = 16  # one cp.async chunk
@@ -151,82 +154,6 @@ def nvcc_command(
     ]
 
 
-@dataclass(frozen=True)
-class PtxasEntry:
-    """ptxas' resource report for one kernel entry point (bytes, except registers)."""
-
-    name: str
-    arch: str
-    registers: int
-    spill_stores: int
-    spill_loads: int
-    stack_frame: int
-    shared_bytes: int  # static shared memory; dynamic shared memory is not in the report
-
-    @property
-    def spills(self) -> bool:
-        return self.spill_stores > 0 or self.spill_loads > 0
-
-
-_ENTRY_RE = re.compile(r"Compiling entry function '([^']+)' for '([^']+)'")
-_PROPS_RE = re.compile(r"Function properties for (\S+)")
-_FRAME_RE = re.compile(
-    r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads"
-)
-_USED_RE = re.compile(r"Used (\d+) registers")
-_SMEM_RE = re.compile(r"(\d+)(?:\+(\d+))? bytes smem")
-
-
-def parse_ptxas_report(text: str) -> list[PtxasEntry]:
-    """The entry points of a ``ptxas -v`` report, in report order.
-
-    An entry's block is ``Compiling entry function 'NAME' for 'ARCH'``, then ``Function properties
-    for NAME`` with its stack frame / spill line, then ``Used N registers[, S bytes smem]``.
-    Property lines of non-entry functions are skipped; an entry whose block lacks a line is an
-    error (a report format this parser does not know must not pass as spill-free).
-    """
-    entries: list[PtxasEntry] = []
-    current: dict[str, Any] | None = None
-    props_for: str | None = None
-
-    def finish() -> None:
-        if current is None:
-            return
-        missing = [key for key in ("frame", "registers") if key not in current]
-        if missing:
-            raise ValueError(f"ptxas report for {current['name']} has no {' or '.join(missing)}")
-        stack, stores, loads = current["frame"]
-        entries.append(
-            PtxasEntry(
-                name=current["name"],
-                arch=current["arch"],
-                registers=current["registers"],
-                spill_stores=stores,
-                spill_loads=loads,
-                stack_frame=stack,
-                shared_bytes=current.get("smem", 0),
-            )
-        )
-
-    for line in text.splitlines():
-        if m := _ENTRY_RE.search(line):
-            finish()
-            current = {"name": m.group(1), "arch": m.group(2)}
-            props_for = None
-        elif m := _PROPS_RE.search(line):
-            props_for = m.group(1)
-        elif m := _FRAME_RE.search(line):
-            if current is not None and props_for == current["name"]:
-                current["frame"] = tuple(int(g) for g in m.groups())
-            props_for = None
-        elif (m := _USED_RE.search(line)) and current is not None:
-            current["registers"] = int(m.group(1))
-            if s := _SMEM_RE.search(line):
-                current["smem"] = int(s.group(1)) + int(s.group(2) or 0)
-    finish()
-    return entries
-
-
 def compile_report(
     arch: str | int,
     workdir: str | Path,
@@ -235,33 +162,21 @@ def compile_report(
     nvcc: str | None = None,
 ) -> list[PtxasEntry]:
     """Compile ``gemm.cu`` with nvcc for ``arch`` into ``workdir`` and return ptxas' report."""
-    nvcc = nvcc or shutil.which("nvcc")
-    if nvcc is None:
-        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    nvcc = find_nvcc(nvcc)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     arch = normalize_arch(arch)
     with resources.as_file(resources.files(__package__).joinpath(SOURCE_NAME)) as src:
         cmd = nvcc_command(arch, workdir / f"gemm_{arch}.cubin", src, tiles=tiles, nvcc=nvcc)
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
-        raise WattbenchError(
-            f"nvcc failed to compile {SOURCE_NAME} for {arch} (exit {done.returncode}):\n{tail}",
-            "check the tile configuration against the static_asserts in gemm.cu",
-        )
-    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+        remedy = "check the tile configuration against the static_asserts in gemm.cu"
+        return ptxas_report(cmd, SOURCE_NAME, arch, remedy)
 
 
 # --- run side: CuPy ------------------------------------------------------------------------------
 
 
 def _cupy() -> Any:
-    try:
-        import cupy
-    except ImportError:
-        raise UsageError("the CuPy GEMM needs cupy, which is not installed", _GPU_STACK) from None
-    return cupy
+    return import_cupy("the CuPy GEMM")
 
 
 _MODULES: dict[TileConfig, Any] = {}

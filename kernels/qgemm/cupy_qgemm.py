@@ -16,15 +16,13 @@ torch's default stream and its timing events share).
   GEMM.
 
 The build side needs no GPU: ``nvcc_command`` / ``compile_report`` compile a source to a cubin
-with ptxas' resource report, parsed by the matmul package's ``parse_ptxas_report``.
+with ptxas' resource report, parsed by ``wattbench.kernels.cuda_build``.
 CuPy is imported only inside functions; without it every launcher raises a UsageError.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -32,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from wattbench.kernels.matmul.cupy_matmul import PtxasEntry, parse_ptxas_report
+from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
 from wattbench.kernels.qgemm import operands
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
+from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: the sources (package data) and their extern "C" entry points
 ENTRY_POINTS: dict[str, tuple[str, ...]] = {
@@ -66,7 +64,6 @@ W4A16_GEMM_SMEM_BYTES = 50688
 #: GEMV blocks (128 threads) aimed at per SM when the split is chosen
 GEMV_BLOCKS_PER_SM = 8
 
-_GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
 _DEFAULT_SMEM_BYTES = 48 * 1024
 
 
@@ -102,38 +99,21 @@ def compile_report(
     name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
 ) -> list[PtxasEntry]:
     """Compile source ``name`` for ``arch`` into ``workdir``; ptxas' report per entry point."""
-    nvcc = nvcc or shutil.which("nvcc")
-    if nvcc is None:
-        raise UsageError("nvcc is not on PATH", "install the CUDA toolkit or put its bin/ on PATH")
+    nvcc = find_nvcc(nvcc)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     arch = normalize_arch(arch, name)
     with resources.as_file(resources.files(__package__).joinpath(name)) as src:
         cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
-        done = subprocess.run(
-            nvcc_command(name, arch, cubin, src, nvcc=nvcc),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-20:])
-        raise WattbenchError(
-            f"nvcc failed to compile {name} for {arch} (exit {done.returncode}):\n{tail}",
-            "fix the source",
-        )
-    return parse_ptxas_report(done.stderr + "\n" + done.stdout)
+        cmd = nvcc_command(name, arch, cubin, src, nvcc=nvcc)
+        return ptxas_report(cmd, name, arch, "fix the CUDA source")
 
 
 # --- run side -----------------------------------------------------------------------------------
 
 
 def _cupy() -> Any:
-    try:
-        import cupy
-    except ImportError:
-        raise UsageError("the CuPy kernels need cupy, which is not installed", _GPU_STACK) from None
-    return cupy
+    return import_cupy("the CuPy quantized GEMMs")
 
 
 _MODULES: dict[str, Any] = {}

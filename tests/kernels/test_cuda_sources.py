@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from wattbench.kernels import cuda_build
 from wattbench.kernels.matmul import cupy_matmul as cm
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
 
@@ -51,7 +52,7 @@ NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CUDA toolkit absent)")
 
 
-def _assert_clean(entries: list[cm.PtxasEntry], arch: str) -> None:
+def _assert_clean(entries: list[cuda_build.PtxasEntry], arch: str) -> None:
     assert sorted(e.name for e in entries) == sorted(cm.ENTRY_POINTS)
     for e in entries:
         assert e.arch == arch
@@ -121,7 +122,7 @@ def test_nvrtc_compiles_every_entry_without_spills(arch: str) -> None:
     ]
     rc, log = _nvrtc_log(lib, cm.source(), options)
     assert rc == 0, log
-    _assert_clean(cm.parse_ptxas_report(log), arch)
+    _assert_clean(cuda_build.parse_ptxas_report(log), arch)
 
 
 def test_source_needs_no_header_and_defaults_match_tile_config() -> None:
@@ -188,7 +189,7 @@ ptxas info    : Used 255 registers, used 1 barriers, 388 bytes cmem[0]
 
 
 def test_parser_reads_each_entry() -> None:
-    entries = cm.parse_ptxas_report(SAMPLE_REPORT)
+    entries = cuda_build.parse_ptxas_report(SAMPLE_REPORT)
     assert [(e.name, e.arch, e.registers) for e in entries] == [
         ("wb_gemm_bf16_unaligned", "sm_90", 238),
         ("wb_gemm_fp16_aligned", "sm_90", 236),
@@ -200,8 +201,8 @@ def test_parser_reads_each_entry() -> None:
 
 
 def test_parser_reports_spills() -> None:
-    (entry,) = cm.parse_ptxas_report(SPILL_REPORT)
-    assert entry == cm.PtxasEntry("wb_gemm_bf16_aligned", "sm_80", 255, 296, 412, 264, 0)
+    (entry,) = cuda_build.parse_ptxas_report(SPILL_REPORT)
+    assert entry == cuda_build.PtxasEntry("wb_gemm_bf16_aligned", "sm_80", 255, 296, 412, 264, 0)
     assert entry.spills
     with pytest.raises(AssertionError):
         _assert_clean([entry], "sm_80")
@@ -210,8 +211,8 @@ def test_parser_reports_spills() -> None:
 def test_parser_refuses_an_incomplete_entry() -> None:
     truncated = "\n".join(SPILL_REPORT.splitlines()[:2])  # no frame, no register line
     with pytest.raises(ValueError, match="wb_gemm_bf16_aligned"):
-        cm.parse_ptxas_report(truncated)
-    assert cm.parse_ptxas_report("") == []
+        cuda_build.parse_ptxas_report(truncated)
+    assert cuda_build.parse_ptxas_report("") == []
 
 
 # --- without CuPy ---------------------------------------------------------------------------------
@@ -551,7 +552,7 @@ def test_cupy_matmul_matches_float64(dtype: str, shape: tuple[int, int, int]) ->
 # Their CPU emulation and GPU results are in test_attention_cuda.py.
 
 
-def _assert_attention_clean(entries: list[cm.PtxasEntry], source: str, arch: str) -> None:
+def _assert_attention_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
     from wattbench.kernels.attention import cupy_attention as ca
 
     assert sorted(e.name for e in entries) == sorted(ca.ENTRY_POINTS[source])
@@ -583,7 +584,7 @@ def test_attention_nvrtc_compiles_every_entry_without_spills(source: str, arch: 
     options = [*ca.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
     rc, log = _nvrtc_log(lib, ca.source(source), options)
     assert rc == 0, log
-    _assert_attention_clean(cm.parse_ptxas_report(log), source, arch)
+    _assert_attention_clean(cuda_build.parse_ptxas_report(log), source, arch)
 
 
 # --- quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) -------------------------------------------
@@ -597,7 +598,7 @@ QGEMM_BUILDS = [
 ]
 
 
-def _assert_qgemm_clean(entries: list[cm.PtxasEntry], source: str, arch: str) -> None:
+def _assert_qgemm_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
     from wattbench.kernels.qgemm import cupy_qgemm as cq
 
     assert sorted(e.name for e in entries) == sorted(cq.ENTRY_POINTS[source])
@@ -627,4 +628,4 @@ def test_qgemm_nvrtc_compiles_every_entry_without_spills(source: str, arch: str)
     options = [*cq.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
     rc, log = _nvrtc_log(lib, cq.source(source), options)
     assert rc == 0, log
-    _assert_qgemm_clean(cm.parse_ptxas_report(log), source, arch)
+    _assert_qgemm_clean(cuda_build.parse_ptxas_report(log), source, arch)
