@@ -197,30 +197,13 @@ def json_schema() -> dict[str, Any]:
 def validate(doc: Any, *, use_jsonschema: bool | None = None) -> list[str]:
     """Problems of ``doc`` against ``points.schema.json`` as ``"path: message"``; [] if valid.
 
-    ``use_jsonschema``: None uses the ``jsonschema`` package when importable, else the
-    run-record schema's built-in checker (the schema file keeps to the keywords it knows);
-    True / False force one.
+    ``use_jsonschema``: None uses the ``jsonschema`` package when importable, else the built-in
+    checker of ``store.schema`` (the schema file keeps to the keywords it knows); True / False
+    force one.
     """
-    if use_jsonschema is None:
-        try:
-            import jsonschema
-        except ImportError:
-            use_jsonschema = False
-        else:
-            use_jsonschema = True
-    if not use_jsonschema:
-        from wattbench.profiler.store import schema as _schema
+    from wattbench.profiler.store.schema import validate_against
 
-        problems: list[str] = []
-        _schema._check(doc, json_schema(), json_schema(), "", problems)
-        return problems
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(json_schema())
-    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
-    return [
-        f"{'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors
-    ]
+    return validate_against(json_schema(), doc, use_jsonschema=use_jsonschema)
 
 
 # --- reading ------------------------------------------------------------------------------------

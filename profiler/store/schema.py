@@ -46,6 +46,14 @@ def validate(doc: Any, *, use_jsonschema: bool | None = None) -> list[str]:
     ``use_jsonschema``: None uses the ``jsonschema`` package when importable, else the built-in
     checker; True / False force one (True raises ImportError without the package).
     """
+    return validate_against(json_schema(), doc, use_jsonschema=use_jsonschema)
+
+
+def validate_against(
+    schema: dict[str, Any], doc: Any, *, use_jsonschema: bool | None = None
+) -> list[str]:
+    """Problems of ``doc`` against the JSON Schema ``schema`` (one of wattbench's schema files,
+    which keep to the keywords the built-in checker knows), as ``"path: message"``."""
     if use_jsonschema is None:
         try:
             import jsonschema  # noqa: F401
@@ -54,9 +62,9 @@ def validate(doc: Any, *, use_jsonschema: bool | None = None) -> list[str]:
         else:
             use_jsonschema = True
     if use_jsonschema:
-        return _validate_jsonschema(doc)
+        return _validate_jsonschema(schema, doc)
     problems: list[str] = []
-    _check(doc, json_schema(), json_schema(), "", problems)
+    _check(doc, schema, schema, "", problems)
     return problems
 
 
@@ -64,10 +72,10 @@ def _where(path: str) -> str:
     return path or "(top level)"
 
 
-def _validate_jsonschema(doc: Any) -> list[str]:
+def _validate_jsonschema(schema: dict[str, Any], doc: Any) -> list[str]:
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(json_schema())
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     return [f"{_where('/'.join(str(p) for p in e.absolute_path))}: {e.message}" for e in errors]
 
