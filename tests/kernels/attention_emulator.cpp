@@ -1,214 +1,33 @@
 // Host emulation of the attention CUDA kernels (kernels/attention/flash_fwd.cu, flash_decode.cu),
-// for tests on machines without a GPU.
+// for tests on machines without a GPU (tests/kernels/test_attention_cuda.py builds it as a shared
+// library).
 //
 // The kernel sources are compiled unchanged except for their device primitives (the sections
-// guarded by WB_EMULATE), which this file supplies, written from the PTX ISA's definitions:
-//   * every CUDA thread of a block is a cooperative fiber (ucontext); threads run until they
-//     reach a barrier, so __syncthreads is a block barrier and each warp-collective operation
-//     (shuffle, ldmatrix, mma.sync) is an exchange through per-warp slots between two warp
-//     barriers. A collective that not all 32 lanes enter in the same kind, or a barrier nobody
-//     can pass (a deadlock), fails the launch;
+// guarded by WB_EMULATE). The runtime (fibers for threads, block / warp barriers, cp.async
+// queues, poisoned shared memory, number formats, error codes) is warp_emulator.h; this file
+// adds the attention kernels' primitives, written from the PTX ISA's definitions:
+//   * __shfl_xor_sync, ldmatrix and mma.sync are warp collectives (all 32 lanes, same kind);
 //   * mma.sync.m16n8k16 rebuilds the 16x16 A and 16x8 B tiles from all lanes' fragments with the
 //     PTX fragment layouts (A: a0..a7 at row groupID (+8), column 2 * tid_in_group (+1, +8);
 //     B: b0..b3 at k = 2 * tid_in_group (+1, +8), n = groupID; C: c0..c3 at row groupID (+8),
 //     column 2 * tid_in_group (+1)) and multiplies in fp32;
-//   * ldmatrix.x4 (.trans): lane 8i + r names row r of matrix i; lane t receives the 16-bit pair
-//     (row t / 4, columns 2 (t % 4), +1) of each matrix, or with .trans (rows 2 (t % 4), +1,
-//     column t / 4);
-//   * cp.async copies are queued per thread and land only at cp.async.wait_group, so a kernel
-//     that reads a stage it has not waited for reads stale data; shared memory starts filled with
-//     0xFF bytes (NaN as fp16 / bf16, -NaN as fp32), so unwritten data poisons the result;
-//   * ex2 / lg2 are exp2f / log2f; fp16 / bf16 conversions round to nearest even.
-// Built by tests/kernels/test_attention_cuda.py as a shared library; extern "C" launchers run a
-// whole grid, one block after another, and return 0, or an error code (see EMU_* below).
+//   * ldmatrix.x4 (.trans): lane 8i + r names row r of matrix i (16-byte aligned); lane t
+//     receives the 16-bit pair (row t / 4, columns 2 (t % 4), +1) of each matrix, or with .trans
+//     (rows 2 (t % 4), +1, column t / 4);
+//   * global loads (cp.async sources, load16) must be 16-byte aligned (EMU_OOB otherwise); the
+//     launchers register no buffers, so the header's bounds check of global reads is off here;
+//   * ex2 / lg2 are exp2f / log2f.
+// extern "C" launchers run a whole grid, one block after another, and return an EMU_* code.
 
-#include <ucontext.h>
-
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <functional>
-#include <vector>
-
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef long long i64;
-
-#define __device__
-#define __forceinline__ inline
-#define __global__
-#define __launch_bounds__(...)
-#define __shared__ static
-
-struct dim3 {
-  unsigned x = 1, y = 1, z = 1;
-};
-
-static dim3 threadIdx, blockIdx, gridDim, blockDim;
-
-enum { EMU_OK = 0, EMU_DEADLOCK = 1, EMU_DIVERGENT = 2, EMU_BAD_LAUNCH = 3 };
+#include "warp_emulator.h"
 
 namespace emu {
 
-constexpr int MAX_THREADS = 1024;
-constexpr size_t STACK_BYTES = 256 * 1024;
-constexpr size_t SMEM_BYTES = 227 * 1024;
-
-struct Barrier {
-  int count = 0;
-  unsigned gen = 0;
-};
-
-struct CopyOp {
-  char* dst;
-  const char* src;
-  int bytes;
-};
-
 enum Kind { K_NONE, K_SHFL, K_LDM, K_LDMT, K_MMA_F16, K_MMA_BF16 };
-
-struct WarpSlots {
-  Barrier bar;
-  int kind[32];
-  u32 w[32][8];
-  float f[32][4];
-};
-
-struct State {
-  ucontext_t sched;
-  std::vector<ucontext_t> ctx;
-  std::vector<std::vector<char>> stacks;
-  std::vector<char> done;
-  std::vector<std::vector<std::vector<CopyOp>>> groups;  // per thread: committed groups
-  std::vector<std::vector<CopyOp>> open;                 // per thread: uncommitted copies
-  std::vector<WarpSlots> warps;
-  Barrier block_bar;
-  int threads = 0;
-  int current = 0;
-  unsigned long epoch = 0;  // bumps whenever a barrier opens or a thread ends
-  int error = EMU_OK;
-  std::function<void()> body;
-};
-
-static State S;
-alignas(128) static unsigned char smem_bytes[SMEM_BYTES];
-
-static void yield() { swapcontext(&S.ctx[S.current], &S.sched); }
-
-static void wait(Barrier& b, int n) {
-  const unsigned gen = b.gen;
-  if (++b.count == n) {
-    b.count = 0;
-    ++b.gen;
-    ++S.epoch;
-    return;
-  }
-  while (b.gen == gen && S.error == EMU_OK) yield();
-}
-
-static void trampoline() {
-  S.body();
-  S.done[S.current] = 1;
-  ++S.epoch;
-  swapcontext(&S.ctx[S.current], &S.sched);
-}
-
-// Runs the whole grid; every block starts with fresh fibers and poisoned shared memory.
-static int run(dim3 grid, int threads, const std::function<void()>& body) {
-  if (threads < 32 || threads > MAX_THREADS || threads % 32) return EMU_BAD_LAUNCH;
-  S.body = body;
-  S.threads = threads;
-  S.error = EMU_OK;
-  gridDim = grid;
-  blockDim = dim3{(unsigned)threads, 1, 1};
-  S.ctx.assign(threads, ucontext_t{});
-  S.stacks.assign(threads, std::vector<char>(STACK_BYTES));
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        blockIdx = dim3{bx, by, bz};
-        std::memset(smem_bytes, 0xff, sizeof smem_bytes);
-        S.done.assign(threads, 0);
-        S.groups.assign(threads, {});
-        S.open.assign(threads, {});
-        S.warps.assign(threads / 32, WarpSlots{});
-        S.block_bar = Barrier{};
-        for (int t = 0; t < threads; ++t) {
-          getcontext(&S.ctx[t]);
-          S.ctx[t].uc_stack.ss_sp = S.stacks[t].data();
-          S.ctx[t].uc_stack.ss_size = STACK_BYTES;
-          S.ctx[t].uc_link = nullptr;
-          makecontext(&S.ctx[t], trampoline, 0);
-        }
-        int live = threads;
-        while (live > 0) {
-          const unsigned long before = S.epoch;
-          live = 0;
-          for (int t = 0; t < threads; ++t) {
-            if (S.done[t]) continue;
-            S.current = t;
-            threadIdx = dim3{(unsigned)t, 0, 0};
-            swapcontext(&S.sched, &S.ctx[t]);
-            if (!S.done[t]) ++live;
-          }
-          if (S.error != EMU_OK) return S.error;
-          if (live > 0 && S.epoch == before) return EMU_DEADLOCK;
-        }
-      }
-  return EMU_OK;
-}
-
-// --- warp collectives: publish, wait for the warp, compute, wait again -----------------------
-
-static WarpSlots& warp_of() { return S.warps[S.current / 32]; }
-static int lane_of() { return S.current % 32; }
-
-static void publish(Kind kind) {
-  WarpSlots& w = warp_of();
-  w.kind[lane_of()] = kind;
-  wait(w.bar, 32);
-  for (int l = 0; l < 32; ++l)
-    if (w.kind[l] != kind) S.error = EMU_DIVERGENT;
-}
-
-static void retire() { wait(warp_of().bar, 32); }
-
-static float f16_to_f32(u16 h) {
-  _Float16 x;
-  std::memcpy(&x, &h, 2);
-  return (float)x;
-}
-
-static float bf16_to_f32(u16 h) {
-  const u32 bits = (u32)h << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-static u16 f32_to_f16(float f) {
-  const _Float16 x = (_Float16)f;  // round to nearest even
-  u16 h;
-  std::memcpy(&h, &x, 2);
-  return h;
-}
-
-static u16 f32_to_bf16(float f) {
-  u32 bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return (u16)((bits >> 16) | 0x40);  // quiet NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even
-  return (u16)(bits >> 16);
-}
-
-static u16 half_of(u32 word, int hi) { return (u16)(hi ? word >> 16 : word & 0xffffu); }
 
 }  // namespace emu
 
 // --- the primitives the kernels call ------------------------------------------------------------
-
-static inline int min(int a, int b) { return a < b ? a : b; }
 
 static inline float __int_as_float(int i) {
   float f;
@@ -216,10 +35,8 @@ static inline float __int_as_float(int i) {
   return f;
 }
 
-static inline void __syncthreads() { emu::wait(emu::S.block_bar, emu::S.threads); }
-
 static inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-  if (mask != 0xffffffffu) emu::S.error = EMU_DIVERGENT;
+  if (mask != 0xffffffffu) emu::fail(EMU_DIVERGENT);
   emu::WarpSlots& w = emu::warp_of();
   std::memcpy(&w.w[emu::lane_of()][0], &v, 4);
   emu::publish(emu::K_SHFL);
@@ -236,38 +53,12 @@ static inline float lg2(float x) { return log2f(x); }
 
 static u16* const smem = reinterpret_cast<u16*>(emu::smem_bytes);
 
-static inline u32 smem_addr(const void* p) {
-  return (u32)(reinterpret_cast<const unsigned char*>(p) - emu::smem_bytes);
-}
-
-static inline void cp_async16(u32 dst, const void* src, int src_bytes) {
-  if (dst % 16 || (uintptr_t)src % 16 || dst + 16 > emu::SMEM_BYTES) emu::S.error = EMU_BAD_LAUNCH;
-  emu::S.open[emu::S.current].push_back(
-      {reinterpret_cast<char*>(emu::smem_bytes + dst), static_cast<const char*>(src), src_bytes});
-}
-
-static inline void cp_async_commit() {
-  auto& open = emu::S.open[emu::S.current];
-  emu::S.groups[emu::S.current].push_back(open);
-  open.clear();
-}
-
-static inline void cp_async_wait_n(size_t keep) {
-  auto& groups = emu::S.groups[emu::S.current];
-  while (groups.size() > keep) {
-    for (const emu::CopyOp& op : groups.front()) {
-      std::memset(op.dst, 0, 16);
-      if (op.bytes > 0) std::memcpy(op.dst, op.src, op.bytes);
-    }
-    groups.erase(groups.begin());
-  }
-}
-
-static inline void cp_async_wait_all() { cp_async_wait_n(0); }
+static inline void cp_async_wait_all() { emu::land_copies(0); }
 
 static inline void ldmatrix_common(u32* r, u32 addr, bool trans) {
   emu::WarpSlots& w = emu::warp_of();
   const int lane = emu::lane_of();
+  if (addr % 16 || addr + 16 > emu::SMEM_BYTES) emu::fail(EMU_BAD_LAUNCH);
   w.w[lane][0] = addr;
   emu::publish(trans ? emu::K_LDMT : emu::K_LDM);
   for (int i = 0; i < 4; ++i) {
@@ -323,8 +114,8 @@ static inline void mma16816(float* d, const u32* a, u32 b0, u32 b1) {
 
 template <bool BF16>
 static inline u32 pack2(float lo, float hi) {
-  const u16 l = BF16 ? emu::f32_to_bf16(lo) : emu::f32_to_f16(lo);
-  const u16 h = BF16 ? emu::f32_to_bf16(hi) : emu::f32_to_f16(hi);
+  const u16 l = BF16 ? emu::f32_to_bf16(lo) : emu::f64_to_f16(lo);
+  const u16 h = BF16 ? emu::f32_to_bf16(hi) : emu::f64_to_f16(hi);
   return (u32)l | ((u32)h << 16);
 }
 
@@ -333,15 +124,14 @@ static inline u32 pack2(float lo, float hi) {
 template <class T>
 static inline void load16(T& r, const u16* p) {
   static_assert(sizeof(T) == 16, "16-byte loads");
-  if ((uintptr_t)p % 16) emu::S.error = EMU_BAD_LAUNCH;
-  std::memcpy(&r, p, 16);
+  if (emu::check_read(p, 16, 16)) std::memcpy(&r, p, 16);
 }
 
 static inline float h2f(u32 bits) { return emu::f16_to_f32((u16)(bits & 0xffffu)); }
 
 template <bool BF16>
 static inline u16 pack1(float x) {
-  return BF16 ? emu::f32_to_bf16(x) : emu::f32_to_f16(x);
+  return BF16 ? emu::f32_to_bf16(x) : emu::f64_to_f16(x);
 }
 
 #define WB_EMULATE 1

@@ -2,12 +2,11 @@
 // machines without a GPU (tests/kernels/test_qgemm_cuda.py builds it as a shared library).
 //
 // The kernel sources are compiled unchanged except for their device-primitive sections (guarded
-// by WB_EMULATE), which this file supplies, written from the PTX ISA's definitions:
-//   * every CUDA thread of a block is a cooperative fiber (ucontext) that runs until it reaches a
-//     barrier: __syncthreads is a block barrier, and a warp-collective instruction (ldmatrix,
-//     mma.sync) is an exchange through per-warp slots between two warp barriers. A collective
-//     that not all 32 lanes enter with the same kind, or a barrier nobody can pass, fails the
-//     launch (EMU_DIVERGENT, EMU_DEADLOCK);
+// by WB_EMULATE). The runtime (fibers for threads, block / warp barriers, cp.async queues with
+// zero-fill, poisoned shared memory, global-read checks, number formats, error codes) is
+// warp_emulator.h; this file adds the qgemm kernels' primitives, written from the PTX ISA's
+// definitions:
+//   * ldmatrix and mma.sync are warp collectives (all 32 lanes, same kind);
 //   * mma.sync.m16n8k16 (f16 / bf16, f32 accumulate) and mma.sync.m16n8k32 (s8, s32 accumulate)
 //     rebuild the A and B tiles from all lanes' registers with the PTX fragment layouts
 //     (groupID g = lane / 4, t = lane % 4):
@@ -18,213 +17,17 @@
 //     with the lower k in the lower bits of a register;
 //   * ldmatrix.x4 (b16, no .trans): lane 8i + r names row r of matrix i; lane T receives the
 //     16-bit pair (row T / 4, elements 2 (T % 4), +1) of each matrix;
-//   * cp.async copies are queued per thread and land only at cp.async.wait_group (bytes past the
-//     source size are zero-filled), so reading a stage before waiting for it reads stale data;
-//     shared memory starts as 0xFF bytes in every block (NaN as fp16 / bf16), so reading what no
-//     copy wrote poisons the result;
 //   * every global load (cp.async source, ld.global.*) must be aligned to its size and lie inside
-//     a buffer the launcher registered (EMU_OOB otherwise);
-//   * fp16 / bf16 conversions and half2 arithmetic round to nearest even; dp4a is the sum of four
-//     signed byte products; the split-K semaphore is plain memory (blocks run one after another).
+//     a buffer the launcher registered with emu_clear_buffers / emu_add_buffer (EMU_OOB otherwise);
+//   * half2 arithmetic rounds to nearest even; dp4a is the sum of four signed byte products; the
+//     split-K semaphore is plain memory (blocks run one after another).
 // extern "C" launchers run a whole grid, one block after another, and return an EMU_* code.
 
-#include <ucontext.h>
-
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <functional>
-#include <vector>
-
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef unsigned char u8;
-typedef signed char s8;
-typedef long long i64;
-
-#define __device__
-#define __forceinline__ inline
-#define __global__
-#define __launch_bounds__(...)
-#define __shared__ static
-
-struct dim3 {
-  unsigned x = 1, y = 1, z = 1;
-};
-
-static dim3 threadIdx, blockIdx, gridDim, blockDim;
-
-enum { EMU_OK = 0, EMU_DEADLOCK = 1, EMU_DIVERGENT = 2, EMU_BAD_LAUNCH = 3, EMU_OOB = 4 };
+#include "warp_emulator.h"
 
 namespace emu {
 
-constexpr int MAX_THREADS = 1024;
-constexpr size_t STACK_BYTES = 256 * 1024;
-constexpr size_t SMEM_BYTES = 227 * 1024;
-
-struct Barrier {
-  int count = 0;
-  unsigned gen = 0;
-};
-
-struct Copy {
-  unsigned char* dst;
-  const unsigned char* src;
-  int bytes;      // copy size
-  int src_bytes;  // bytes read; the rest is zero-filled
-};
-
 enum Kind { K_NONE, K_LDM, K_MMA_F16, K_MMA_BF16, K_MMA_S8 };
-
-struct WarpSlots {
-  Barrier bar;
-  int kind[32];
-  u32 w[32][8];
-};
-
-struct State {
-  ucontext_t sched;
-  std::vector<ucontext_t> ctx;
-  std::vector<std::vector<char>> stacks;
-  std::vector<char> done;
-  std::vector<std::vector<std::vector<Copy>>> groups;  // per thread: committed copy groups
-  std::vector<std::vector<Copy>> open;                 // per thread: not yet committed
-  std::vector<WarpSlots> warps;
-  std::vector<std::pair<const unsigned char*, size_t>> buffers;  // readable global memory
-  Barrier block_bar;
-  int threads = 0;
-  int current = 0;
-  unsigned long epoch = 0;  // bumps when a barrier opens or a thread ends
-  int error = EMU_OK;
-  std::function<void()> body;
-};
-
-static State S;
-alignas(128) static unsigned char smem_bytes[SMEM_BYTES];
-
-static void fail(int code) {
-  if (S.error == EMU_OK) S.error = code;
-}
-
-static void yield() { swapcontext(&S.ctx[S.current], &S.sched); }
-
-static void wait(Barrier& b, int n) {
-  const unsigned gen = b.gen;
-  if (++b.count == n) {
-    b.count = 0;
-    ++b.gen;
-    ++S.epoch;
-    return;
-  }
-  while (b.gen == gen && S.error == EMU_OK) yield();
-}
-
-static void trampoline() {
-  S.body();
-  S.done[S.current] = 1;
-  ++S.epoch;
-  swapcontext(&S.ctx[S.current], &S.sched);
-}
-
-// A global read of `bytes` at p: aligned to `align` and inside one registered buffer.
-static void check_read(const void* p, size_t bytes, size_t align) {
-  const unsigned char* q = static_cast<const unsigned char*>(p);
-  if ((uintptr_t)q % align) fail(EMU_OOB);
-  for (const auto& [base, size] : S.buffers)
-    if (q >= base && q + bytes <= base + size) return;
-  fail(EMU_OOB);
-}
-
-static int run(dim3 grid, int threads, const std::function<void()>& body) {
-  if (threads < 32 || threads > MAX_THREADS || threads % 32) return EMU_BAD_LAUNCH;
-  S.body = body;
-  S.threads = threads;
-  S.error = EMU_OK;
-  gridDim = grid;
-  blockDim = dim3{(unsigned)threads, 1, 1};
-  S.ctx.assign(threads, ucontext_t{});
-  S.stacks.assign(threads, std::vector<char>(STACK_BYTES));
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        blockIdx = dim3{bx, by, bz};
-        std::memset(smem_bytes, 0xff, sizeof smem_bytes);
-        S.done.assign(threads, 0);
-        S.groups.assign(threads, {});
-        S.open.assign(threads, {});
-        S.warps.assign(threads / 32, WarpSlots{});
-        S.block_bar = Barrier{};
-        for (int t = 0; t < threads; ++t) {
-          getcontext(&S.ctx[t]);
-          S.ctx[t].uc_stack.ss_sp = S.stacks[t].data();
-          S.ctx[t].uc_stack.ss_size = STACK_BYTES;
-          S.ctx[t].uc_link = nullptr;
-          makecontext(&S.ctx[t], trampoline, 0);
-        }
-        int live = threads;
-        while (live > 0) {
-          const unsigned long before = S.epoch;
-          live = 0;
-          for (int t = 0; t < threads; ++t) {
-            if (S.done[t]) continue;
-            S.current = t;
-            threadIdx = dim3{(unsigned)t, 0, 0};
-            swapcontext(&S.sched, &S.ctx[t]);
-            if (!S.done[t]) ++live;
-          }
-          if (S.error != EMU_OK) return S.error;
-          if (live > 0 && S.epoch == before) return EMU_DEADLOCK;
-        }
-      }
-  return S.error;
-}
-
-// --- warp collectives: publish, wait for the warp, compute, wait again -------------------------
-
-static WarpSlots& warp_of() { return S.warps[S.current / 32]; }
-static int lane_of() { return S.current % 32; }
-
-static void publish(Kind kind) {
-  WarpSlots& w = warp_of();
-  w.kind[lane_of()] = kind;
-  wait(w.bar, 32);
-  for (int l = 0; l < 32; ++l)
-    if (w.kind[l] != kind) fail(EMU_DIVERGENT);
-}
-
-static void retire() { wait(warp_of().bar, 32); }
-
-// --- number formats -------------------------------------------------------------------------------
-
-static float f16_to_f32(u16 h) {
-  _Float16 x;
-  std::memcpy(&x, &h, 2);
-  return (float)x;
-}
-
-static float bf16_to_f32(u16 h) {
-  const u32 bits = (u32)h << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-static u16 f64_to_f16(double v) {
-  const _Float16 x = (_Float16)v;  // one rounding, to nearest even
-  u16 h;
-  std::memcpy(&h, &x, 2);
-  return h;
-}
-
-static u16 f32_to_bf16(float f) {
-  u32 bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return (u16)((bits >> 16) | 0x40);  // quiet NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);                                    // nearest even
-  return (u16)(bits >> 16);
-}
-
-static u16 half_of(u32 word, int hi) { return (u16)(hi ? word >> 16 : word & 0xffffu); }
 
 static s8 byte_of(u32 word, int i) { return (s8)((word >> (8 * i)) & 0xffu); }
 
@@ -234,48 +37,15 @@ static s8 byte_of(u32 word, int i) { return (s8)((word >> (8 * i)) & 0xffu); }
 
 static unsigned char* const smem = emu::smem_bytes;
 
-static inline int min(int a, int b) { return a < b ? a : b; }
-
-static inline void __syncthreads() { emu::wait(emu::S.block_bar, emu::S.threads); }
-
-static inline u32 smem_addr(const void* p) {
-  return (u32)(static_cast<const unsigned char*>(p) - emu::smem_bytes);
-}
-
-static inline void queue_copy(u32 dst, const void* src, int bytes, int src_bytes) {
-  if (dst % bytes || dst + bytes > emu::SMEM_BYTES || src_bytes < 0 || src_bytes > bytes)
-    emu::fail(EMU_BAD_LAUNCH);
-  if (src_bytes > 0) emu::check_read(src, src_bytes, bytes);
-  emu::S.open[emu::S.current].push_back({emu::smem_bytes + dst,
-                                         static_cast<const unsigned char*>(src), bytes, src_bytes});
-}
-
-static inline void cp_async16(u32 dst, const void* src, int src_bytes) {
-  queue_copy(dst, src, 16, src_bytes);
-}
-
 template <int BYTES>
 static inline void cp_async(u32 dst, const void* src, int src_bytes) {
   static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async copies 4, 8 or 16 bytes");
-  queue_copy(dst, src, BYTES, src_bytes);
-}
-
-static inline void cp_async_commit() {
-  auto& open = emu::S.open[emu::S.current];
-  emu::S.groups[emu::S.current].push_back(open);
-  open.clear();
+  emu::queue_copy(dst, src, BYTES, src_bytes);
 }
 
 template <int N>
 static inline void cp_async_wait() {
-  auto& groups = emu::S.groups[emu::S.current];
-  while (groups.size() > (size_t)N) {
-    for (const emu::Copy& c : groups.front()) {
-      std::memset(c.dst, 0, c.bytes);
-      if (c.src_bytes > 0) std::memcpy(c.dst, c.src, c.src_bytes);
-    }
-    groups.erase(groups.begin());
-  }
+  emu::land_copies(N);
 }
 
 static inline void ldmatrix_x4(u32* r, u32 addr) {
@@ -375,8 +145,7 @@ static inline u32 pack2(float lo, float hi) {
 
 template <int BYTES>
 static inline void load_global(u32* r, const void* p) {
-  emu::check_read(p, BYTES, BYTES);
-  std::memcpy(r, p, BYTES);
+  if (emu::check_read(p, BYTES, BYTES)) std::memcpy(r, p, BYTES);
 }
 
 static inline void ld_stream4(u32* r, const void* p) { load_global<16>(r, p); }
@@ -424,13 +193,11 @@ static inline u32 fma_bf16x2(u32 a, u32 b, u32 c) {
 static inline void fence_gpu() {}
 
 static inline u32 atomic_inc_gpu(u32* p) {
-  emu::check_read(p, 4, 4);
-  return (*p)++;
+  return emu::check_read(p, 4, 4) ? (*p)++ : 0;
 }
 
 static inline float ld_cg(const float* p) {
-  emu::check_read(p, 4, 4);
-  return *p;
+  return emu::check_read(p, 4, 4) ? *p : 0.0f;
 }
 
 static inline void st_relaxed_zero(u32* p) { *p = 0; }
@@ -440,12 +207,6 @@ static inline void st_relaxed_zero(u32* p) { *p = 0; }
 #include WB_W4A16_SOURCE
 
 // --- launchers (ctypes) ---------------------------------------------------------------------------
-
-extern "C" void emu_clear_buffers() { emu::S.buffers.clear(); }
-
-extern "C" void emu_add_buffer(const void* p, size_t bytes) {
-  emu::S.buffers.emplace_back(static_cast<const unsigned char*>(p), bytes);
-}
 
 typedef void (*W8A8Fn)(const s8*, const s8*, const float*, const float*, u16*, int, int, int, int,
                        int);

@@ -68,7 +68,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
         pytest.skip("no C++ compiler (g++) to build the kernel emulator")
     out = tmp_path_factory.mktemp("emu") / "attention_emulator.so"
     src = Path(ca.__file__).parent
-    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out),
+    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
            f'-DWB_FLASH_FWD_SOURCE="{src / ca.PREFILL_SOURCE}"',
            f'-DWB_FLASH_DECODE_SOURCE="{src / ca.DECODE_SOURCE}"', str(EMULATOR)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -52,7 +52,8 @@ def emulator(tmp_path_factory) -> ctypes.CDLL:
         pytest.skip("g++ is not on PATH (the emulator is C++)")
     lib = tmp_path_factory.mktemp("qgemm_emu") / "libqgemm_emu.so"
     sources = [f'-DWB_{Path(n).stem.upper()}_SOURCE="{SOURCES / n}"' for n in cq.ENTRY_POINTS]
-    cmd = [gxx, "-std=c++17", "-O2", "-shared", "-fPIC", "-o", str(lib), str(EMULATOR), *sources]
+    cmd = [gxx, "-std=c++17", "-O2", "-shared", "-fPIC", f"-I{EMULATOR.parent}", "-o", str(lib)]
+    cmd += [str(EMULATOR), *sources]  # EMULATOR includes warp_emulator.h from its folder
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     dll = ctypes.CDLL(str(lib))
