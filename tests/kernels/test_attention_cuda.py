@@ -73,7 +73,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
            f'-DWB_FLASH_DECODE_SOURCE="{src / ca.DECODE_SOURCE}"', str(EMULATOR)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return ctypes.CDLL(str(out))
+    lib = ctypes.CDLL(str(out))
+    lib.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return lib
 
 
 class FakeArray:
@@ -115,10 +117,18 @@ class EmulatedKernel:
             else:
                 converted.append(ctypes.c_int(int(a)) if kind == "i" else ctypes.c_float(float(a)))
         assert len(grid) == 3 and block[1:] == (1, 1)
+        # the kernel may read only the tensors it was given (else EMU_OOB)
+        self.lib.emu_clear_buffers()
+        for a in args:
+            if isinstance(a, FakeArray):
+                self.lib.emu_add_buffer(a.ptr, a.tensor.numel() * a.tensor.element_size())
         rc = getattr(self.lib, launcher)(
             self.fn, *(ctypes.c_uint(g) for g in grid), ctypes.c_int(block[0]), *converted
         )
-        assert rc == 0, f"emulated {self.name} failed with code {rc} (1 deadlock, 2 divergence)"
+        assert rc == 0, (
+            f"emulated {self.name} failed with code {rc} "
+            "(1 deadlock, 2 divergence, 3 bad launch, 4 misaligned or out-of-bounds read)"
+        )
 
 
 @pytest.fixture
