@@ -100,9 +100,15 @@ def probe(modules: tuple[str, ...] = STACK) -> Environment:
         compute_capability=cc,  # type: ignore[arg-type]
         modules=versions,
         module_errors=errors,
-        triton_interpret=os.environ.get("TRITON_INTERPRET", "0") == "1",
+        triton_interpret=triton_interpreting(),
         cuda_error=cuda_error,
     )
+
+
+def triton_interpreting() -> bool:
+    """Whether ``TRITON_INTERPRET`` turns Triton's interpreter on (1 / true / yes / on), as Triton
+    reads it. Kernel modules read it once, at import, like Triton itself."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def use_triton_interpreter_without_cuda() -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 from collections.abc import Callable
 
 import torch
@@ -42,9 +41,10 @@ from wattbench.kernels.attention.problem import (
     choose_splits,
     head_dim_reason,
 )
+from wattbench.kernels.env import triton_interpreting
 from wattbench.profiler.errors import ShapeError
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+_INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
 #: SMs, fewest keys per split and chunk multiple assumed by the interpreter
 INTERPRETER_NUM_SMS = 4

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 from collections.abc import Callable
 
 import torch
@@ -34,9 +33,10 @@ import triton
 import triton.language as tl
 
 from wattbench.kernels.attention.problem import check_operands, head_dim_reason
+from wattbench.kernels.env import triton_interpreting
 from wattbench.profiler.errors import ShapeError
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+_INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
 
 

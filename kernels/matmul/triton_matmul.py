@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
 
+from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.triton_support import gemm_config
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtype names of the wattbench vocabulary this implementation supports
@@ -63,7 +64,7 @@ _NAMES: dict[torch.dtype, str] = {v: k for k, v in _TORCH_DTYPES.items()}
 #: output dtypes allowed for fp8 inputs (the first is the default)
 _FP8_OUT_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float16, torch.float32)
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+_INTERPRET = triton_interpreting()
 
 #: SMs assumed by the interpreter (it has none; a few programs exercise the persistent loop)
 INTERPRETER_NUM_SMS = 4
@@ -74,28 +75,20 @@ _REFERENCE_TILE = 128
 _BUCKET_MIN, _BUCKET_MAX = 16, 16384
 
 
-def _config(bm: int, bn: int, bk: int, gm: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config(
-        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm},
-        num_warps=warps,
-        num_stages=stages,
-    )
-
-
 #: GPU configs. Every BLOCK_K >= 32 (fp8 tensor cores need it). Configs whose shared memory does
 #: not fit (e.g. the largest ones with fp32 inputs) fail to compile and the autotuner drops them;
 #: 64x64x32 with 3 stages fits every dtype on every supported GPU.
 _GPU_CONFIGS: list[triton.Config] = [
-    _config(128, 256, 64, 8, 8, 3),  # large square problems (Hopper / Ampere)
-    _config(128, 128, 64, 8, 4, 4),
-    _config(128, 64, 64, 8, 4, 4),
-    _config(64, 128, 64, 8, 4, 4),
-    _config(64, 64, 64, 8, 4, 3),
-    _config(64, 64, 32, 8, 4, 3),  # fallback: small shared memory (fp32, L4)
-    _config(16, 64, 128, 1, 4, 3),  # decode-like M <= 16
+    gemm_config(128, 256, 64, 8, 8, 3),  # large square problems (Hopper / Ampere)
+    gemm_config(128, 128, 64, 8, 4, 4),
+    gemm_config(128, 64, 64, 8, 4, 4),
+    gemm_config(64, 128, 64, 8, 4, 4),
+    gemm_config(64, 64, 64, 8, 4, 3),
+    gemm_config(64, 64, 32, 8, 4, 3),  # fallback: small shared memory (fp32, L4)
+    gemm_config(16, 64, 128, 1, 4, 3),  # decode-like M <= 16
 ]
 #: the one config used under TRITON_INTERPRET
-_INTERPRETER_CONFIG = _config(32, 32, 32, 4, 4, 1)
+_INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS: list[triton.Config] = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
 

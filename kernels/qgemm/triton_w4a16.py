@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
 
+from wattbench.kernels.env import triton_interpreting
 from wattbench.kernels.qgemm import operands
+from wattbench.kernels.triton_support import gemm_config
 from wattbench.profiler.errors import UsageError
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+_INTERPRET = triton_interpreting()
 #: the GEMV serves M up to this; the tiled kernel above
 GEMV_MAX_M = 16
 #: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV; interpreter: small
@@ -47,23 +48,15 @@ GEMV_PROGRAMS_PER_SM = 4
 INTERPRETER_NUM_SMS = 4
 
 
-def _config(bm: int, bn: int, bk: int, gm: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config(
-        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm},
-        num_warps=warps,
-        num_stages=stages,
-    )
-
-
 _GPU_CONFIGS = [
-    _config(128, 256, 64, 8, 8, 3),
-    _config(128, 128, 64, 8, 4, 4),
-    _config(128, 128, 32, 8, 4, 4),
-    _config(64, 128, 64, 8, 4, 4),
-    _config(64, 64, 64, 8, 4, 3),
-    _config(32, 128, 64, 1, 4, 4),  # 17 <= M <= 32
+    gemm_config(128, 256, 64, 8, 8, 3),
+    gemm_config(128, 128, 64, 8, 4, 4),
+    gemm_config(128, 128, 32, 8, 4, 4),
+    gemm_config(64, 128, 64, 8, 4, 4),
+    gemm_config(64, 64, 64, 8, 4, 3),
+    gemm_config(32, 128, 64, 1, 4, 4),  # 17 <= M <= 32
 ]
-_INTERPRETER_CONFIG = _config(32, 32, 32, 4, 4, 1)
+_INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 

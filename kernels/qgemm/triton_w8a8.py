@@ -20,39 +20,32 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
 
+from wattbench.kernels.env import triton_interpreting
 from wattbench.kernels.qgemm import operands
+from wattbench.kernels.triton_support import gemm_config
 from wattbench.profiler.errors import UsageError
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _config(bm: int, bn: int, bk: int, gm: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config(
-        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm},
-        num_warps=warps,
-        num_stages=stages,
-    )
+_INTERPRET = triton_interpreting()
 
 
 #: BLOCK_K >= 64 (int8 / fp8 MMAs are 32 deep); 128x256x128 is the large-problem tile
 _GPU_CONFIGS = [
-    _config(128, 256, 128, 8, 8, 3),
-    _config(256, 128, 128, 8, 8, 3),
-    _config(128, 128, 128, 8, 4, 4),
-    _config(128, 128, 64, 8, 4, 4),
-    _config(64, 128, 128, 8, 4, 4),
-    _config(64, 64, 64, 8, 4, 3),
-    _config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
-    _config(32, 128, 128, 1, 4, 4),
+    gemm_config(128, 256, 128, 8, 8, 3),
+    gemm_config(256, 128, 128, 8, 8, 3),
+    gemm_config(128, 128, 128, 8, 4, 4),
+    gemm_config(128, 128, 64, 8, 4, 4),
+    gemm_config(64, 128, 128, 8, 4, 4),
+    gemm_config(64, 64, 64, 8, 4, 3),
+    gemm_config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
+    gemm_config(32, 128, 128, 1, 4, 4),
 ]
-_INTERPRETER_CONFIG = _config(32, 32, 32, 4, 4, 1)
+_INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
