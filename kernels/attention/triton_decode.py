@@ -42,12 +42,12 @@ from wattbench.kernels.attention.problem import (
     head_dim_reason,
 )
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.triton_support import num_sms
 from wattbench.profiler.errors import ShapeError
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
-#: SMs, fewest keys per split and chunk multiple assumed by the interpreter
-INTERPRETER_NUM_SMS = 4
+#: fewest keys per split and chunk multiple under the interpreter (its SMs: triton_support)
 INTERPRETER_CHUNK = 32
 
 
@@ -140,18 +140,6 @@ def _combine_kernel(
     tl.store(OUT + b * stride_ob + h * stride_oh + offs_d, out.to(OUT.dtype.element_ty))
     if HAS_LSE:
         tl.store(LSE + bh, (big + tl.math.log2(total)) * 0.6931471805599453)
-
-
-@functools.cache
-def _cuda_sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def num_sms(device: torch.device) -> int:
-    """SMs of ``device`` (``INTERPRETER_NUM_SMS`` in the interpreter)."""
-    if _INTERPRET or device.type != "cuda":
-        return INTERPRETER_NUM_SMS
-    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, int]:

@@ -34,6 +34,7 @@ import triton.language as tl
 
 from wattbench.kernels.attention.problem import check_operands, head_dim_reason
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.triton_support import size_bucket
 from wattbench.profiler.errors import ShapeError
 
 _INTERPRET = triton_interpreting()
@@ -162,10 +163,6 @@ def _prefill_kernel(
         tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
 
 
-def _bucket(n: int) -> int:
-    return min(max(triton.next_power_of_2(n), 64), 16384)
-
-
 def make_launch(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -199,7 +196,7 @@ def make_launch(
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
-        _bucket(n),
+        size_bucket(n, lo=64),
     )  # fmt: skip
     meta = {"HEAD_DIM": ops.d, "CAUSAL": bool(causal), "HAS_LSE": lse is not None}
     kernel = _prefill_kernel[grid]

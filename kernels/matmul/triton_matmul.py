@@ -31,7 +31,8 @@ to tune, and its timings would mean nothing.
 
 Persistent rule: with ``persistent=None``, the persistent kernel is used when the problem has at
 least ``PERSISTENT_MIN_WAVES`` (4) full waves of 128x128 reference tiles on the device's SMs, i.e.
-``cdiv(M, 128) * cdiv(N, 128) >= 4 * SMs``; the interpreter counts ``INTERPRETER_NUM_SMS`` SMs.
+``cdiv(M, 128) * cdiv(N, 128) >= 4 * SMs``; the interpreter counts
+``triton_support.INTERPRETER_NUM_SMS``.
 
 ``make_launch`` validates and precomputes everything once; its closure only launches (the first
 call autotunes and compiles, so warm up before measuring).
@@ -48,7 +49,12 @@ import triton
 import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
-from wattbench.kernels.triton_support import gemm_config
+from wattbench.kernels.triton_support import (
+    gemm_config,
+    grouped_tile,
+    num_sms,
+    size_bucket,
+)
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtype names of the wattbench vocabulary this implementation supports
@@ -66,13 +72,9 @@ _FP8_OUT_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float16, torch
 
 _INTERPRET = triton_interpreting()
 
-#: SMs assumed by the interpreter (it has none; a few programs exercise the persistent loop)
-INTERPRETER_NUM_SMS = 4
 #: use the persistent kernel from this many waves of 128x128 tiles per SM (persistent=None)
 PERSISTENT_MIN_WAVES = 4
 _REFERENCE_TILE = 128
-#: autotune buckets: sizes rounded up to a power of two, clamped to this range
-_BUCKET_MIN, _BUCKET_MAX = 16, 16384
 
 
 #: GPU configs. Every BLOCK_K >= 32 (fp8 tensor cores need it). Configs whose shared memory does
@@ -94,23 +96,6 @@ _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
 
 
 # --- device code ----------------------------------------------------------------------------------
-
-
-@triton.jit
-def _tile_coords(
-    tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr
-):
-    """Grouped ordering: tile ``tile_id`` -> (row block, column block), GROUP_M rows per band."""
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    tiles_per_group = GROUP_M * num_pid_n
-    group_id = tile_id // tiles_per_group
-    first_pid_m = group_id * GROUP_M
-    group_rows = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    in_group = tile_id % tiles_per_group
-    pid_m = first_pid_m + in_group % group_rows
-    pid_n = in_group // group_rows
-    return pid_m, pid_n
 
 
 @triton.jit
@@ -197,7 +182,7 @@ def _matmul_kernel(
     GROUP_M: tl.constexpr,
 ):
     """One program per output tile, grid = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)."""
-    pid_m, pid_n = _tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     _matmul_tile(
         a_ptr, b_ptr, c_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
         stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
@@ -237,7 +222,7 @@ def _matmul_persistent_kernel(
     num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
     num_programs = tl.num_programs(0)
     for tile_id in range(tl.program_id(0), num_tiles, num_programs):
-        pid_m, pid_n = _tile_coords(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        pid_m, pid_n = grouped_tile(tile_id, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         _matmul_tile(
             a_ptr, b_ptr, c_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
             stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
@@ -246,23 +231,6 @@ def _matmul_persistent_kernel(
 
 
 # --- host side ------------------------------------------------------------------------------------
-
-
-def _bucket(size: int) -> int:
-    """The autotune bucket of a size: next power of two, clamped to [16, 16384]."""
-    return min(max(triton.next_power_of_2(size), _BUCKET_MIN), _BUCKET_MAX)
-
-
-@functools.cache
-def _cuda_sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def num_sms(device: torch.device) -> int:
-    """Streaming multiprocessors of ``device`` (``INTERPRETER_NUM_SMS`` in the interpreter)."""
-    if _INTERPRET or device.type != "cuda":
-        return INTERPRETER_NUM_SMS
-    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def use_persistent(m: int, n: int, sms: int) -> bool:
@@ -410,7 +378,7 @@ def make_launch(
     args = (
         a, b, out, sa, sb, m, n, k,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
-        _bucket(m), _bucket(n), _bucket(k),
+        size_bucket(m), size_bucket(n), size_bucket(k),
     )  # fmt: skip
     meta = {
         "INPUT_PRECISION": "tf32" if (allow_tf32 and name == "fp32") else "ieee",

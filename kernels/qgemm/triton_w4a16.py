@@ -35,7 +35,12 @@ import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
 from wattbench.kernels.qgemm import operands
-from wattbench.kernels.triton_support import gemm_config
+from wattbench.kernels.triton_support import (
+    gemm_config,
+    grouped_tile,
+    num_sms,
+    size_bucket,
+)
 from wattbench.profiler.errors import UsageError
 
 _INTERPRET = triton_interpreting()
@@ -45,7 +50,6 @@ GEMV_MAX_M = 16
 GEMV_BLOCK = (32, 16) if _INTERPRET else (128, 32)
 #: programs the GEMV aims at per SM when it picks its split
 GEMV_PROGRAMS_PER_SM = 4
-INTERPRETER_NUM_SMS = 4
 
 
 _GPU_CONFIGS = [
@@ -110,17 +114,6 @@ def _gemv_kernel(
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=out_ok)
 
 
-@triton.jit
-def _tile(tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * num_n
-    first_m = (tile_id // per_group) * GROUP_M
-    rows = tl.minimum(num_m - first_m, GROUP_M)
-    in_group = tile_id % per_group
-    return first_m + in_group % rows, in_group // rows
-
-
 @triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "G"])
 @triton.jit
 def _gemm_kernel(
@@ -129,7 +122,7 @@ def _gemm_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """One program per BLOCK_M x BLOCK_N tile of C."""
-    pid_m, pid_n = _tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.arange(0, BLOCK_K)
@@ -158,21 +151,6 @@ def _gemm_kernel(
 
 
 # --- host side ------------------------------------------------------------------------------------
-
-
-def _bucket(size: int) -> int:
-    return min(max(triton.next_power_of_2(size), 16), 16384)
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def num_sms(device: torch.device) -> int:
-    if _INTERPRET or device.type != "cuda":
-        return INTERPRETER_NUM_SMS
-    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def gemv_split(n: int, k: int, sms: int) -> tuple[int, int]:
@@ -235,7 +213,7 @@ def make_launch(
     ]
     args = (
         x, qweight, scales, zeros, out, m, n, k, group, x.stride(0), out.stride(0),
-        _bucket(m), _bucket(n), _bucket(k),
+        size_bucket(m), size_bucket(n), size_bucket(k),
     )  # fmt: skip
 
     def launch_gemm() -> None:

@@ -28,7 +28,7 @@ import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
 from wattbench.kernels.qgemm import operands
-from wattbench.kernels.triton_support import gemm_config
+from wattbench.kernels.triton_support import gemm_config, grouped_tile, size_bucket
 from wattbench.profiler.errors import UsageError
 
 _INTERPRET = triton_interpreting()
@@ -49,18 +49,6 @@ _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
-@triton.jit
-def _tile(tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """Grouped ordering: tile id -> (row block, column block), GROUP_M row blocks per band."""
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * num_n
-    first_m = (tile_id // per_group) * GROUP_M
-    rows = tl.minimum(num_m - first_m, GROUP_M)
-    in_group = tile_id % per_group
-    return first_m + in_group % rows, in_group // rows
-
-
 @triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"])
 @triton.jit
 def _w8a8_kernel(
@@ -71,7 +59,7 @@ def _w8a8_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """One program per BLOCK_M x BLOCK_N tile of C."""
-    pid_m, pid_n = _tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     row0 = pid_m.to(tl.int64) * BLOCK_M
     col0 = pid_n.to(tl.int64) * BLOCK_N
     rows = tl.arange(0, BLOCK_M)
@@ -103,10 +91,6 @@ def _w8a8_kernel(
     tl.store(c_ptrs, c.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
-def _bucket(size: int) -> int:
-    return min(max(triton.next_power_of_2(size), 16), 16384)
-
-
 def make_launch(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -126,7 +110,7 @@ def make_launch(
         a, b, out, scale_a, scale_b, m, n, k,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
         int(scale_a.numel() > 1), int(scale_b.numel() > 1),
-        _bucket(m), _bucket(n), _bucket(k),
+        size_bucket(m), size_bucket(n), size_bucket(k),
     )  # fmt: skip
     is_fp8 = a.dtype == torch.float8_e4m3fn
     kernel = _w8a8_kernel[

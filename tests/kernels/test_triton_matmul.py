@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from wattbench.kernels.matmul import triton_matmul as tm
+from wattbench.kernels.triton_support import size_bucket
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, WattbenchError
 
 FP16_TOL = 2**-10
@@ -209,7 +210,7 @@ def test_persistent_none_follows_the_rule(
 
 
 def test_buckets_share_odd_sizes() -> None:
-    assert [tm._bucket(s) for s in (1, 16, 17, 45, 64, 1000, 1024, 10**6)] == [
+    assert [size_bucket(s) for s in (1, 16, 17, 45, 64, 1000, 1024, 10**6)] == [
         16, 16, 32, 64, 64, 1024, 1024, 16384,
     ]  # fmt: skip
 
