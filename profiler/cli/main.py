@@ -22,13 +22,14 @@ from wattbench.profiler.cli import (
     kernels,
     plot,
     reset,
+    sim,
     sweep,
 )
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.safety.signals import Terminated
 
-COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot)
+COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -137,19 +137,21 @@ def real_backend() -> NvmlBackend:
         return _real
 
 
-def sim_backend(spec: GpuSpec, *, noise: bool = True) -> NvmlBackend:
-    """The simulated library for ``spec`` (one per spec source per process, initialised).
+def sim_backend(spec: GpuSpec, *, noise: bool = True, units: int = 1) -> NvmlBackend:
+    """The simulated library for a node of ``units`` GPUs of ``spec`` (one per spec source and
+    node size per process, initialised).
 
-    Every device opened on the same spec in one process shares one simulated GPU, hence one
-    virtual clock.
+    Every device opened on the same selection in one process shares one simulated GPU, hence one
+    virtual clock. Unit ``i`` is the same unit (UUID, state file) in every node size.
     """
     with _lock:
-        backend = _sims.get(spec.source)
+        key = f"{units}x{spec.source}"
+        backend = _sims.get(key)
         if backend is None:
-            lib = SimulatedNvmlLibrary([SimulatedGpu(spec, 0, noise=noise)])
+            lib = SimulatedNvmlLibrary([SimulatedGpu(spec, i, noise=noise) for i in range(units)])
             backend = NvmlBackend(load_pynvml(lib), lib)
             backend.call("nvmlInit", what="initialising the simulated NVML")
-            _sims[spec.source] = backend
+            _sims[key] = backend
         return backend
 
 

@@ -7,12 +7,15 @@ Accepted forms:
   numbers them (set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA and NVML agree on order);
 * ``GPU-<uuid>`` -- a real or simulated GPU by UUID (a unique prefix is enough);
 * ``sim:<key>`` -- a built-in simulated GPU (``sim:h100-sxm``);
-* ``sim:<path>`` -- a simulated GPU from a spec file (``sim:path/to/spec.toml``).
+* ``sim:<path>`` -- a simulated GPU from a spec file (``sim:path/to/spec.toml``);
+* ``sim:<N>x<key or path>[:<i>]`` -- unit ``i`` (default 0) of a simulated node of N units of one
+  model (``sim:8xh100-sxm:3``), each with its own UUID, serial, PCI bus id and unit offsets.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from wattbench.profiler.device.device import Device
@@ -43,7 +46,9 @@ def open_device(selection: str | None = None, *, observe_only: bool = False) -> 
         return Device(real_backend(), visible[0], "0", observe_only=observe_only)
     sel = selection.strip()
     if sel.startswith("sim:"):
-        return Device(sim_backend(_load_sim_spec(sel[4:])), 0, sel, observe_only=observe_only)
+        name, units, index = parse_sim_selection(sel[4:])
+        backend = sim_backend(_load_sim_spec(name), units=units)
+        return Device(backend, index, sel, observe_only=observe_only)
     if sel.isdigit():
         visible = visible_real_indices()
         i = int(sel)
@@ -60,6 +65,34 @@ def open_device(selection: str | None = None, *, observe_only: bool = False) -> 
         f"use an index (0), a UUID (GPU-...), or a simulated GPU ({sim_choices()} or "
         "sim:path/to/spec.toml)",
     )
+
+
+#: most units a simulated node may hold
+MAX_SIM_UNITS = 64
+_NODE = re.compile(r"^(?:(\d+)x)?(.+?)(?::(\d+))?$")
+
+
+def parse_sim_selection(text: str) -> tuple[str, int, int]:
+    """``[<N>x]<key or path>[:<i>]`` -> (key or path, N units, index i)."""
+    m = _NODE.match(text)
+    if not m or not m.group(2):
+        raise UnknownDeviceError(
+            f"bad simulated-GPU selection sim:{text}",
+            f"use sim:<key>, sim:<N>x<key>[:<unit>] or sim:path/to/spec.toml ({sim_choices()})",
+        )
+    units = int(m.group(1)) if m.group(1) else 1
+    index = int(m.group(3)) if m.group(3) else 0
+    if not 1 <= units <= MAX_SIM_UNITS:
+        raise UnknownDeviceError(
+            f"a simulated node holds 1 to {MAX_SIM_UNITS} units, not {units}",
+            "use e.g. sim:8xh100-sxm",
+        )
+    if index >= units:
+        raise UnknownDeviceError(
+            f"sim:{text}: no unit {index} in a node of {units}",
+            f"units are numbered 0 to {units - 1}",
+        )
+    return m.group(2), units, index
 
 
 def _load_sim_spec(name: str) -> sim_spec.GpuSpec:

@@ -1,14 +1,18 @@
 """The simulated GPU: a device model on a virtual clock.
 
 Time advances only when work runs (:meth:`SimulatedGpu.run`) or the caller waits
-(:meth:`SimulatedGpu.idle`), in steps that end on the energy counter's update ticks. Within a
-step the power is constant, so the exact energy integral is a sum of ``power * dt``; the
-temperature follows a first-order thermal model exactly. The power-cap governor picks, at each
-step, the highest supported SM clock at or below the requested one whose power fits the limit.
+(:meth:`SimulatedGpu.idle`), in steps that end on the sensors' update ticks (integer multiples of
+``update_period_s``, counted as integers so that time can never stall). Within a step the power is
+constant, so the exact energy integral is a sum of ``power * dt``; the temperature follows a Foster
+network of first-order poles exactly. The governor (:func:`physics.govern`) picks the clock at the
+start of each step.
 
-Sensors behave as NVML documents them: the total-energy counter is published every
-``energy_counter_period_s``; ``nvmlDeviceGetPowerUsage`` is a 1-s average on Hopper/Ada and
-instantaneous on GA100; readings carry seeded noise. Settings live in a :mod:`state` file.
+Sensors as the sources describe them (docs/sim-spec.md): at each tick the driver publishes the
+energy counter and one power reading, which averages only the last ``power_sample_window_s`` of the
+period (part-time sampling); ``nvmlDeviceGetPowerUsage`` is the mean of the readings of the last
+``power_average_s`` on Hopper / Ada, the latest reading on GA100. Readings carry seeded noise.
+Each unit departs from the nominal chip by offsets drawn from its UUID (:func:`physics.unit_for`).
+Settings live in a :mod:`state` file.
 """
 
 from __future__ import annotations
@@ -28,20 +32,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wattbench.profiler.sim import physics
-from wattbench.profiler.sim.physics import Workload
+from wattbench.profiler.sim.physics import (
+    REASON_GPU_IDLE,
+    REASON_SW_POWER_CAP,
+    REASON_SW_THERMAL,
+    Workload,
+)
 from wattbench.profiler.sim.spec import GpuSpec
-from wattbench.profiler.sim.state import SimState, StateFile, state_path
+from wattbench.profiler.sim.state import MemoryState, SimState, StateFile, state_path
 
-# NVML clock-event reason bits (nvmlClocksEventReason*)
-REASON_GPU_IDLE = 0x1
-REASON_SW_POWER_CAP = 0x4
-REASON_SW_THERMAL = 0x20
+__all__ = [
+    "REASON_GPU_IDLE",
+    "REASON_SW_POWER_CAP",
+    "REASON_SW_THERMAL",
+    "RunResult",
+    "Segment",
+    "SimulatedGpu",
+]
 
 #: After work ends, clocks stay up this long before dropping to idle (real GPUs hold ~100s of ms).
 IDLE_HOLD_S = 0.25
 
 PRIVILEGE_ENV = "WATTBENCH_SIM_PRIVILEGE"  # root (default) | user | power-only
 SEED_ENV = "WATTBENCH_SIM_SEED"
+#: "0" makes every unit the nominal chip (no unit-to-unit spread); default "1"
+UNIT_VARIATION_ENV = "WATTBENCH_SIM_UNIT_VARIATION"
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,12 @@ def _save_at_exit(ref: weakref.ref) -> None:
 
 
 class SimulatedGpu:
-    """One simulated device. Thread-safe; all public methods take the lock."""
+    """One simulated device. Thread-safe; all public methods take the lock.
+
+    ``unit_variation`` (default: ``WATTBENCH_SIM_UNIT_VARIATION``, on) makes this unit depart from
+    the nominal chip as its UUID dictates; ``persist=False`` keeps settings, counter and time in
+    this process only (experiments that must not touch the user's simulated GPUs).
+    """
 
     def __init__(
         self,
@@ -98,16 +118,22 @@ class SimulatedGpu:
         seed: int | None = None,
         privilege: str | None = None,
         record_trace: bool = False,
+        unit_variation: bool | None = None,
+        persist: bool = True,
     ) -> None:
         self.spec = spec
         self.index = index
-        self.uuid = "GPU-" + str(
-            uuid.uuid5(uuid.NAMESPACE_URL, f"wattbench-sim/{spec.source}/{index}")
-        )
+        ident = uuid.uuid5(uuid.NAMESPACE_URL, f"wattbench-sim/{spec.source}/{index}")
+        self.uuid = "GPU-" + str(ident)
+        self.serial = f"{1650000000000 + ident.int % 10**12:013d}"
         self.pci_bus_id = f"00000000:{0x18 + index:02X}:00.0"
+        self.module_id = index + 1
         self.privilege = privilege or os.environ.get(PRIVILEGE_ENV, "root")
         if self.privilege not in ("root", "user", "power-only"):
             raise ValueError(f"{PRIVILEGE_ENV} must be root, user or power-only")
+        if unit_variation is None:
+            unit_variation = os.environ.get(UNIT_VARIATION_ENV, "1") != "0"
+        self.unit = physics.unit_for(spec, self.uuid) if unit_variation else physics.NOMINAL
         self._lock = threading.RLock()
         self._board_w = physics.board_w(spec)
         self._sm_clocks = sorted(spec.clocks.sm_clocks_mhz())  # ascending
@@ -118,29 +144,56 @@ class SimulatedGpu:
         self.record_trace = record_trace
         self.trace: list[Segment] = []
 
-        self._file = StateFile(state_path(spec.key, spec.source, index))
+        self._file = StateFile(state_path(spec.key, spec.source, index)) if persist else MemoryState()
         st = self._file.read()
         self.state: SimState = st
         self.now_s = st.time_s
-        self.temp_c = (
-            st.temp_c if st.temp_c is not None else physics.steady_temp_c(spec, spec.power.idle_w)
-        )
+        self._rises_c = self._initial_rises(st)
         self.energy_j = st.energy_mj / 1000.0  # exact integral since "driver load"
         self._published_mj = float(st.energy_mj)
         self._published_exact_j = self.energy_j
-        period = spec.sensors.energy_counter_period_s
-        self._next_tick_s = (math.floor(self.now_s / period) + 1) * period
+        period = spec.sensors.update_period_s
+        # ticks are counted as integers: tick k is published at k * period
+        self._tick = math.floor(self.now_s / period) + 1
+        while self._tick * period <= self.now_s:
+            self._tick += 1
         self._history: deque[tuple[float, float]] = deque([(self.now_s, self.energy_j)])
+        self._pinned = None
+        self._timings: dict[tuple, physics.Timing] = {}
+        n_avg = max(1, round(spec.sensors.power_average_s / period))
+        idle_w = self._power(None, *self.idle_clocks())
+        self._readings: deque[float] = deque([idle_w] * n_avg, maxlen=n_avg)
         self._last: Segment | None = None
         self._busy_until_s = -math.inf
         # persist the counter and virtual time now and then, and at exit, so that a process that
         # ends without nvmlShutdown (or is killed) does not make the next one's counter go back
         self._saved_wall_s = time.monotonic()
         atexit.register(_save_at_exit, weakref.ref(self))
-        # settings read once per run() call (another process's change applies from the next);
-        # iteration timing per (work, SM MHz, memory MHz): both only spare the host CPU
-        self._pinned = None
-        self._timings: dict[tuple, physics.Timing] = {}
+        # settings are read once per run() call (another process's change applies from the
+        # next); iteration timings are cached per (work, SM MHz, memory MHz): both spare the CPU
+
+    def _initial_rises(self, st: SimState) -> list[float]:
+        poles = self.spec.thermal.poles
+        if st.thermal_rises_c is not None and len(st.thermal_rises_c) == len(poles):
+            return list(st.thermal_rises_c)
+        r_total = self.spec.thermal.resistance_c_per_w or 1.0
+        if st.temp_c is not None and math.isfinite(st.temp_c):
+            rise = st.temp_c - self.spec.thermal.ambient_c
+        else:
+            rise = self.spec.thermal.resistance_c_per_w * self.spec.power.idle_w
+        return [rise * p.resistance_c_per_w / r_total for p in poles]
+
+    @property
+    def temp_c(self) -> float:
+        """Die temperature, °C: ambient plus the rise of every thermal pole."""
+        return self.spec.thermal.ambient_c + sum(self._rises_c)
+
+    @temp_c.setter
+    def temp_c(self, value: float) -> None:
+        """Set the die temperature with every pole in proportion (steady-state shape)."""
+        r_total = self.spec.thermal.resistance_c_per_w or 1.0
+        rise = value - self.spec.thermal.ambient_c
+        self._rises_c = [rise * p.resistance_c_per_w / r_total for p in self.spec.thermal.poles]
 
     # --- settings (persisted) --------------------------------------------------------------------
 
@@ -198,6 +251,7 @@ class SimulatedGpu:
         st.energy_mj = int(self._published_mj)
         st.time_s = self.now_s
         st.temp_c = self.temp_c
+        st.thermal_rises_c = list(self._rises_c)
 
     # --- the governor ----------------------------------------------------------------------------
 
@@ -214,13 +268,8 @@ class SimulatedGpu:
         return self._sm_clocks[max(i, 0)]
 
     def _power(self, work: Workload | None, sm_mhz: int, mem_mhz: int) -> float:
-        if work is None:
-            sm_act, mem_act = self.spec.power.sm_activity_idle, 0.0
-        else:
-            t = self._timing(work, sm_mhz, mem_mhz)
-            sm_act, mem_act = t.sm_activity, t.memory_activity
-        return physics.power_w(
-            self.spec, self._board_w, sm_mhz, mem_mhz, self.temp_c, sm_act, mem_act
+        return physics.work_power_w(
+            self.spec, self._board_w, work, sm_mhz, mem_mhz, self.temp_c, self.unit
         )
 
     def _timing(self, work: Workload, sm_mhz: int, mem_mhz: int) -> physics.Timing:
@@ -234,33 +283,22 @@ class SimulatedGpu:
 
     def governed_clock(self, work: Workload) -> tuple[int, int, int, float]:
         """(sm_mhz, mem_mhz, reasons, power_w) the governor picks for ``work`` now."""
-        mem = self.effective_mem_mhz()
-        top = self._snap_down(self.requested_sm_mhz())
-        top = min(top, self._snap_down(self.spec.clocks.sm_mhz_max_per_memory.get(mem, top)))
-        reasons = 0
-        th = self.spec.thermal
-        if self.temp_c > th.slowdown_c:
-            over_c = self.temp_c - th.slowdown_c
-            cap = self._snap_down(self.spec.clocks.sm_mhz_max - th.slowdown_mhz_per_c * over_c)
-            if cap < top:
-                top, reasons = cap, reasons | REASON_SW_THERMAL
-        limit_w = self.power_limit_mw() / 1000.0
-        p_top = self._power(work, top, mem)
-        if p_top <= limit_w:
-            return top, mem, reasons, p_top
-        # Power is monotonic in the SM clock: bisect for the highest clock that fits.
-        hi = bisect.bisect_right(self._sm_clocks, top) - 1
-        lo, best = 0, 0
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            if self._power(work, self._sm_clocks[mid], mem) <= limit_w:
-                best, lo = mid, mid + 1
-            else:
-                hi = mid - 1
-        f = self._sm_clocks[best]
-        return f, mem, reasons | REASON_SW_POWER_CAP, self._power(work, f, mem)
+        g = physics.govern(
+            self.spec,
+            self._board_w,
+            work,
+            requested_sm_mhz=self.requested_sm_mhz(),
+            mem_mhz=self.effective_mem_mhz(),
+            temp_c=self.temp_c,
+            limit_w=self.power_limit_mw() / 1000.0,
+            unit=self.unit,
+        )
+        return g.sm_mhz, g.mem_mhz, g.reasons, g.power_w
 
     # --- advancing virtual time ------------------------------------------------------------------
+
+    def _next_tick_s(self) -> float:
+        return self._tick * self.spec.sensors.update_period_s
 
     def run(self, work: Workload, iterations: int) -> RunResult:
         """Execute ``iterations`` of ``work`` back to back; advance time, energy and temperature."""
@@ -279,11 +317,15 @@ class SimulatedGpu:
                 while remaining > 1e-9:
                     sm, mem, why, p = self.governed_clock(work)
                     t_iter = self._timing(work, sm, mem).time_s
-                    dt = min(self._next_tick_s - self.now_s, remaining * t_iter)
-                    dt = max(dt, 1e-12)
-                    seg = self._advance(dt, p, sm, mem, why, busy=True)
+                    to_tick = self._next_tick_s() - self.now_s
+                    at_tick = remaining * t_iter >= to_tick
+                    if at_tick:
+                        dt, done = to_tick, to_tick / t_iter
+                    else:  # the work ends before the next tick
+                        dt, done = remaining * t_iter, remaining
+                    seg = self._advance(dt, p, sm, mem, why, busy=True, at_tick=at_tick)
                     segs.append(seg)
-                    remaining -= dt / t_iter
+                    remaining -= done
                     sm_time += sm * dt
                     sm_min = min(sm_min, sm)
                     reasons |= why
@@ -295,7 +337,7 @@ class SimulatedGpu:
                 iterations=iterations,
                 elapsed_s=elapsed,
                 energy_j=self.energy_j - e0,
-                sm_mhz_mean=sm_time / elapsed,
+                sm_mhz_mean=sm_time / elapsed if elapsed > 0 else float(sm_min),
                 sm_mhz_min=sm_min,
                 mem_mhz=mem,
                 reasons=reasons,
@@ -304,47 +346,63 @@ class SimulatedGpu:
 
     def idle(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass with no work on the GPU."""
-        if seconds < 0:
+        if not seconds >= 0:
             raise ValueError("seconds must be >= 0")
         with self._lock:
-            end = self.now_s + seconds
-            while end - self.now_s > 1e-12:
+            left = float(seconds)
+            while left > 1e-12:
                 sm, mem = self.idle_clocks()
                 p = self._power(None, sm, mem)
-                dt = min(self._next_tick_s - self.now_s, end - self.now_s)
-                self._advance(max(dt, 1e-12), p, sm, mem, REASON_GPU_IDLE, busy=False)
+                to_tick = self._next_tick_s() - self.now_s
+                dt = min(to_tick, left)
+                self._advance(dt, p, sm, mem, REASON_GPU_IDLE, busy=False, at_tick=dt == to_tick)
+                left -= dt
 
     def idle_clocks(self) -> tuple[int, int]:
         lock = self.sm_locked_mhz()
         sm = self._snap_down(lock[0]) if lock else self.spec.clocks.sm_mhz_idle
         return sm, self.effective_mem_mhz()
 
-    def _advance(self, dt: float, p: float, sm: int, mem: int, reasons: int, busy: bool) -> Segment:
-        seg = Segment(self.now_s, self.now_s + dt, p, sm, mem, reasons, busy)
-        self.now_s += dt
+    def _advance(
+        self, dt: float, p: float, sm: int, mem: int, reasons: int, busy: bool, at_tick: bool
+    ) -> Segment:
+        """Advance by ``dt`` at power ``p``; a step ``at_tick`` ends exactly on the next tick and
+        publishes it, then the integer tick count moves on (time can never stall)."""
+        end = self._next_tick_s() if at_tick else self.now_s + dt
+        seg = Segment(self.now_s, end, p, sm, mem, reasons, busy)
+        self.now_s = end
         self.energy_j += p * dt
-        t_ss = physics.steady_temp_c(self.spec, p)
-        self.temp_c = t_ss + (self.temp_c - t_ss) * math.exp(
-            -dt / self.spec.thermal.time_constant_s
-        )
+        r_scale = self.unit.resistance_scale
+        for i, pole in enumerate(self.spec.thermal.poles):
+            target = pole.resistance_c_per_w * r_scale * p
+            self._rises_c[i] = target + (self._rises_c[i] - target) * math.exp(
+                -dt / pole.time_constant_s
+            )
         self._history.append((self.now_s, self.energy_j))
-        horizon = self.now_s - max(self.spec.sensors.power_average_s, 0.0) - 1.0
+        horizon = self.now_s - self.spec.sensors.update_period_s - 1.0
         while len(self._history) > 2 and self._history[1][0] < horizon:
             self._history.popleft()
-        if self.now_s >= self._next_tick_s - 1e-12:
+        if at_tick:
             self._publish()
+            self._tick += 1
         self._last = seg
         if self.record_trace:
             self.trace.append(seg)
         return seg
 
     def _publish(self) -> None:
-        period = self.spec.sensors.energy_counter_period_s
-        inc_j = self.energy_j - self._published_exact_j
+        """One sensor update: a part-time power reading and the energy counter's increment."""
+        sn = self.spec.sensors
+        window = sn.power_sample_window_s
+        reading_w = (self.energy_j - self._energy_at(self.now_s - window)) / window
+        self._readings.append(reading_w)
+        if sn.energy_counter_source == "samples":
+            inc_j = reading_w * sn.update_period_s
+        else:
+            inc_j = self.energy_j - self._published_exact_j
         self._published_exact_j = self.energy_j
-        noise = self._gauss(self.spec.sensors.energy_noise_rel)
+        noise = self._gauss(sn.energy_noise_rel)
         self._published_mj += max(0.0, inc_j * 1000.0 * (1.0 + noise))
-        self._next_tick_s = (math.floor(self.now_s / period + 1e-9) + 1) * period
         if time.monotonic() - self._saved_wall_s > SAVE_EVERY_WALL_S:
             self.save()
 
@@ -354,12 +412,15 @@ class SimulatedGpu:
     # --- sensors ---------------------------------------------------------------------------------
 
     def _energy_at(self, t: float) -> float:
-        """Exact energy integral (J) at virtual time ``t`` within the kept history."""
+        """Exact energy integral (J) at virtual time ``t`` within the kept history (power is
+        constant between history points, so interpolation is exact)."""
         h = self._history
         if t >= h[-1][0]:
             return h[-1][1]
         if t <= h[0][0]:
-            return h[0][1]
+            # before the kept history: extend at the oldest step's power
+            (ta, ea), (tb, eb) = h[0], h[1] if len(h) > 1 else (h[0][0] + 1, h[0][1])
+            return ea - (eb - ea) / (tb - ta) * (ta - t) if tb > ta else ea
         i = bisect.bisect_left([x[0] for x in h], t)
         (ta, ea), (tb, eb) = h[i - 1], h[i]
         return ea + (eb - ea) * (t - ta) / (tb - ta)
@@ -367,29 +428,31 @@ class SimulatedGpu:
     def _active(self) -> bool:
         return self.now_s - self._busy_until_s <= IDLE_HOLD_S and self._last is not None
 
-    def instant_power_w(self, noisy: bool = True) -> float:
-        with self._lock:
-            if self._last is not None and self._last.busy:
-                p = self._last.power_w
-            else:
-                sm, mem = self.idle_clocks()
-                p = self._power(None, sm, mem)
-            return p * (1.0 + (self._gauss(self.spec.sensors.power_noise_rel) if noisy else 0.0))
+    def _noisy(self, w: float, noisy: bool) -> float:
+        return w * (1.0 + (self._gauss(self.spec.sensors.power_noise_rel) if noisy else 0.0))
 
-    def average_power_w(self, window_s: float = 1.0, noisy: bool = True) -> float:
+    def instant_power_w(self, noisy: bool = True) -> float:
+        """The latest power reading (NVML_FI_DEV_POWER_INSTANT): the mean power over the sample
+        window at the end of the last update period."""
         with self._lock:
-            start = self.now_s - window_s
-            if start < self._history[0][0]:
-                start = self._history[0][0]
-            if self.now_s - start < 1e-9:
-                return self.instant_power_w(noisy)
-            p = (self.energy_j - self._energy_at(start)) / (self.now_s - start)
-            return p * (1.0 + (self._gauss(self.spec.sensors.power_noise_rel) if noisy else 0.0))
+            return self._noisy(self._readings[-1], noisy)
+
+    def average_power_w(self, noisy: bool = True) -> float:
+        """The mean of the readings of the last ``power_average_s`` (NVML_FI_DEV_POWER_AVERAGE)."""
+        with self._lock:
+            return self._noisy(sum(self._readings) / len(self._readings), noisy)
+
+    def true_power_w(self) -> float:
+        """Power of the current (last) step: the model's truth, no sensor in between."""
+        with self._lock:
+            if self._last is not None and self._active():
+                return self._last.power_w
+            return self._power(None, *self.idle_clocks())
 
     def power_usage_mw(self) -> int:
-        """nvmlDeviceGetPowerUsage: 1-s average or instantaneous, as the spec says."""
-        w = self.spec.sensors.power_average_s
-        p = self.average_power_w(w) if w > 0 else self.instant_power_w()
+        """nvmlDeviceGetPowerUsage: the running average or the latest reading, as the spec says."""
+        averaged = self.spec.sensors.power_average_s > 0
+        p = self.average_power_w() if averaged else self.instant_power_w()
         return max(0, round(p * 1000))
 
     def energy_counter_mj(self) -> int:

@@ -360,6 +360,11 @@ class SimulatedNvmlLibrary:
     def _uuid(self, gpu: SimulatedGpu, buf: int, length: int) -> int:
         return _write_str(buf, length, gpu.uuid)
 
+    @_export("nvmlDeviceGetSerial", _P, _P, c_uint)
+    @_device_call
+    def _serial(self, gpu: SimulatedGpu, buf: int, length: int) -> int:
+        return _write_str(buf, length, gpu.serial)
+
     @_export("nvmlDeviceGetVbiosVersion", _P, _P, c_uint)
     @_device_call
     def _vbios(self, gpu: SimulatedGpu, buf: int, length: int) -> int:
@@ -514,7 +519,7 @@ class SimulatedNvmlLibrary:
                 # nvml.h: the 1-s average field is "Ampere (except GA100) or newer"
                 fv.valueType, fv.value.uiVal = (
                     VALUE_TYPE_UNSIGNED_INT,
-                    round(gpu.average_power_w(1.0) * 1000),
+                    round(gpu.average_power_w() * 1000),
                 )
             elif fv.fieldId == FI_DEV_ENERGY and fv.scopeId == 0:
                 fv.valueType, fv.value.ullVal = (

@@ -23,7 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from wattbench.profiler.errors import SpecError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Architectures the simulator knows, with pynvml's nvmlDeviceArchitecture_t values.
 ARCHITECTURES = {"volta": 5, "turing": 6, "ampere": 7, "ada": 8, "hopper": 9, "blackwell": 10}
@@ -84,6 +84,15 @@ class Power:
     sm_activity_memory_bound: float
     #: SM switching activity while idle with clocks held up
     sm_activity_idle: float
+    #: share of the switching power that toggles with the input data: random data switches all
+    #: of it, all-zero inputs none of it (the clock tree and control switch regardless)
+    data_dynamic_fraction: float = 0.0
+    #: switching power at activity 1 per dtype where it differs from ``dynamic_w`` (e.g. CUDA-core
+    #: fp32 vs tensor-core bf16)
+    dynamic_w_by_dtype: dict[str, float] = field(default_factory=dict)
+
+    def dynamic_w_for(self, dtype: str) -> float:
+        return self.dynamic_w_by_dtype.get(dtype, self.dynamic_w)
 
 
 @dataclass(frozen=True)
@@ -91,13 +100,16 @@ class Voltage:
     v_min: float  # volts, flat below knee_mhz
     v_max: float  # volts at sm_mhz_max
     knee_mhz: int
+    #: shape above the knee: 1 = linear (Kernel Tuner's model); > 1 = convex, smooth at the knee
+    exponent: float = 1.0
 
     def at(self, sm_mhz: float, sm_mhz_max: float) -> float:
-        """Core voltage (V) at an SM clock: flat at v_min up to the knee, then linear."""
+        """Core voltage (V) at an SM clock: flat at v_min up to the knee, then
+        ``v_min + (v_max - v_min) * x**exponent`` with ``x`` the fraction of the way to the top."""
         if sm_mhz <= self.knee_mhz:
             return self.v_min
         frac = (sm_mhz - self.knee_mhz) / (sm_mhz_max - self.knee_mhz)
-        return self.v_min + frac * (self.v_max - self.v_min)
+        return self.v_min + frac**self.exponent * (self.v_max - self.v_min)
 
 
 @dataclass(frozen=True)
@@ -112,22 +124,62 @@ class Performance:
 
 
 @dataclass(frozen=True)
+class ThermalPole:
+    """One stage of a Foster thermal network: a rise of ``resistance_c_per_w * P`` reached with
+    time constant ``time_constant_s`` (s)."""
+
+    resistance_c_per_w: float
+    time_constant_s: float
+
+
+@dataclass(frozen=True)
 class Thermal:
     ambient_c: float
-    resistance_c_per_w: float  # steady-state rise per watt
-    time_constant_s: float
+    #: Foster network, fastest first (die, heat sink, optional slow chassis / room stage); the
+    #: temperature is ambient + the sum of the poles' rises
+    poles: tuple[ThermalPole, ...]
     slowdown_c: float  # SwThermalSlowdown engages above this
     slowdown_mhz_per_c: float  # clock reduction per degree above slowdown_c
+
+    @property
+    def resistance_c_per_w(self) -> float:
+        """Steady-state rise per watt (all poles)."""
+        return sum(p.resistance_c_per_w for p in self.poles)
+
+
+ENERGY_COUNTER_SOURCES = ("integral", "samples")
 
 
 @dataclass(frozen=True)
 class Sensors:
-    #: window of nvmlDeviceGetPowerUsage in seconds; 0 means instantaneous (GA100 and older)
+    #: the driver refreshes the power reading and the energy counter this often (s)
+    update_period_s: float
+    #: each power reading averages the last ``power_sample_window_s`` of its update period
+    #: (part-time sampling; equal to ``update_period_s`` means full coverage)
+    power_sample_window_s: float
+    #: window of nvmlDeviceGetPowerUsage in seconds: the mean of the readings of the last
+    #: ``power_average_s``; 0 means the latest reading (GA100 and older)
     power_average_s: float
     field_values: bool  # NVML_FI_DEV_POWER_INSTANT / _AVERAGE supported
-    energy_counter_period_s: float  # the total-energy counter is published this often
+    #: "integral": the counter adds the exact energy of each period; "samples": it adds
+    #: reading x period (as if integrating the part-time samples)
+    energy_counter_source: str
     power_noise_rel: float  # relative standard deviation of each power reading
     energy_noise_rel: float  # relative standard deviation of each counter increment
+
+    @property
+    def energy_counter_period_s(self) -> float:
+        return self.update_period_s
+
+
+@dataclass(frozen=True)
+class Variability:
+    """Spread of same-model units (standard deviations); each unit draws its own offsets
+    deterministically from its UUID."""
+
+    leakage_rel_sd: float  # log-normal spread of leakage power
+    voltage_sd_v: float  # offset of the unit's V-f curve, volts
+    thermal_resistance_rel_sd: float  # log-normal spread of the thermal resistance
 
 
 @dataclass(frozen=True)
@@ -141,6 +193,7 @@ class GpuSpec:
     performance: Performance
     thermal: Thermal
     sensors: Sensors
+    variability: Variability
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def peak_tflops(self, dtype: str) -> float:
@@ -202,7 +255,10 @@ def parse_spec(text: str, source: str) -> GpuSpec:
     if version != SCHEMA_VERSION:
         raise SpecError(
             f"spec {source}: schema_version {version} is not supported",
-            f"this wattbench reads schema_version {SCHEMA_VERSION}; see docs/sim-spec.md",
+            f"this wattbench reads schema_version {SCHEMA_VERSION} (version 2 added "
+            "[[thermal.poles]], sensors.update_period_s / power_sample_window_s / "
+            "energy_counter_source, power.data_dynamic_fraction, voltage.exponent and "
+            "[variability]); start from a built-in spec, see docs/sim-spec.md",
         )
     key = r.text("key")
     identity = Identity(
@@ -257,6 +313,11 @@ def parse_spec(text: str, source: str) -> GpuSpec:
             f"clocks.sm_mhz_max_per_memory.{mem}",
             "must be a supported SM clock",
         )
+    by_dtype_raw = r.table("power.dynamic_w_by_dtype", optional=True)
+    by_dtype = {}
+    for k in by_dtype_raw:
+        r.check(k in DTYPES, f"power.dynamic_w_by_dtype.{k}", f"unknown dtype; use {', '.join(DTYPES)}")
+        by_dtype[k] = r.number(f"power.dynamic_w_by_dtype.{k}", lo=0)
     power = Power(
         limit_w_min=r.number("power.limit_w_min", lo=1),
         limit_w_max=r.number("power.limit_w_max", lo=1),
@@ -269,6 +330,8 @@ def parse_spec(text: str, source: str) -> GpuSpec:
         memory_w=r.number("power.memory_w", lo=0),
         sm_activity_memory_bound=r.number("power.sm_activity_memory_bound", lo=0, hi=1),
         sm_activity_idle=r.number("power.sm_activity_idle", lo=0, hi=1),
+        data_dynamic_fraction=r.number("power.data_dynamic_fraction", lo=0, hi=1),
+        dynamic_w_by_dtype=by_dtype,
     )
     r.check(
         power.limit_w_min <= power.limit_w_default <= power.limit_w_max,
@@ -279,6 +342,7 @@ def parse_spec(text: str, source: str) -> GpuSpec:
         v_min=r.number("voltage.v_min", lo=0.3, hi=2.0),
         v_max=r.number("voltage.v_max", lo=0.3, hi=2.0),
         knee_mhz=r.integer("voltage.knee_mhz", lo=1),
+        exponent=r.number("voltage.exponent", lo=1, hi=4),
     )
     r.check(voltage.v_min < voltage.v_max, "voltage.v_min", "must be below voltage.v_max")
     r.check(
@@ -299,20 +363,48 @@ def parse_spec(text: str, source: str) -> GpuSpec:
         sm_mhz_bandwidth_saturation=r.integer("performance.sm_mhz_bandwidth_saturation", lo=1),
         launch_overhead_us=r.number("performance.launch_overhead_us", lo=0),
     )
+    poles_raw = r.get("thermal.poles")
+    r.check(
+        isinstance(poles_raw, list) and 1 <= len(poles_raw) <= 4,
+        "thermal.poles",
+        "must be a list of 1 to 4 tables [[thermal.poles]]",
+    )
+    poles = []
+    for i in range(len(poles_raw)):
+        path = f"thermal.poles.{i}"
+        r.check(isinstance(poles_raw[i], dict), path, "must be a table")
+        poles.append(
+            ThermalPole(
+                resistance_c_per_w=r.number(f"{path}.resistance_c_per_w", lo=0),
+                time_constant_s=r.number(f"{path}.time_constant_s", lo=0.001),
+            )
+        )
     thermal = Thermal(
         ambient_c=r.number("thermal.ambient_c", lo=-20, hi=80),
-        resistance_c_per_w=r.number("thermal.resistance_c_per_w", lo=0),
-        time_constant_s=r.number("thermal.time_constant_s", lo=0.01),
+        poles=tuple(sorted(poles, key=lambda p: p.time_constant_s)),
         slowdown_c=r.number("thermal.slowdown_c", lo=30, hi=150),
         slowdown_mhz_per_c=r.number("thermal.slowdown_mhz_per_c", lo=0),
     )
     sensors = Sensors(
+        update_period_s=r.number("sensors.update_period_s", lo=0.001, hi=1),
+        power_sample_window_s=r.number("sensors.power_sample_window_s", lo=0.0001, hi=1),
         power_average_s=r.number("sensors.power_average_s", lo=0, hi=10),
         field_values=r.flag("sensors.field_values"),
-        energy_counter_period_s=r.number("sensors.energy_counter_period_s", lo=0.001, hi=1),
+        energy_counter_source=r.choice("sensors.energy_counter_source", ENERGY_COUNTER_SOURCES),
         power_noise_rel=r.number("sensors.power_noise_rel", lo=0, hi=0.5),
         energy_noise_rel=r.number("sensors.energy_noise_rel", lo=0, hi=0.5),
     )
+    r.check(
+        sensors.power_sample_window_s <= sensors.update_period_s,
+        "sensors.power_sample_window_s",
+        "must not exceed sensors.update_period_s",
+    )
+    variability = Variability(
+        leakage_rel_sd=r.number("variability.leakage_rel_sd", lo=0, hi=1),
+        voltage_sd_v=r.number("variability.voltage_sd_v", lo=0, hi=0.2),
+        thermal_resistance_rel_sd=r.number("variability.thermal_resistance_rel_sd", lo=0, hi=1),
+    )
+    r.reject_unknown()
     return GpuSpec(
         key=key,
         source=source,
@@ -323,6 +415,7 @@ def parse_spec(text: str, source: str) -> GpuSpec:
         performance=performance,
         thermal=thermal,
         sensors=sensors,
+        variability=variability,
         raw=data,
     )
 
@@ -333,6 +426,28 @@ class _Reader:
     def __init__(self, data: dict[str, Any], source: str) -> None:
         self.data = data
         self.source = source
+        self.seen: set[str] = set()
+
+    def reject_unknown(self) -> None:
+        """A key no field reads is an error (a misspelt name would otherwise be ignored)."""
+
+        def walk(node: Any, prefix: str) -> None:
+            items = (
+                node.items()
+                if isinstance(node, dict)
+                else enumerate(node)
+                if isinstance(node, list) and node and isinstance(node[0], dict)
+                else ()
+            )
+            for k, v in items:
+                path = f"{prefix}{k}"
+                if path in self.seen:
+                    continue
+                if not any(s.startswith(path + ".") for s in self.seen):
+                    raise self.fail(path, "unknown field (misspelt?)")
+                walk(v, path + ".")
+
+        walk(self.data, "")
 
     def fail(self, path: str, what: str) -> SpecError:
         return SpecError(
@@ -347,11 +462,16 @@ class _Reader:
     def get(self, path: str, optional: bool = False) -> Any:
         node: Any = self.data
         for part in path.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
             if not isinstance(node, dict) or part not in node:
                 if optional:
                     return None
                 raise self.fail(path, "missing")
             node = node[part]
+        if not isinstance(node, (dict, list)) or path.startswith("clocks.memory_mhz"):
+            self.seen.add(path)
         return node
 
     def text(self, path: str) -> str:
@@ -398,6 +518,7 @@ class _Reader:
 
     def table(self, path: str, optional: bool = False) -> dict[str, Any]:
         v = self.get(path, optional=optional)
+        self.seen.add(path)
         if v is None:
             return {}
         self.check(isinstance(v, dict), path, "must be a table")

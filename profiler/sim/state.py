@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,6 +60,8 @@ class SimState:
     energy_mj: int = 0  # published total-energy counter, persisted across processes
     time_s: float = 0.0  # virtual time since "driver load"
     temp_c: float | None = None
+    #: rise of each thermal pole above ambient, °C (fastest first); None: derived from temp_c
+    thermal_rises_c: list[float] | None = None
     setter_calls: dict[str, int] = field(default_factory=dict)
     processes: list[dict[str, int]] = field(default_factory=list)  # {"pid", "used_memory_bytes"}
 
@@ -81,6 +84,7 @@ class SimState:
             energy_mj=int(d.get("energy_mj", 0)),
             time_s=float(d.get("time_s", 0.0)),
             temp_c=d.get("temp_c"),
+            thermal_rises_c=_floats(d.get("thermal_rises_c")),
             setter_calls=dict(d.get("setter_calls") or {}),
             processes=list(d.get("processes") or []),
         )
@@ -139,6 +143,32 @@ class StateFile:
                 os.unlink(tmp)
             raise
         self._mtime_ns = _stamp(os.stat(self.path))
+
+
+class MemoryState:
+    """A state "file" that lives only in this process (for experiments that must not touch the
+    user's simulated GPUs, e.g. calibration checks): same interface as :class:`StateFile`."""
+
+    def __init__(self) -> None:
+        self._state = SimState()
+
+    def changed_since_read(self) -> bool:
+        return False
+
+    def read(self) -> SimState:
+        return SimState.from_json(self._state.to_json())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[SimState]:
+        state = self.read()
+        yield state
+        self._state = state
+
+
+def _floats(v: Any) -> list[float] | None:
+    if isinstance(v, list) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
+        return [float(x) for x in v]
+    return None
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int]:

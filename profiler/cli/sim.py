@@ -1,0 +1,186 @@
+"""``wattbench sim``: how far to trust a simulated GPU.
+
+``sim check`` runs the published observations of a GPU model on its simulated GPU and prints
+published value, simulated value, band and verdict (exit 1 when one is out of band); ``sim units``
+shows the units of a simulated node side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from wattbench.profiler.device.select import _load_sim_spec, parse_sim_selection
+from wattbench.profiler.errors import UsageError
+from wattbench.profiler.sim import calibration, physics
+from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.calibration.units import spread, unit_rows
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="check simulated GPUs against published measurements; compare units",
+        description="Simulated GPUs: `check` reproduces published real-GPU observations and says "
+        "which lie in their band; `units` shows how the units of a simulated node differ.",
+    )
+    s = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
+    c = s.add_parser(
+        "check",
+        help="published vs simulated, per observation",
+        description="Run every published observation of a GPU model on its simulated GPU "
+        "(nominal unit, sensor noise off) and print published, simulated, band and verdict. "
+        "Exit status 1 when an observation is out of band.",
+    )
+    c.add_argument(
+        "--device",
+        metavar="SEL",
+        help="sim:<key> or sim:path/to/spec.toml (default: every built-in simulated GPU)",
+    )
+    c.add_argument(
+        "--as",
+        dest="as_model",
+        metavar="KEY",
+        help="check a spec file against the observations of this built-in model (default: its key)",
+    )
+    c.add_argument(
+        "--observations", metavar="FILE", help="an observations file of your own (TOML)"
+    )
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(run=run_check)
+    u = s.add_parser(
+        "units",
+        help="the units of a simulated node side by side",
+        description="For each unit of a simulated node: its offsets (drawn from its UUID), its "
+        "power at a locked clock, its clock and throughput at default settings, and its "
+        "energy-optimal clock, for a bf16 GEMM on random data (noise-free model, steady state).",
+    )
+    u.add_argument("--device", metavar="SEL", default="sim:8xh100-sxm", help="sim:<N>x<key>")
+    u.add_argument(
+        "--shape", default="8192x8192x8192", metavar="MxNxK", help="GEMM shape (bf16)"
+    )
+    u.add_argument("--sm-mhz", type=int, metavar="MHZ", help="locked clock for the power column")
+    u.add_argument("--json", action="store_true", help="machine-readable output")
+    u.set_defaults(run=run_units)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    observations = calibration.load_observations(args.observations)
+    if args.device:
+        if not args.device.startswith("sim:"):
+            raise UsageError(
+                f"{args.device}: `sim check` checks simulated GPUs",
+                "pass --device sim:<key> or sim:path/to/spec.toml",
+            )
+        name, _, _ = parse_sim_selection(args.device[4:])
+        specs = [_load_sim_spec(name)]
+    else:
+        specs = [sim_spec.load_builtin(k) for k in sim_spec.builtin_keys()]
+    report = []
+    for spec in specs:
+        model = args.as_model or spec.key
+        obs = calibration.observations_for(model, observations)
+        if not obs and args.device:
+            models = sorted({o.gpu for o in observations})
+            raise UsageError(
+                f"no observations of model {model!r}",
+                f"pass --as with one of {', '.join(models)}, or --observations with your own",
+            )
+        report.append((spec, model, calibration.check(spec, obs)))
+    if args.json:
+        doc = {
+            "schema": "wattbench.sim-check/1",
+            "gpus": [
+                {"spec": spec.source, "model": model, "observations": [v.to_json() for v in vs]}
+                for spec, model, vs in report
+            ],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_check(report))
+    return 0 if all(v.ok for _, _, vs in report for v in vs) else 1
+
+
+def render_check(report) -> str:
+    lines = []
+    for spec, model, verdicts in report:
+        n_ok = sum(v.ok for v in verdicts)
+        lines.append(
+            f"sim:{spec.key} ({spec.identity.name}) against published {model} observations: "
+            f"{n_ok} of {len(verdicts)} in band (nominal unit, sensor noise off)"
+        )
+        lines.append(f"  {'observation':32} {'simulated':>12} {'band':>17}  verdict")
+        for v in verdicts:
+            o = v.observation
+            got = f"{v.simulated:.4g}" if v.simulated is not None else "error"
+            band = f"{o.band[0]:g}-{o.band[1]:g}"
+            mark = "ok" if v.ok else "OUT OF BAND"
+            lines.append(f"  {o.id:32} {got:>12} {band:>11} {o.unit:5}  {mark}")
+            lines.append(f"      published: {o.published}")
+            lines.append(f"      source: {o.source}")
+            if v.error:
+                lines.append(f"      error: {v.error}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def run_units(args: argparse.Namespace) -> int:
+    if not args.device.startswith("sim:"):
+        raise UsageError(
+            f"{args.device}: `sim units` shows simulated nodes", "pass --device sim:8xh100-sxm"
+        )
+    name, units, _ = parse_sim_selection(args.device[4:])
+    spec = _load_sim_spec(name)
+    try:
+        m, n, k = (int(x) for x in args.shape.lower().split("x"))
+        if min(m, n, k) < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"bad --shape {args.shape!r}", "use MxNxK, e.g. 8192x8192x8192") from None
+    work = physics.Workload(2.0 * m * n * k, 2.0 * (m * k + k * n + m * n), "bf16")
+    spec.peak_tflops("bf16")
+    clocks = spec.clocks.sm_clocks_mhz()
+    # default: the supported clock nearest 60% of the top, where no power cap binds
+    lock = args.sm_mhz or min(clocks, key=lambda f: abs(f - 0.6 * spec.clocks.sm_mhz_max))
+    if lock not in clocks:
+        raise UsageError(
+            f"--sm-mhz {lock}: not a supported clock of {spec.identity.name}",
+            f"use one of {clocks[0]}, {clocks[1]} ... {clocks[-1]} MHz",
+        )
+    rows = unit_rows(spec, units, work, lock)
+    if args.json:
+        doc = {
+            "schema": "wattbench.sim-units/1",
+            "spec": spec.source,
+            "workload": {"dtype": "bf16", "shape": [m, n, k], "inputs": "random"},
+            "lock_sm_mhz": lock,
+            "units": [r.__dict__ for r in rows],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 0
+    print(
+        f"{units} units of sim:{spec.key} ({spec.identity.name}), bf16 {m}x{n}x{k} GEMM on random "
+        "data, noise-free model at steady state (SIMULATED)"
+    )
+    print(
+        f"{'unit':>4} {'serial':>14} {'leak x':>7} {'dV mV':>6} {'Rth x':>6} "
+        f"{'W @' + str(lock):>8} {'MHz cap':>8} {'TFLOP/s':>8} {'opt MHz':>8} {'saves':>6} "
+        f"{'slower':>7}  uuid"
+    )
+    for r in rows:
+        print(
+            f"{r.index:>4} {r.serial:>14} {r.leakage_scale:>7.2f} {r.voltage_offset_mv:>+6.1f} "
+            f"{r.resistance_scale:>6.2f} {r.power_at_lock_w:>8.1f} {r.capped_sm_mhz:>8} "
+            f"{r.tflops_default:>8.1f} {r.optimal_sm_mhz:>8} {r.optimal_saving:>6.1%} "
+            f"{r.optimal_slowdown:>7.1%}  {r.uuid}"
+        )
+    sd, rng = spread([r.power_at_lock_w for r in rows])
+    csd, crng = spread([float(r.capped_sm_mhz) for r in rows])
+    print(
+        f"power at {lock} MHz: s.d. {sd:.1%}, range {rng:.1%} of the mean; clock at the cap: "
+        f"s.d. {csd:.1%}, range {crng:.1%} (published: 8 H200 at 700 W, 1405-1527 MHz, ~8%)"
+    )
+    return 0
