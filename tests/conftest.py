@@ -2,8 +2,10 @@
 
 * ``_isolated_sim_env`` (autouse): points ``WATTBENCH_SIM_STATE_DIR`` at a per-test folder, unsets
   the switches that change what a simulated device allows (``WATTBENCH_NO_ACTUATE``,
-  ``WATTBENCH_SIM_PRIVILEGE``) and ``CUDA_VISIBLE_DEVICES``, and afterwards drops the device
-  layer's per-process NVML backends so no simulated GPU outlives its test.
+  ``WATTBENCH_SIM_PRIVILEGE``) and ``CUDA_VISIBLE_DEVICES``, makes every simulated unit the
+  nominal chip (``WATTBENCH_SIM_UNIT_VARIATION=0``; the unit tests turn the spread back on), and
+  afterwards drops the device layer's per-process NVML backends so no simulated GPU outlives its
+  test.
 * ``make_sim``: the real pynvml module (nvidia-ml-py) over a simulated GPU: ``(gpu, nv, handle)``.
 * ``sim_nvml``: ``make_sim()`` for the built-in H100 SXM with noise on and a power trace.
 * ``spec_variant``: a copy of a built-in spec file with some fields changed or removed.
@@ -33,6 +35,7 @@ def _isolated_sim_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path / "sim-state"))
     for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WATTBENCH_SIM_UNIT_VARIATION", "0")
     yield
     device_nvml.shutdown_all()
 
@@ -78,7 +81,8 @@ def edit_toml(text: str, changes: dict[str, Any]) -> str:
     lines = text.splitlines()
     for dotted, value in changes.items():
         section, key = dotted.rsplit(".", 1)
-        header = lines.index(f"[{section}]")  # ValueError: no such section in the file
+        # ValueError: no such section in the file (a header may carry a comment)
+        header = [ln.split("#")[0].strip() for ln in lines].index(f"[{section}]")
         end = next(
             (i for i in range(header + 1, len(lines)) if lines[i].startswith("[")), len(lines)
         )

@@ -29,6 +29,8 @@ from wattbench.profiler.sweep.run import merge_measurements, run_sweep
 from wattbench.profiler.sweep.session import make_strategy
 from wattbench.profiler.sweep.strategy import GridStrategy, passes_of, seq_of
 
+L4_TWO_MEMORY_CLOCKS = "sim:" + str(Path(__file__).parent / "specs" / "l4-two-memory-clocks.toml")
+
 TOP_MHZ = 1980  # the simulated H100's highest SM clock (what the baseline runs at)
 
 
@@ -185,7 +187,7 @@ def test_slowdown_bound_finds_the_edge_and_every_objective_is_served(h100_caps):
 
 
 def test_power_limit_and_product_spaces(h100_caps):
-    l4 = open_device("sim:l4").capabilities
+    l4 = open_device(L4_TWO_MEMORY_CLOCKS).capabilities
     power = Space.from_specs(h100_caps, power="200:700:10")
     (line,), extras = lines_of(power)
     assert line.axis == "power" and len(line.points) == 51 and extras == []
@@ -261,8 +263,9 @@ def run_cli(out: Path, *args: str) -> RunRecord:
     return RunRecord.load(path)
 
 
-def sm_of(m: Measurement) -> int:
-    return m.point.sm_mhz if m.point.sm_mhz is not None else TOP_MHZ
+def sm_of(m: Measurement) -> float:
+    """The clock the point ran at (a lock above the power-capped clock runs at the capped one)."""
+    return m.sm_mhz_mean
 
 
 def test_default_sweep_is_adaptive_and_close_to_the_grid(tmp_path, capsys):
@@ -275,7 +278,9 @@ def test_default_sweep_is_adaptive_and_close_to_the_grid(tmp_path, capsys):
     n_grid = len(grid.points)
     assert n_grid == 111
     assert len(default.points) <= 0.30 * n_grid  # distinct points
-    assert sum(passes_of(m) for m in default.points) <= 0.40 * n_grid  # every pass counted
+    # every pass counted; on the calibrated H100 the cap-bound top clocks run alike and are
+    # measured again before they are told apart
+    assert sum(passes_of(m) for m in default.points) <= 0.50 * n_grid
     every = run_cli(tmp_path / "every", "--device", "sim:h100-sxm", *objectives)
     g, a = grid.choices(), every.choices()
     for name in ALL[:4]:  # within a few clock steps of the grid's choice

@@ -45,6 +45,8 @@ except ImportError:  # PyYAML is not a dependency: fall back to the JSON-scalar 
 
 H100 = "NVIDIA H100 80GB HBM3"
 COMPUTE, MEMORY = "matmul-vendor-bf16-4096x4096x4096", "matmul-vendor-bf16-1x8192x8192"
+L4_TWO_MEMORY_CLOCKS = "sim:" + str(Path(__file__).parent / "specs" / "l4-two-memory-clocks.toml")
+
 BASH = shutil.which("bash")
 
 
@@ -63,8 +65,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("WATTBENCH_SIM_STATE_DIR", str(root / "sim-state"))
         sweep(root / "runs", "sim:h100-sxm", "4096x4096x4096", "--sm-clocks", "every:16",
               "--power-limits", "300,500")  # fmt: skip
-        sweep(root / "runs", "sim:l4", "1x8192x8192", "--sm-clocks", "every:16", "--mem-clocks",
-              "all")  # fmt: skip
+        sweep(root / "runs", L4_TWO_MEMORY_CLOCKS, "1x8192x8192", "--sm-clocks", "every:16",
+              "--mem-clocks", "all")  # fmt: skip
         device_nvml.shutdown_all()
     return root / "runs"
 
@@ -348,9 +350,10 @@ def test_slurm_prolog_sets_and_epilog_restores_the_limit_with_hostile_names(poin
     doc = hostile_doc(points, marker)
     render(doc, "slurm", tmp_path / "slurm")
     index = json.loads((tmp_path / "slurm" / "index.json").read_text())["files"]
-    (row,) = [r for r in index if r["prolog"]]  # the energy point: SM clock and 300 W
+    row = next(r for r in index if r["prolog"])  # a point with an SM clock and a power limit
     entry = next(p for p in doc.points if p.objective == row["objective"])
-    assert entry.power_limit_w == 300 and row["gpu_freq"] == str(entry.sm_mhz)
+    limit = f"{entry.power_limit_w:g}"
+    assert limit in ("300", "500") and row["gpu_freq"] == str(entry.sm_mhz)
     folder = tmp_path / "slurm"
     assert (folder / row["gpu_freq_file"]).read_text() == f"{entry.sm_mhz}\n"
     prolog, epilog = folder / row["prolog"], folder / row["epilog"]
@@ -376,7 +379,7 @@ def test_slurm_prolog_sets_and_epilog_restores_the_limit_with_hostile_names(poin
     }
     r = _bash(str(prolog), env=env)
     assert r.returncode == 0, r.stderr
-    assert (fake / "gpu0.limit").read_text() == "300\n"
+    assert (fake / "gpu0.limit").read_text() == f"{limit}\n"
     assert (fake / "gpu1.limit").read_text() == "700.00\n"
     assert b"GPU 1 is not the model" in r.stderr
     assert (tmp_path / "state" / "job-42-gpu-0.pl").read_text() == "700.00\n"
@@ -385,7 +388,7 @@ def test_slurm_prolog_sets_and_epilog_restores_the_limit_with_hostile_names(poin
     assert (fake / "gpu0.limit").read_text() == "700.00\n"
     assert list((tmp_path / "state").iterdir()) == []
     calls = (fake / "calls.log").read_text().splitlines()
-    assert calls.count("-i 0 -pl 300") == 1 and calls.count("-i 0 -pl 700.00") == 1
+    assert calls.count(f"-i 0 -pl {limit}") == 1 and calls.count("-i 0 -pl 700.00") == 1
     assert not any("-i 1 -pl" in c for c in calls)
     assert not marker.exists() and not (tmp_path / "x").exists()
 

@@ -169,7 +169,9 @@ def test_no_device_and_no_gpu_names_the_simulated_choices(pytester):
     pytester.makepyfile(ONE_CASE)
     r = run(pytester)
     assert r.ret == pytest.ExitCode.USAGE_ERROR
-    r.stdout.fnmatch_lines(["*no --wattbench-device given*sim:a100-sxm, sim:h100-sxm, sim:l4*"])
+    r.stdout.fnmatch_lines(
+        ["*no --wattbench-device given*sim:a100-pcie, sim:a100-sxm, sim:h100-sxm*"]
+    )
 
 
 # --- inert when unused ---------------------------------------------------------------------------

@@ -25,9 +25,14 @@ from wattbench.profiler.sim import gpu, physics, spec, state
         ({"power.limit_w_default": 800}, "power.limit_w_default"),  # outside the constraints
         ({"voltage.v_min": 1.1}, "voltage.v_min"),  # above v_max
         ({"sensors.field_values": "yes"}, "sensors.field_values"),  # not a boolean
-        ({"sensors.energy_counter_period_s": 2}, "sensors.energy_counter_period_s"),  # too big
+        ({"sensors.update_period_s": 2}, "sensors.update_period_s"),  # too big
+        ({"sensors.energy_counter_period_s": 0.1}, "sensors.energy_counter_period_s"),  # old name
+        ({"power.idel_w": 50}, "power.idel_w"),  # misspelt: unknown fields are refused
+        ({"sensors.power_sample_window_s": 0.5}, "sensors.power_sample_window_s"),  # > period
+        ({"power.data_dynamic_fraction": 1.5}, "power.data_dynamic_fraction"),  # above 1
         ({"performance.tflops.bf17": 1.0}, "performance.tflops.bf17"),  # unknown dtype
-        ({"thermal.time_constant_s": None}, "thermal.time_constant_s"),
+        ({"thermal.ambient_c": None}, "thermal.ambient_c"),
+        ({"variability.voltage_sd_v": -1}, "variability.voltage_sd_v"),
     ],
 )
 def test_spec_errors_name_the_dotted_field(spec_variant, changes, field):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +18,18 @@ from wattbench.profiler.sweep import (
     resolve_clocks,
 )
 
+L4_TWO_MEMORY_CLOCKS = "sim:" + str(Path(__file__).parent / "specs" / "l4-two-memory-clocks.toml")
+
 
 @pytest.fixture(scope="module")
 def caps_by_key(tmp_path_factory):
     """Capabilities of the simulated GPUs, with their state kept in a temporary folder."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path_factory.mktemp("sim-state")))
-        yield {k: open_device(f"sim:{k}").capabilities for k in ("h100-sxm", "l4")}
+        yield {
+            k: open_device(s).capabilities
+            for k, s in (("h100-sxm", "sim:h100-sxm"), ("l4", L4_TWO_MEMORY_CLOCKS))
+        }
 
 
 @pytest.fixture
