@@ -44,9 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY",
         help="check a spec file against the observations of this built-in model (default: its key)",
     )
-    c.add_argument(
-        "--observations", metavar="FILE", help="an observations file of your own (TOML)"
-    )
+    c.add_argument("--observations", metavar="FILE", help="an observations file of your own (TOML)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(run=run_check)
     u = s.add_parser(
@@ -57,9 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "energy-optimal clock, for a bf16 GEMM on random data (noise-free model, steady state).",
     )
     u.add_argument("--device", metavar="SEL", default="sim:8xh100-sxm", help="sim:<N>x<key>")
-    u.add_argument(
-        "--shape", default="8192x8192x8192", metavar="MxNxK", help="GEMM shape (bf16)"
-    )
+    u.add_argument("--shape", default="8192x8192x8192", metavar="MxNxK", help="GEMM shape (bf16)")
     u.add_argument("--sm-mhz", type=int, metavar="MHZ", help="locked clock for the power column")
     u.add_argument("--json", action="store_true", help="machine-readable output")
     u.set_defaults(run=run_units)

@@ -144,7 +144,8 @@ class SimulatedGpu:
         self.record_trace = record_trace
         self.trace: list[Segment] = []
 
-        self._file = StateFile(state_path(spec.key, spec.source, index)) if persist else MemoryState()
+        path = state_path(spec.key, spec.source, index)
+        self._file = StateFile(path) if persist else MemoryState()
         st = self._file.read()
         self.state: SimState = st
         self.now_s = st.time_s

@@ -10,7 +10,8 @@ Time (roofline at the effective clocks)::
 
 Power (AccelWattch-style)::
 
-    P = P_board + P_leak(V, T) + a_sm * d * P_dyn[dtype] * (V / V_max)^2 * (f / f_max) + a_mem * P_mem
+    P = P_board + P_leak(V, T) + a_sm * d * P_dyn[dtype] * (V / V_max)^2 * (f / f_max)
+        + a_mem * P_mem
     d = 1 - data_dynamic_fraction * (1 - data_activity)
 
 ``V(f)`` is flat at ``v_min`` below the knee, then rises as ``x**exponent`` to ``v_max``, plus the
@@ -208,9 +209,7 @@ def work_power_w(
 ) -> float:
     """Power running ``work`` (None: idle) at these clocks and temperature."""
     if work is None:
-        return power_w(
-            spec, board, sm_mhz, mem_mhz, temp_c, spec.power.sm_activity_idle, 0.0, unit
-        )
+        return power_w(spec, board, sm_mhz, mem_mhz, temp_c, spec.power.sm_activity_idle, 0.0, unit)
     t = iteration_timing(spec, work, sm_mhz, mem_mhz)
     return power_w(
         spec,
@@ -315,11 +314,11 @@ def steady_state(
     req = sm_lock_mhz or spec.clocks.sm_mhz_max
     lim = spec.power.limit_w_default if limit_w is None else limit_w
     temp = steady_temp_c(spec, spec.power.idle_w, unit)
-    g = govern(spec, board, work, requested_sm_mhz=req, mem_mhz=mem, temp_c=temp, limit_w=lim)
     for _ in range(200):
         g = govern(
-            spec, board, work, requested_sm_mhz=req, mem_mhz=mem, temp_c=temp, limit_w=lim, unit=unit
-        )
+            spec, board, work, requested_sm_mhz=req, mem_mhz=mem, temp_c=temp, limit_w=lim,
+            unit=unit,
+        )  # fmt: skip
         new = steady_temp_c(spec, g.power_w, unit)
         if abs(new - temp) < 1e-6:
             break

@@ -316,7 +316,8 @@ def parse_spec(text: str, source: str) -> GpuSpec:
     by_dtype_raw = r.table("power.dynamic_w_by_dtype", optional=True)
     by_dtype = {}
     for k in by_dtype_raw:
-        r.check(k in DTYPES, f"power.dynamic_w_by_dtype.{k}", f"unknown dtype; use {', '.join(DTYPES)}")
+        path = f"power.dynamic_w_by_dtype.{k}"
+        r.check(k in DTYPES, path, f"unknown dtype; use {', '.join(DTYPES)}")
         by_dtype[k] = r.number(f"power.dynamic_w_by_dtype.{k}", lo=0)
     power = Power(
         limit_w_min=r.number("power.limit_w_min", lo=1),

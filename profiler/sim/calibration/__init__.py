@@ -24,7 +24,9 @@ from wattbench.profiler.errors import SpecError
 from wattbench.profiler.sim.calibration.experiments import EXPERIMENTS
 from wattbench.profiler.sim.spec import GpuSpec
 
-_FIELDS = ("id", "gpu", "experiment", "quantity", "unit", "published", "band", "band_note", "source")
+_FIELDS = (
+    "id", "gpu", "experiment", "quantity", "unit", "published", "band", "band_note", "source",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ library, as a user's tool would; it returns named figures (units in the names). 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable
@@ -106,9 +107,7 @@ def idle(spec: GpuSpec, params: dict[str, Any]) -> dict[str, float]:
     return {"power_w": rig.power_usage_w(), "temp_c": float(rig.temp_c())}
 
 
-def sustained(
-    spec: GpuSpec, params: dict[str, Any], *, rig: Rig | None = None
-) -> dict[str, float]:
+def sustained(spec: GpuSpec, params: dict[str, Any], *, rig: Rig | None = None) -> dict[str, float]:
     """Run the workload for 60 s from idle; figures over the last 10 s: power from the energy
     counter, SM clock polled each second, TFLOP/s, temperature, whether SwPowerCap was set."""
     rig = rig or Rig(spec)
@@ -194,8 +193,8 @@ def update_period(spec: GpuSpec, params: dict[str, Any]) -> dict[str, float]:
             reading.append(rig.gpu.now_s)
         last_e, last_p = e, p
     return {
-        "energy_counter_s": statistics.median(b - a for a, b in zip(counter, counter[1:])),
-        "power_reading_s": statistics.median(b - a for a, b in zip(reading, reading[1:])),
+        "energy_counter_s": statistics.median(b - a for a, b in itertools.pairwise(counter)),
+        "power_reading_s": statistics.median(b - a for a, b in itertools.pairwise(reading)),
     }
 
 

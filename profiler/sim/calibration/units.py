@@ -28,9 +28,7 @@ class UnitRow:
     optimal_slowdown: float  # time lost there vs default settings (fraction)
 
 
-def unit_rows(
-    spec: GpuSpec, units: int, work: physics.Workload, lock_mhz: int
-) -> list[UnitRow]:
+def unit_rows(spec: GpuSpec, units: int, work: physics.Workload, lock_mhz: int) -> list[UnitRow]:
     rows = []
     for i in range(units):
         gpu = SimulatedGpu(spec, i, noise=False, unit_variation=True, persist=False)
