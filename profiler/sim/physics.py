@@ -96,9 +96,9 @@ def unit_for(spec: GpuSpec, uuid: str) -> Unit:
     seed = int.from_bytes(hashlib.sha256(uuid.encode()).digest()[:8], "little")
     z = np.random.default_rng(seed).standard_normal(3)
     return Unit(
-        leakage_scale=math.exp(v.leakage_rel_sd * z[0]),
-        voltage_offset_v=v.voltage_sd_v * z[1],
-        resistance_scale=math.exp(v.thermal_resistance_rel_sd * z[2]),
+        leakage_scale=math.exp(v.leakage_rel_sd * float(z[0])),
+        voltage_offset_v=v.voltage_sd_v * float(z[1]),
+        resistance_scale=math.exp(v.thermal_resistance_rel_sd * float(z[2])),
     )
 
 
