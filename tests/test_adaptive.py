@@ -285,7 +285,8 @@ def test_default_sweep_is_adaptive_and_close_to_the_grid(tmp_path, capsys):
     g, a = grid.choices(), every.choices()
     for name in ALL[:4]:  # within a few clock steps of the grid's choice
         assert abs(sm_of(a[name].chosen) - sm_of(g[name].chosen)) <= 3 * 15, name
-    assert abs(sm_of(default.choices()["energy"].chosen) - sm_of(g["energy"].chosen)) <= 45
+    # the energy curve is flat at its bottom: the default sweep's choice costs at most 0.5% more
+    assert default.choices()["energy"].value <= 1.005 * g["energy"].value
     # slowdown: time is what the bound is on, and time is not biased by the GPU's temperature:
     # the choice sits at the edge of the bound as the grid's measurements place it
     base_t = next(m for m in grid.points if m.point.is_baseline).time_s

@@ -32,11 +32,11 @@ class MeasureSettings:
     poll_s: float = 0.05  # sensor polling interval within a window
     warmup_rel_change: float = 0.01
     warmup_window_s: float = 0.5
-    #: at least this long at each point before measuring: power steadies in about a second, but
-    #: the temperature that sets leakage power settles over tens of seconds, and a point measured
-    #: cooler than it runs reads low on energy (on the simulated L4, 1 s left the 5%-slowdown
-    #: choice 0.6-1.7% off the steady-state optimum; 15 s removed it, see results/search/)
-    warmup_min_s: float = 15.0
+    #: at least this long at each point before measuring: the temperature that sets leakage power
+    #: settles in seconds on published traces (A100 PCIe load step: 46 C reached at +3.6 s, then
+    #: flat; Yang et al., SC'24 artifact) and energy readings stabilise "from 5 seconds onward"
+    #: (ML.ENERGY blog, 2026); a point measured cooler than it runs reads low on energy
+    warmup_min_s: float = 5.0
     warmup_max_s: float = 30.0
     spread_threshold: float = 0.01
     min_trials: int = 3
