@@ -148,7 +148,7 @@ def _steady(spec: sim_spec.GpuSpec, work: physics.Workload, f: int, mem: int) ->
     timing = physics.iteration_timing(spec, work, f, mem)
     temp = physics.steady_temp_c(spec, spec.power.idle_w)
     for _ in range(500):
-        p = physics.power_w(spec, board, f, mem, temp, timing.sm_activity, timing.memory_activity)
+        p = physics.work_power_w(spec, board, work, f, mem, temp)
         new = physics.steady_temp_c(spec, p)
         if abs(new - temp) < 1e-10:
             break

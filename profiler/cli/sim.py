@@ -11,10 +11,12 @@ import argparse
 import json
 import sys
 
-from wattbench.profiler.device.select import _load_sim_spec, parse_sim_selection
+from wattbench.kernels.costs import parse_shape
+from wattbench.profiler.device.select import load_sim_selection
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.sim import calibration, physics
+from wattbench.profiler.sim import calibration
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.calibration.experiments import workload
 from wattbench.profiler.sim.calibration.units import spread, unit_rows
 
 
@@ -64,13 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     observations = calibration.load_observations(args.observations)
     if args.device:
-        if not args.device.startswith("sim:"):
-            raise UsageError(
-                f"{args.device}: `sim check` checks simulated GPUs",
-                "pass --device sim:<key> or sim:path/to/spec.toml",
-            )
-        name, _, _ = parse_sim_selection(args.device[4:])
-        specs = [_load_sim_spec(name)]
+        specs = [load_sim_selection(args.device)[0]]
     else:
         specs = [sim_spec.load_builtin(k) for k in sim_spec.builtin_keys()]
     report = []
@@ -123,19 +119,9 @@ def render_check(report) -> str:
 
 
 def run_units(args: argparse.Namespace) -> int:
-    if not args.device.startswith("sim:"):
-        raise UsageError(
-            f"{args.device}: `sim units` shows simulated nodes", "pass --device sim:8xh100-sxm"
-        )
-    name, units, _ = parse_sim_selection(args.device[4:])
-    spec = _load_sim_spec(name)
-    try:
-        m, n, k = (int(x) for x in args.shape.lower().split("x"))
-        if min(m, n, k) < 1:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"bad --shape {args.shape!r}", "use MxNxK, e.g. 8192x8192x8192") from None
-    work = physics.Workload(2.0 * m * n * k, 2.0 * (m * k + k * n + m * n), "bf16")
+    spec, units, _ = load_sim_selection(args.device)
+    m, n, k = parse_shape("matmul", args.shape)
+    work = workload({"dtype": "bf16", "shape": [m, n, k]})
     spec.peak_tflops("bf16")
     clocks = spec.clocks.sm_clocks_mhz()
     # default: the supported clock nearest 60% of the top, where no power cap binds

@@ -46,9 +46,8 @@ def open_device(selection: str | None = None, *, observe_only: bool = False) -> 
         return Device(real_backend(), visible[0], "0", observe_only=observe_only)
     sel = selection.strip()
     if sel.startswith("sim:"):
-        name, units, index = parse_sim_selection(sel[4:])
-        backend = sim_backend(_load_sim_spec(name), units=units)
-        return Device(backend, index, sel, observe_only=observe_only)
+        spec, units, index = load_sim_selection(sel)
+        return Device(sim_backend(spec, units=units), index, sel, observe_only=observe_only)
     if sel.isdigit():
         visible = visible_real_indices()
         i = int(sel)
@@ -93,6 +92,17 @@ def parse_sim_selection(text: str) -> tuple[str, int, int]:
             f"units are numbered 0 to {units - 1}",
         )
     return m.group(2), units, index
+
+
+def load_sim_selection(selection: str) -> tuple[sim_spec.GpuSpec, int, int]:
+    """``sim:[<N>x]<key or path>[:<i>]`` -> (its spec, N units, index i)."""
+    if not selection.startswith("sim:"):
+        raise UnknownDeviceError(
+            f"{selection!r} is not a simulated GPU",
+            f"pass sim:<key>, sim:<N>x<key> or sim:path/to/spec.toml ({sim_choices()})",
+        )
+    name, units, index = parse_sim_selection(selection[4:])
+    return _load_sim_spec(name), units, index
 
 
 def _load_sim_spec(name: str) -> sim_spec.GpuSpec:

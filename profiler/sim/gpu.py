@@ -127,7 +127,6 @@ class SimulatedGpu:
         self.uuid = "GPU-" + str(ident)
         self.serial = f"{1650000000000 + ident.int % 10**12:013d}"
         self.pci_bus_id = f"00000000:{0x18 + index:02X}:00.0"
-        self.module_id = index + 1
         self.privilege = privilege or os.environ.get(PRIVILEGE_ENV, "root")
         if self.privilege not in ("root", "user", "power-only"):
             raise ValueError(f"{PRIVILEGE_ENV} must be root, user or power-only")
@@ -136,7 +135,6 @@ class SimulatedGpu:
         self.unit = physics.unit_for(spec, self.uuid) if unit_variation else physics.NOMINAL
         self._lock = threading.RLock()
         self._board_w = physics.board_w(spec)
-        self._sm_clocks = sorted(spec.clocks.sm_clocks_mhz())  # ascending
         if seed is None:
             seed = int(os.environ.get(SEED_ENV, "0"))
         self._rng = np.random.default_rng([seed, index])
@@ -188,13 +186,6 @@ class SimulatedGpu:
     def temp_c(self) -> float:
         """Die temperature, °C: ambient plus the rise of every thermal pole."""
         return self.spec.thermal.ambient_c + sum(self._rises_c)
-
-    @temp_c.setter
-    def temp_c(self, value: float) -> None:
-        """Set the die temperature with every pole in proportion (steady-state shape)."""
-        r_total = self.spec.thermal.resistance_c_per_w or 1.0
-        rise = value - self.spec.thermal.ambient_c
-        self._rises_c = [rise * p.resistance_c_per_w / r_total for p in self.spec.thermal.poles]
 
     # --- settings (persisted) --------------------------------------------------------------------
 
@@ -263,10 +254,6 @@ class SimulatedGpu:
     def effective_mem_mhz(self) -> int:
         lock = self.mem_locked_mhz()
         return lock[1] if lock else self.spec.clocks.memory_mhz_max
-
-    def _snap_down(self, mhz: float) -> int:
-        i = bisect.bisect_right(self._sm_clocks, mhz) - 1
-        return self._sm_clocks[max(i, 0)]
 
     def _power(self, work: Workload | None, sm_mhz: int, mem_mhz: int) -> float:
         return physics.work_power_w(
@@ -361,7 +348,7 @@ class SimulatedGpu:
 
     def idle_clocks(self) -> tuple[int, int]:
         lock = self.sm_locked_mhz()
-        sm = self._snap_down(lock[0]) if lock else self.spec.clocks.sm_mhz_idle
+        sm = self.spec.clocks.snap_down(lock[0]) if lock else self.spec.clocks.sm_mhz_idle
         return sm, self.effective_mem_mhz()
 
     def _advance(
@@ -442,13 +429,6 @@ class SimulatedGpu:
         """The mean of the readings of the last ``power_average_s`` (NVML_FI_DEV_POWER_AVERAGE)."""
         with self._lock:
             return self._noisy(sum(self._readings) / len(self._readings), noisy)
-
-    def true_power_w(self) -> float:
-        """Power of the current (last) step: the model's truth, no sensor in between."""
-        with self._lock:
-            if self._last is not None and self._active():
-                return self._last.power_w
-            return self._power(None, *self.idle_clocks())
 
     def power_usage_mw(self) -> int:
         """nvmlDeviceGetPowerUsage: the running average or the latest reading, as the spec says."""

@@ -253,11 +253,8 @@ def govern(
     """The clock ``work`` runs at: the requested clock capped by the memory clock's ceiling, by
     thermal slowdown above ``slowdown_c`` and by the power limit (the highest supported clock
     whose power fits, SwPowerCap; the floor if none fits)."""
-    clocks = sorted(spec.clocks.sm_clocks_mhz())
-
-    def snap_down(mhz: float) -> int:
-        return clocks[max(bisect.bisect_right(clocks, mhz) - 1, 0)]
-
+    clocks = spec.clocks.sm_clocks_ascending
+    snap_down = spec.clocks.snap_down
     top = snap_down(requested_sm_mhz)
     top = min(top, snap_down(spec.clocks.sm_mhz_max_per_memory.get(mem_mhz, top)))
     reasons = 0

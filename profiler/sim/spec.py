@@ -10,8 +10,10 @@ the dotted field path.
 
 from __future__ import annotations
 
+import bisect
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,16 @@ class Clocks:
         """Supported SM clocks for a memory clock, highest first (as NVML lists them)."""
         top = self.sm_mhz_max_per_memory.get(memory_mhz or self.memory_mhz_max, self.sm_mhz_max)
         return list(range(top, self.sm_mhz_min - 1, -self.sm_mhz_step))
+
+    @cached_property
+    def sm_clocks_ascending(self) -> tuple[int, ...]:
+        """The supported SM clocks at the default memory clock, lowest first (computed once)."""
+        return tuple(reversed(self.sm_clocks_mhz()))
+
+    def snap_down(self, mhz: float) -> int:
+        """The highest supported SM clock at or below ``mhz`` (the lowest if none is)."""
+        clocks = self.sm_clocks_ascending
+        return clocks[max(bisect.bisect_right(clocks, mhz) - 1, 0)]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from wattbench.kernels.work import DTYPE_BYTES
+from wattbench.kernels.matmul.family import work as gemm_work
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.nvml_lib import (
@@ -22,8 +22,6 @@ from wattbench.profiler.sim.nvml_lib import (
     load_pynvml,
 )
 from wattbench.profiler.sim.spec import GpuSpec
-
-REASON_SW_POWER_CAP = physics.REASON_SW_POWER_CAP
 
 
 class Rig:
@@ -78,14 +76,13 @@ class Rig:
 
 
 def workload(params: dict[str, Any], default_shape=(8192, 8192, 8192)) -> physics.Workload:
-    """A GEMM workload from an observation's params: dtype, shape [m, n, k], inputs, activity."""
-    m, n, k = params.get("shape", default_shape)
-    dtype = params.get("dtype", "fp32")
-    size = DTYPE_BYTES[dtype]
+    """A GEMM workload from an observation's params: dtype, shape [m, n, k], inputs, activity
+    (FLOPs and bytes as the matmul family counts them)."""
+    w = gemm_work(tuple(params.get("shape", default_shape)), params.get("dtype", "fp32"))
     return physics.Workload(
-        flops=2.0 * m * n * k,
-        bytes=(m * k + k * n + m * n) * size,
-        dtype=dtype,
+        flops=w.flops,
+        bytes=w.bytes,
+        dtype=w.dtype,
         data_activity=physics.input_activity(params.get("inputs", "random")),
         activity_scale=float(params.get("activity_scale", 1.0)),
     )
@@ -128,7 +125,7 @@ def sustained(spec: GpuSpec, params: dict[str, Any], *, rig: Rig | None = None) 
         "sm_mhz": statistics.fmean(clocks),
         "tflops": (rig.flops_done - flops0) / dt / 1e12,
         "temp_c": float(rig.temp_c()),
-        "power_capped": 1.0 if reasons & REASON_SW_POWER_CAP else 0.0,
+        "power_capped": 1.0 if reasons & physics.REASON_SW_POWER_CAP else 0.0,
     }
 
 
