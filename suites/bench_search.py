@@ -1,6 +1,6 @@
-"""Grid vs adaptive search, side by side on the simulated H100, A100 and L4, with sensor noise on.
+"""Grid vs adaptive search, side by side on the simulated H100, H200, A100 and L4, sensor noise on.
 
-    python suites/bench_search.py [--seeds 20] [--gpus h100-sxm,a100-sxm,l4] [--jobs 2]
+    python suites/bench_search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
                                   [--out results/search]
 
 For every GPU, workload and seed (``WATTBENCH_SIM_SEED``, which seeds the simulated sensors'
@@ -16,12 +16,13 @@ Figures per sweep:
 * regret: the objective's own cost at the chosen point over its optimum among all grid points,
   minus 1 (energy per unit work for ``energy`` and ``slowdown:<s>``; J*s for EDP, J*s^2 for
   ED2P, J for Zeus's cost), both costs taken from the NOISE-FREE model at thermal steady state
-  (``profiler/sim/physics.py`` evaluated directly, with the power-cap and thermal governors at
-  their fixed point) -- not from what was measured. For ``slowdown:<s>`` the optimum is over the
+  (``physics.steady_state``: the simulator's governor at the temperature its own power
+  produces, for the simulated unit's own leakage, voltage and thermal resistance) -- not from
+  what was measured. For ``slowdown:<s>`` the optimum is over the
   points truly within the bound, and a chosen point truly beyond it is counted as a violation.
   The grid's own regret is reported too: the measurements it chooses from are biased by the
-  GPU's temperature history (the simulator's thermal time constant is 25 s; a point is measured
-  for a few seconds), so the grid is not regret-free either;
+  GPU's temperature history (the calibrated heat sink settles over tens of seconds; a point is
+  measured for a few seconds), so the grid is not regret-free either;
 * estimated real-GPU time: the virtual time the sweep spent on the simulated GPU's clock (idle
   power, counter-period estimate, batch calibration, warm-up and trial windows of every point),
   which is what the same procedure spends on a real GPU, less NVML and setter latencies.
@@ -39,6 +40,7 @@ with provenance (date, command, versions, settings).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import multiprocessing
@@ -83,7 +85,7 @@ from wattbench.profiler.sweep.session import DEFAULT_OBJECTIVES
 from wattbench.profiler.sweep.strategy import GridStrategy, passes_of
 
 SCHEMA = "wattbench.bench-search/1"
-GPUS = ("h100-sxm", "a100-sxm", "l4")
+GPUS = ("h100-sxm", "h200", "a100-sxm", "l4")
 OBJECTIVES = ("energy", "edp", "ed2p", "zeus:0.5", "slowdown:0.05")
 TARGET_RATIO = 0.25
 TARGET_MEDIAN_REGRET = 0.005
@@ -142,43 +144,22 @@ def workloads() -> list[Workload]:
 # --- the noise-free truth -------------------------------------------------------------------------
 
 
-def _steady(spec: sim_spec.GpuSpec, work: physics.Workload, f: int, mem: int) -> tuple:
-    """(time_s, power_w, temp_c) at SM clock ``f`` held forever: temperature at its fixed point."""
-    board = physics.board_w(spec)
-    timing = physics.iteration_timing(spec, work, f, mem)
-    temp = physics.steady_temp_c(spec, spec.power.idle_w)
-    for _ in range(500):
-        p = physics.work_power_w(spec, board, work, f, mem, temp)
-        new = physics.steady_temp_c(spec, p)
-        if abs(new - temp) < 1e-10:
-            break
-        temp = new
-    return timing.time_s, p, temp
-
-
-def true_point(spec: sim_spec.GpuSpec, work: physics.Workload, sm_req: int | None) -> tuple:
+def true_point(
+    spec: sim_spec.GpuSpec, work: physics.Workload, sm_req: int | None, unit: physics.Unit
+) -> tuple:
     """(energy_j, time_s, sm_mhz) per iteration in steady state at a requested SM clock (None:
-    unlocked), default memory clock and power limit: the highest clock at or below the request
-    that fits the power limit and the thermal slowdown at its own steady temperature."""
-    mem = spec.clocks.memory_mhz_max
-    clocks = sorted(spec.clocks.sm_clocks_mhz(), reverse=True)
-    top = spec.clocks.sm_mhz_max if sm_req is None else sm_req
-    top = min(top, spec.clocks.sm_mhz_max_per_memory.get(mem, top))
-    th = spec.thermal
-    last = None
-    for f in (c for c in clocks if c <= top):
-        t, p, temp = _steady(spec, work, f, mem)
-        last = (p * t, t, f)
-        cap = spec.clocks.sm_mhz_max - th.slowdown_mhz_per_c * max(0.0, temp - th.slowdown_c)
-        if p <= spec.power.limit_w_default and f <= max(cap, clocks[-1]):
-            return last
-    return last
+    unlocked), default memory clock and power limit, on this unit: the simulator's own governor
+    at the temperature its power produces (:func:`physics.steady_state`)."""
+    s = physics.steady_state(spec, work, sm_lock_mhz=sm_req, unit=unit)
+    return s.energy_j, s.time_s, s.sm_mhz
 
 
-def truth_table(spec: sim_spec.GpuSpec, wl: Workload, keys: dict[str, int | None]) -> dict:
-    """point key -> (energy_j, time_s) from the noise-free model."""
+def truth_table(
+    spec: sim_spec.GpuSpec, wl: Workload, keys: dict[str, int | None], unit: physics.Unit
+) -> dict:
+    """point key -> (energy_j, time_s) from the noise-free model of this unit."""
     work = physics.Workload(wl.work.flops, wl.work.bytes, wl.work.dtype, wl.compute_efficiency)
-    return {k: true_point(spec, work, sm)[:2] for k, sm in keys.items()}
+    return {k: true_point(spec, work, sm, unit)[:2] for k, sm in keys.items()}
 
 
 def regret(objective: Objective, chosen_key: str, truth: dict, max_power_w: float) -> tuple:
@@ -259,6 +240,7 @@ def run_one(
         "wall_s": time.perf_counter() - t0_wall,
         "chosen": {name: c.chosen.point.key for name, c in result.choices.items()},
         "max_power_w": space.max_power_limit_w,
+        "unit": dataclasses.asdict(gpu.unit),
     }
 
 
@@ -298,7 +280,9 @@ def summarise(runs: list[dict], wls: list[Workload], objective_names: Sequence[s
         key = (run["gpu"], run["workload"])
         if key not in truths:
             wl = next(w for w in wls if w.name == run["workload"])
-            truths[key] = truth_table(sim_spec.load_builtin(run["gpu"]), wl, _keys_of(run["gpu"]))
+            unit = physics.Unit(**run["grid"]["unit"])
+            spec = sim_spec.load_builtin(run["gpu"])
+            truths[key] = truth_table(spec, wl, _keys_of(run["gpu"]), unit)
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["gpu"], run["workload"]), []).append(run)

@@ -277,9 +277,35 @@ def test_other_wattbench_documents_in_a_folder_are_skipped(runs, tmp_path, capsy
     notes: list[str] = []
     records = load_runs([folder], notes)
     assert len(records) == 6
-    assert any("points.json" in n and "wattbench.points/1" in n for n in notes)
+    assert any("points.json" in n and "skipped 1 JSON file(s)" in n for n in notes)
     cmp = compare(records, notes=notes)
     assert len(cmp.groups) == 2
+
+
+def test_folders_are_read_recursively_and_foreign_json_is_skipped_and_counted(runs, tmp_path):
+    folder = tmp_path / "results"
+    shutil.copytree(runs, folder / "nested" / "deeper")
+    (folder / "out.json").write_text('{"machine_info": {}, "benchmarks": []}')  # pytest-benchmark
+    (folder / "nested" / "notes.json").write_text("[1, 2]")
+    (folder / "nested" / "broken.json").write_text("{not json")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "x.json").write_text("{}")
+    notes: list[str] = []
+    assert len(load_runs([folder], notes)) == 6
+    (note,) = notes
+    assert "skipped 3 JSON file(s) that are not run records" in note
+    r = wb("compare", str(folder))
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 JSON file(s)" in r.stderr or "skipped 3 JSON file(s)" in r.stdout
+
+
+def test_a_damaged_run_record_in_a_folder_is_still_an_error(runs, tmp_path):
+    folder = tmp_path / "results"
+    shutil.copytree(runs, folder)
+    bad = folder / "sub" / "bad.json"
+    bad.parent.mkdir()
+    bad.write_text('{"schema": "wattbench.run/1", "status": ')
+    one_error(wb("compare", str(folder)), str(bad), "not valid JSON")
 
 
 def test_missing_path_and_empty_folder(tmp_path):

@@ -131,7 +131,10 @@ def test_kill9_then_the_next_sweep_restores_first_and_says_so(tmp_path):
 
 def test_observe_only_sweep_warns_about_a_crashed_run_and_changes_nothing(tmp_path):
     kill9_with_limit_lowered(tmp_path)
-    r = wb(*LONG_POWER_SWEEP, "--out", str(tmp_path / "o"), "--quiet", "--observe-only")
+    r = wb(
+        "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--out", str(tmp_path / "o"), "--quiet",
+        "--observe-only",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "was left changed by an interrupted" in r.stderr
     assert "wattbench reset --device sim:h100-sxm" in r.stderr
@@ -207,8 +210,8 @@ def test_no_actuate_sweep_calls_no_setter_and_records_one_point(tmp_path, how):
     env = {"WATTBENCH_NO_ACTUATE": "1"} if how == "env" else {}
     flag = ["--observe-only"] if how == "flag" else []
     r = wb(
-        "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--sm-clocks", twenty_sm_clocks(),
-        "--out", str(out), "--quiet", *flag, env=env,
+        "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--out", str(out), "--quiet", *flag,
+        env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "observe-only" in r.stderr and "measuring the GPU as it is, as one point" in r.stderr
@@ -219,6 +222,23 @@ def test_no_actuate_sweep_calls_no_setter_and_records_one_point(tmp_path, how):
     assert rec.status == "complete" and len(rec.points) == 1
     assert rec.points[0].energy_j > 0
     assert rec.doc["settings"]["space"]["mode"] == "observe-only"
+    assert rec.points[0].in_force["power_limit_w"] == 700.0
+    assert rec.doc["settings"]["found"]["at_driver_defaults"] is True
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_no_actuate_refuses_an_explicit_space(tmp_path, how):
+    env = {"WATTBENCH_NO_ACTUATE": "1"} if how == "env" else {}
+    flag = ["--observe-only"] if how == "flag" else []
+    r = wb(
+        "sweep", "--device", "sim:h100-sxm", *PROBLEM, "--sm-clocks", twenty_sm_clocks(),
+        "--out", str(tmp_path / "out"), "--quiet", *flag, env=env,
+    )  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.splitlines()
+    assert "--sm-clocks asks to change settings" in line and "drop --sm-clocks" in line
+    assert sim_state().setter_calls == {}
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_actuate_refuses_apply_and_reset_without_calling_setters():

@@ -27,7 +27,8 @@ from wattbench.profiler.store import (
 )
 from wattbench.profiler.sweep import Space
 
-PROBLEM = {"family": "matmul", "impl": "torch", "shape": [8192, 8192, 8192], "dtype": "bf16"}
+PROBLEM = {"family": "matmul", "impl": "vendor", "shape": [8192, 8192, 8192], "dtype": "bf16"}
+FLOPS = 2 * 8192**3
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def header():
         "device": device_json(device),
         "versions": collect_versions(device.identity),
         "problem": PROBLEM,
-        "work": Work(flops=2 * 8192**3, bytes=3 * 2 * 8192**2, dtype="bf16"),
+        "work": Work(flops=FLOPS, bytes=3 * 2 * 8192**2, dtype="bf16"),
         "settings": {
             "measurement": {"min_window_s": 1.0, "max_trials": 5, "spread_rel_max": 0.02},
             "space": space.describe(),
@@ -75,8 +76,8 @@ def meas(point: OperatingPoint, time_s: float, energy_j: float, *flags: str) -> 
         warmup_s=2.0,
         energy_source="counter",
         flags=list(flags),
-        tflops=700.0,
-        tflop_per_j=1.4,
+        tflops=FLOPS / time_s / 1e12,
+        tflop_per_j=FLOPS / 1e12 / energy_j,
     )
 
 
@@ -196,6 +197,41 @@ def test_resume_keys(tmp_path, header):
     assert todo == [OperatingPoint(1080)]
     resumed.add_point(POINTS[3])
     assert load(path).points == POINTS[:4]
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda d: d["problem"].update(family="w8a8", dtype="int8"), "was edited or damaged"),
+        (lambda d: d["problem"].update(impl="nope"), "cannot make"),
+        (lambda d: d["points"][1].update(tflops=1.0), "point 1"),
+    ],
+)
+def test_resume_refuses_a_record_that_disagrees_with_itself(tmp_path, header, edit, says):
+    path = tmp_path / "run.json"
+    record = RunRecord.create(path, **header)
+    for m in POINTS[:3]:
+        record.add_point(m)
+    record.finish("interrupted")
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RecordError, match=says):
+        RunRecord.resume(path)
+    assert json.loads(path.read_text()) == doc  # nothing was appended or rewritten
+
+
+@pytest.mark.parametrize("field", ["energy_j", "time_s", "avg_power_w"])
+@pytest.mark.parametrize("value", [0, -0.5])
+def test_non_positive_figures_are_refused(tmp_path, header, field, value):
+    path = tmp_path / "run.json"
+    record = RunRecord.create(path, **header)
+    record.add_point(POINTS[0])
+    doc = json.loads(path.read_text())
+    doc["points"][0][field] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RecordError, match=field):
+        load(path)
 
 
 def test_idle_power_set_later(tmp_path, header):
@@ -412,7 +448,7 @@ def test_validators_agree_on_errors(tmp_path, header, use_jsonschema):
 def test_default_run_path(tmp_path):
     day = dt.date(2025, 1, 31)
     path = default_run_path(tmp_path / "results", "sim:h100-sxm", PROBLEM, today=day)
-    name = "2025-01-31-sim-h100-sxm-matmul-torch-bf16-8192x8192x8192"
+    name = "2025-01-31-sim-h100-sxm-matmul-vendor-bf16-8192x8192x8192"
     assert path == tmp_path / "results" / f"{name}.json"
     path.parent.mkdir()
     path.write_text("{}")
@@ -445,7 +481,7 @@ def test_points_from_a_record_round_trip_and_validate(tmp_path, header):
     record = full_record(tmp_path / "run.json", header)
     doc = points_from_runs([record])
     assert {p.objective for p in doc.points} == {"energy", "ed2p", "slowdown:0.1"}
-    e = doc.lookup("NVIDIA H100 80GB HBM3", "matmul-torch-bf16-8192x8192x8192", "energy")
+    e = doc.lookup("NVIDIA H100 80GB HBM3", "matmul-vendor-bf16-8192x8192x8192", "energy")
     assert (e.sm_mhz, e.mem_mhz, e.power_limit_w) == (1380, None, None)
     assert e.expected_energy_saving_rel == pytest.approx(1 - 0.80 / 0.98)
     assert e.expected_slowdown_rel == pytest.approx(1.7 / 1.4 - 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from wattbench.profiler.cli.args import positive_float, positive_int
 from wattbench.profiler.device import Device, open_device
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.safety import ActuationGuard, GpuSettings, apply_settings
@@ -24,9 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "given are left as they are.",
     )
     p.add_argument("--device", help="0, GPU-<uuid>, sim:h100-sxm, sim:path/to/spec.toml")
-    p.add_argument("--sm-mhz", type=int, metavar="MHZ", help="lock the SM clock here")
-    p.add_argument("--mem-mhz", type=int, metavar="MHZ", help="lock the memory clock here")
-    p.add_argument("--power-limit-w", type=float, metavar="W", help="set this power limit")
+    p.add_argument("--sm-mhz", type=positive_int, metavar="MHZ", help="lock the SM clock here")
+    p.add_argument("--mem-mhz", type=positive_int, metavar="MHZ", help="lock the memory clock here")
+    p.add_argument("--power-limit-w", type=positive_float, metavar="W", help="set this power limit")
     p.add_argument("--from", dest="points_file", metavar="POINTS.json", help="operating points")
     p.add_argument("--workload", help="the workload in --from, e.g. matmul-vendor-bf16-8192x...")
     p.add_argument("--objective", help="the objective's point in --from (default: the only one)")

@@ -31,6 +31,7 @@ from wattbench.kernels.env import Environment, probe, use_triton_interpreter_wit
 from wattbench.kernels.family import Family, Launch, Shape, shape_text
 from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.verify import Report, check
+from wattbench.profiler.cli.args import non_negative_int, positive_int
 
 SCHEMA = "wattbench.check/1"
 
@@ -66,9 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="implementation to check (repeatable or comma-separated; default: all). The vendor "
         "baseline always runs",
     )
-    p.add_argument("--seed", type=int, default=0, help="input seed (default: 0)")
-    p.add_argument("--warmup", type=int, default=3, help="launches before timing (default: 3)")
-    p.add_argument("--reps", type=int, default=10, help="timed repetitions (default: 10)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="input seed (default: 0)")
+    p.add_argument(
+        "--warmup", type=non_negative_int, default=3, help="launches before timing (default: 3)"
+    )
+    p.add_argument("--reps", type=positive_int, default=10, help="timed repetitions (default: 10)")
     p.add_argument("--flush-l2", action="store_true", help="evict L2 before each timed launch")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(

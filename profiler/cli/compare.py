@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from wattbench.profiler.report.compare import compare
-from wattbench.profiler.report.runs import load_runs
+from wattbench.profiler.report.runs import check_rank_by, default_runs, load_runs
 from wattbench.profiler.report.table import FORMATS, render
 
 
@@ -23,7 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "rate, and a rank by TFLOP/J. Several runs of one problem on one GPU: the newest "
         "complete one is used (a note says so).",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run records, or folders of them")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run records, or folders of them (searched recursively; default: the sweeps' "
+        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
+    )
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument(
         "--objective",
@@ -39,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
-    records = load_runs(args.runs, notes)
+    records = load_runs(args.runs or default_runs(), notes)
+    check_rank_by(args.rank_by, records)
     result = compare(records, objectives=args.objective, rank_by=args.rank_by, notes=notes)
     text = render(result, args.format)
     print(text, end="" if text.endswith("\n") else "\n")

@@ -15,7 +15,7 @@ import sys
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.export.render import FORMATS, render
-from wattbench.profiler.report.runs import load_runs
+from wattbench.profiler.report.runs import default_runs, load_runs
 from wattbench.profiler.store.points import PointsDocument, points_from_runs
 
 
@@ -28,11 +28,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(--gpu-freq value, power-limit prolog/epilog), Kubernetes (ConfigMap, node labels) "
         "or a shell env file.",
     )
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run records, or folders of them")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run records, or folders of them (searched recursively; default: the sweeps' "
+        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
+    )
     p.add_argument("--from", dest="points_file", metavar="POINTS.json", help="render this "
                    "points document instead of run records")  # fmt: skip
     p.add_argument(
-        "-o", "--out", metavar="OUT", help="output file (points; default stdout) or folder"
+        "-o", "--out", metavar="OUT", help="output file (points; default or -: stdout) or folder"
     )
     p.add_argument(
         "--format",
@@ -58,10 +64,8 @@ def _document(args: argparse.Namespace) -> PointsDocument:
         if args.per_device:
             raise UsageError("--per-device applies to run records, not to --from", "")
         return PointsDocument.load(args.points_file)
-    if not args.runs:
-        raise UsageError("no run records given", "name run files or folders holding them")
     notes: list[str] = []
-    records = load_runs(args.runs, notes)
+    records = load_runs(args.runs or default_runs(), notes)
     doc = points_from_runs(records, per_device=args.per_device, notes=notes)
     for n in notes:
         print(f"wattbench: note: {n}", file=sys.stderr)
@@ -69,8 +73,10 @@ def _document(args: argparse.Namespace) -> PointsDocument:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.format != "points" and not args.out:
+    if args.format != "points" and (not args.out or args.out == "-"):
         raise UsageError(f"--format {args.format} writes several files", "pass -o FOLDER")
+    if args.out == "-":  # the usual spelling of standard output
+        args.out = None
     doc = _document(args)
     if args.gpu or args.workload or args.objective:
         kept = doc.select(args.gpu, args.workload, args.objective)

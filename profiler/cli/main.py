@@ -34,8 +34,7 @@ COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot,
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own usage errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"wattbench: error: {message}", file=sys.stderr)
+        print(f"wattbench: error: {message} -- see `{self.prog} --help`", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from wattbench.profiler.report.plot import FORMATS, KINDS, plot_runs
-from wattbench.profiler.report.runs import load_runs
+from wattbench.profiler.report.runs import check_rank_by, default_runs, load_runs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "energy with the Pareto front and chosen points (pareto), TFLOP/J at baseline and "
         "optimum per GPU (bars), power vs clock with power-limit lines (power).",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run records, or folders of them")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run records, or folders of them (searched recursively; default: the sweeps' "
+        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
+    )
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the figures")
     p.add_argument(
         "--kind",
@@ -40,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
-    records = load_runs(args.runs, notes)
+    records = load_runs(args.runs or default_runs(), notes)
+    check_rank_by(args.rank_by, records)
     for n in notes:
         print(f"wattbench: note: {n}", file=sys.stderr)
     files = plot_runs(

@@ -12,6 +12,7 @@ import json
 import sys
 
 from wattbench.kernels.costs import parse_shape
+from wattbench.profiler.cli.args import positive_int
 from wattbench.profiler.device.select import load_sim_selection
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.sim import calibration
@@ -58,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     u.add_argument("--device", metavar="SEL", default="sim:8xh100-sxm", help="sim:<N>x<key>")
     u.add_argument("--shape", default="8192x8192x8192", metavar="MxNxK", help="GEMM shape (bf16)")
-    u.add_argument("--sm-mhz", type=int, metavar="MHZ", help="locked clock for the power column")
+    u.add_argument(
+        "--sm-mhz", type=positive_int, metavar="MHZ", help="locked clock for the power column"
+    )
     u.add_argument("--json", action="store_true", help="machine-readable output")
     u.set_defaults(run=run_units)
 

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 from wattbench.kernels.costs import Problem, make_problem
+from wattbench.profiler.cli.args import bounded, nonempty, positive_float, positive_int
 from wattbench.profiler.device import Device, open_device
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import Measurement, MeasureSettings
+from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.select.objectives import Choice, parse_objective
-from wattbench.profiler.store import RunRecord
+from wattbench.profiler.store import RunRecord, default_results_dir
 from wattbench.profiler.sweep.adaptive import AdaptiveSettings
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,
@@ -40,18 +42,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", help="bf16, fp16, fp32, tf32, fp8 (required unless --resume)")
     p.add_argument(
         "--impl",
-        default="vendor",
         help="implementation: vendor, triton, cupy, cublas-cupy (default: vendor; "
         "`wattbench kernels` lists them)",
     )
     p.add_argument(
         "--sm-clocks",
         metavar="SPEC",
+        type=nonempty,
         help="all | every:K | 1200,1500 | 900:1800[:STEP] (default: all, unless only "
         "--power-limits is given)",
     )
-    p.add_argument("--mem-clocks", metavar="SPEC", help="default | all | list | range")
-    p.add_argument("--power-limits", metavar="SPEC", help="W: 200:700:50 or a list")
+    p.add_argument(
+        "--mem-clocks", metavar="SPEC", type=nonempty, help="default | all | list | range"
+    )
+    p.add_argument("--power-limits", metavar="SPEC", type=nonempty, help="W: 200:700:50 or a list")
     p.add_argument(
         "--objective",
         action="append",
@@ -62,13 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--strategy",
-        default=DEFAULT_STRATEGY,
         choices=STRATEGIES,
         help="how to search the space: adaptive brackets each objective's optimum and refines "
         "it (golden section), measuring a fraction of the points; grid measures every point "
         f"(default: {DEFAULT_STRATEGY})",
     )
-    p.add_argument("--out", default="results", help="output directory (default: results/)")
+    p.add_argument(
+        "--out",
+        help="folder for the run file (default: $WATTBENCH_RESULTS_DIR, else "
+        "~/.local/share/wattbench/runs)",
+    )
     p.add_argument("--resume", metavar="RUN.json", help="complete an interrupted run file")
     p.add_argument(
         "--observe-only",
@@ -80,76 +87,92 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="measure even while other processes use the GPU (their work disturbs the figures)",
     )
+    p.add_argument(
+        "--from-defaults",
+        action="store_true",
+        help="put the knobs the sweep does not sweep at their driver defaults for the sweep "
+        "(put back afterwards); without it they stay as found, and the baseline says so",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("measurement")
     d = MeasureSettings()
-    g.add_argument("--spread", type=float, default=d.spread_threshold, help="trial spread target")
-    g.add_argument("--max-trials", type=int, default=d.max_trials)
-    g.add_argument("--min-window-s", type=float, default=d.min_window_s)
+    g.add_argument(
+        "--spread",
+        type=bounded(float, minimum=0, maximum=1, open_min=True),
+        help=f"trial spread target, 0..1 (default {d.spread_threshold:g})",
+    )
+    g.add_argument(
+        "--max-trials", type=positive_int, help=f"at most this many trials (default {d.max_trials})"
+    )
+    g.add_argument(
+        "--min-window-s",
+        type=positive_float,
+        help=f"shortest trial window, s (default {d.min_window_s:g})",
+    )
     p.set_defaults(run=run)
 
 
+#: options that choose what a run measures: a resumed run continues as recorded, so none of
+#: these may be given with --resume (attribute -> option)
+_FIXED_BY_RECORD = {
+    "device": "--device",
+    "kernel": "--kernel",
+    "shape": "--shape",
+    "dtype": "--dtype",
+    "impl": "--impl",
+    "sm_clocks": "--sm-clocks",
+    "mem_clocks": "--mem-clocks",
+    "power_limits": "--power-limits",
+    "objective": "--objective",
+    "strategy": "--strategy",
+    "out": "--out",
+    "spread": "--spread",
+    "max_trials": "--max-trials",
+    "min_window_s": "--min-window-s",
+    "from_defaults": "--from-defaults",
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    objectives = [parse_objective(o) for o in (args.objective or DEFAULT_OBJECTIVES)]
-    settings = MeasureSettings(
-        spread_threshold=args.spread, max_trials=args.max_trials, min_window_s=args.min_window_s
-    )
-    sm, mem, power = args.sm_clocks, args.mem_clocks, args.power_limits
-    strategy = args.strategy
-    adaptive = None
     if args.resume:
-        # a resumed run continues with the settings, space and objectives it was started with
-        record = RunRecord.resume(Path(args.resume))
-        recorded = record.doc["settings"]
-        settings = MeasureSettings(**recorded["measurement"])
-        objectives = [parse_objective(o) for o in recorded["objectives"]]
-        specs = (recorded.get("space") or {}).get("specs") or {}
-        sm, mem, power = specs.get("sm"), specs.get("mem"), specs.get("power")
-        recorded_strategy = recorded.get("strategy") or {}
-        strategy = recorded_strategy.get("strategy", "grid")
-        if strategy == "adaptive":  # continue with the search settings it was started with
-            adaptive = AdaptiveSettings.from_json(recorded_strategy)
-        pj = record.doc["problem"]
-        problem = make_problem(
-            pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"]
-        )
-        device = open_device(record.doc["device"]["selection"], observe_only=args.observe_only)
-        if device.identity.uuid != record.doc["device"]["uuid"]:
+        given = [opt for attr, opt in _FIXED_BY_RECORD.items() if getattr(args, attr)]
+        if given:
             raise UsageError(
-                f"run file {record.path} was measured on {record.doc['device']['uuid']}, "
-                f"not on {device.identity.uuid}",
-                "resume it on the same GPU, or start a new run without --resume",
+                f"--resume continues the run as it was recorded; {', '.join(given)} cannot "
+                "change it",
+                "drop " + ", ".join(given) + ", or start a new run without --resume",
             )
+        record, problem, device, request = _resumed(args)
     else:
-        missing = [f"--{k}" for k in ("kernel", "shape", "dtype") if not getattr(args, k)]
-        if missing:
-            raise UsageError(
-                f"missing {', '.join(missing)}", "give the problem to sweep, or --resume RUN.json"
-            )
-        problem = make_problem(args.kernel, args.shape, args.dtype, args.impl)
-        device = open_device(args.device, observe_only=args.observe_only)
-        record = None
-    request = SweepRequest(
-        sm=sm,
-        mem=mem,
-        power=power,
-        objectives=tuple(objectives),
-        settings=settings,
-        strategy=strategy,
-        allow_shared=args.allow_shared,
-        adaptive=adaptive,
-    )
+        record, problem, device, request = _new(args)
     bar = _progress(args.quiet)
+    opened: list[RunRecord] = [record] if record is not None else []
     try:
         outcome = sweep_problem(
             device,
             problem,
             request,
-            out_dir=args.out,
+            out_dir=args.out or default_results_dir(),
             record=record,
             on_start=bar.start,
             on_point=bar,
+            on_record=opened.append,
         )
+    except (KeyboardInterrupt, Terminated) as exc:
+        bar.close()
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
+        what = "interrupted" if code == 130 else str(exc)
+        if opened:
+            path = opened[-1].path
+            kept = len(opened[-1].doc["points"])
+            print(
+                f"wattbench: {what}; the GPU was restored and {path} keeps the {kept} points "
+                f"measured -- continue with `wattbench sweep --resume {path}`",
+                file=sys.stderr,
+            )
+        else:
+            print(f"wattbench: {what} before the first point; nothing was kept", file=sys.stderr)
+        return code
     finally:
         bar.close()
     result = outcome.result
@@ -157,6 +180,83 @@ def run(args: argparse.Namespace) -> int:
     print(render_effort(outcome.record.doc["settings"].get("strategy") or {}, result.measurements))
     print(f"run file: {outcome.record.path}")
     return 0
+
+
+def _new(args: argparse.Namespace) -> tuple[None, Problem, Device, SweepRequest]:
+    missing = [f"--{k}" for k in ("kernel", "shape", "dtype") if not getattr(args, k)]
+    if missing:
+        raise UsageError(
+            f"missing {', '.join(missing)}", "give the problem to sweep, or --resume RUN.json"
+        )
+    problem = make_problem(args.kernel, args.shape, args.dtype, args.impl or "vendor")
+    device = open_device(args.device, observe_only=args.observe_only)
+    space_given = [
+        opt
+        for opt, v in (
+            ("--sm-clocks", args.sm_clocks),
+            ("--mem-clocks", args.mem_clocks),
+            ("--power-limits", args.power_limits),
+        )
+        if v is not None
+    ]
+    if space_given and not device.actuation_allowed:
+        why = "--observe-only" if args.observe_only else "WATTBENCH_NO_ACTUATE=1"
+        raise UsageError(
+            f"{', '.join(space_given)} asks to change settings, which {why} forbids",
+            "drop "
+            + ", ".join(space_given)
+            + " to measure the GPU as it is, or run without "
+            + why,
+        )
+    d = MeasureSettings()
+    settings = MeasureSettings(
+        spread_threshold=d.spread_threshold if args.spread is None else args.spread,
+        max_trials=args.max_trials or d.max_trials,
+        min_window_s=args.min_window_s or d.min_window_s,
+    )
+    request = SweepRequest(
+        sm=args.sm_clocks,
+        mem=args.mem_clocks,
+        power=args.power_limits,
+        objectives=tuple(parse_objective(o) for o in (args.objective or DEFAULT_OBJECTIVES)),
+        settings=settings,
+        strategy=args.strategy or DEFAULT_STRATEGY,
+        allow_shared=args.allow_shared,
+        from_defaults=args.from_defaults,
+    )
+    return None, problem, device, request
+
+
+def _resumed(args: argparse.Namespace) -> tuple[RunRecord, Problem, Device, SweepRequest]:
+    """A resumed run continues with the device, problem, settings, space, objectives and
+    strategy it was started with."""
+    record = RunRecord.resume(Path(args.resume))
+    recorded = record.doc["settings"]
+    specs = (recorded.get("space") or {}).get("specs") or {}
+    recorded_strategy = recorded.get("strategy") or {}
+    strategy = recorded_strategy.get("strategy", "grid")
+    adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
+    pj = record.doc["problem"]
+    problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
+    device = open_device(record.doc["device"]["selection"], observe_only=args.observe_only)
+    if device.identity.uuid != record.doc["device"]["uuid"]:
+        raise UsageError(
+            f"run file {record.path} was measured on {record.doc['device']['uuid']}, "
+            f"not on {device.identity.uuid}",
+            "resume it on the same GPU, or start a new run without --resume",
+        )
+    request = SweepRequest(
+        sm=specs.get("sm"),
+        mem=specs.get("mem"),
+        power=specs.get("power"),
+        objectives=tuple(parse_objective(o) for o in recorded["objectives"]),
+        settings=MeasureSettings(**recorded["measurement"]),
+        strategy=strategy,
+        allow_shared=args.allow_shared,
+        adaptive=adaptive,
+        from_defaults=bool(recorded.get("from_defaults", False)),
+    )
+    return record, problem, device, request
 
 
 class _progress:
@@ -196,8 +296,8 @@ def render_summary(
             "not measurements."
         )
     head = (
-        f"{'':<16}{'point':<26}{'SM MHz':>7}{'power W':>9}{'time ms':>10}{'energy J':>10}"
-        f"{'TFLOP/J':>9}{'saving':>8}{'slowdown':>10}"
+        f"{'':<16}{'SM MHz':>7}{'power W':>9}{'time ms':>10}{'energy J':>10}"
+        f"{'TFLOP/J':>9}{'saving':>8}{'slowdown':>10}  settings in force"
     )
     lines.append(head)
 
@@ -207,8 +307,9 @@ def render_summary(
         tpj = f"{m.tflop_per_j:.3f}" if m.tflop_per_j else "-"
         flags = f" [{','.join(m.flags)}]" if m.flags else ""
         return (
-            f"{label:<16}{str(m.point)[:25]:<26}{m.sm_mhz_mean:>7.0f}{m.avg_power_w:>9.1f}"
-            f"{m.time_s * 1e3:>10.3f}{m.energy_j:>10.4g}{tpj:>9}{saving:>8}{slow:>10}{flags}"
+            f"{label:<16}{m.sm_mhz_mean:>7.0f}{m.avg_power_w:>9.1f}"
+            f"{m.time_s * 1e3:>10.3f}{m.energy_j:>10.4g}{tpj:>9}{saving:>8}{slow:>10}  "
+            f"{m.settings_text}{flags}"
         )
 
     if baseline is not None:

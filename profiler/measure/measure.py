@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from wattbench.profiler.device import Device
 from wattbench.profiler.measure.actuator import Actuator
@@ -20,6 +21,7 @@ from wattbench.profiler.measure.meter import EnergyMeter, Window
 from wattbench.profiler.measure.throttle import ClockHoldCheck
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.runners.base import Runner
+from wattbench.profiler.safety.journal import GpuSettings
 
 
 @dataclass
@@ -59,6 +61,8 @@ class PointMeasurer:
     settings: MeasureSettings = field(default_factory=MeasureSettings)
     actuator: Actuator | None = None  # None: observe-only, points are not applied
     idle_power_w: float | None = None
+    #: the settings of the knobs the actuator does not touch (None: driver defaults)
+    found: GpuSettings | None = None
 
     def __post_init__(self) -> None:
         self.meter = EnergyMeter(self.device, self.clock, poll_s=self.settings.poll_s)
@@ -127,7 +131,22 @@ class PointMeasurer:
             if crit.add(w.energy_j / w.iterations):
                 break
         temp_end = self.device.temperature_c()
-        return self._summarise(point, windows, crit, warmup_s, temp_start, temp_end)
+        m = self._summarise(point, windows, crit, warmup_s, temp_start, temp_end)
+        m.in_force = self.in_force(point)
+        return m
+
+    def in_force(self, point: OperatingPoint) -> dict[str, Any]:
+        """Every knob in force at ``point``: swept knobs as the point sets them, the others as
+        found; the power limit as the GPU reports it."""
+        knobs = self.actuator.knobs if self.actuator is not None else frozenset()
+        found = self.found or GpuSettings()
+        return {
+            "sm_mhz": point.sm_mhz if "sm" in knobs else found.sm_mhz,
+            "mem_mhz": point.mem_mhz if "mem" in knobs else found.mem_mhz,
+            "power_limit_w": self.device.power_limit_w(),
+            "power_limit_w_default": self.device.capabilities.power_limit_w_default,
+            "as_found": sorted({"sm", "mem", "power"} - knobs),
+        }
 
     def _summarise(
         self,

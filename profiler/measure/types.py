@@ -10,7 +10,8 @@ from typing import Any
 class OperatingPoint:
     """Requested settings; ``None`` means the driver's default (unlocked, default power limit).
 
-    The point with every field None is the *baseline*: the GPU as the driver runs it.
+    The point with every field None is the *baseline*: the swept knobs at their driver defaults,
+    every other knob as the sweep found it (``Measurement.in_force`` says what that was).
     """
 
     sm_mhz: int | None = None
@@ -32,7 +33,7 @@ class OperatingPoint:
 
     def __str__(self) -> str:
         if self.is_baseline:
-            return "baseline (driver defaults)"
+            return "baseline"
         bits = []
         if self.sm_mhz is not None:
             bits.append(f"SM {self.sm_mhz} MHz")
@@ -86,6 +87,31 @@ class Measurement:
     tflops: float | None = None
     gbs: float | None = None
     tflop_per_j: float | None = None
+    #: every knob in force while measuring: sm_mhz / mem_mhz (locked clock, None unlocked),
+    #: power_limit_w (read from the GPU), power_limit_w_default, as_found (knobs left as the
+    #: sweep found them); empty in records written before it existed
+    in_force: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings_text(self) -> str:
+        """Every knob in force, e.g. ``SM 900 MHz, limit 300 W (as found)``; for the baseline,
+        the state it was measured in."""
+        f = self.in_force
+        if not f:
+            return str(self.point)
+        p = self.point
+        bits = [] if not p.is_baseline else ["baseline"]
+        found = set(f.get("as_found", ()))
+        for knob, key, name in (("sm", "sm_mhz", "SM"), ("mem", "mem_mhz", "mem")):
+            v = f.get(key)
+            if v is not None:
+                bits.append(f"{name} {v} MHz" + (" (as found)" if knob in found else ""))
+        limit, default = f.get("power_limit_w"), f.get("power_limit_w_default")
+        if limit is not None and (default is None or abs(limit - default) > 0.5):
+            bits.append(f"limit {limit:g} W" + (" (as found)" if "power" in found else ""))
+        if p.is_baseline:
+            return "baseline: " + (", ".join(bits[1:]) or "driver defaults")
+        return ", ".join(bits)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

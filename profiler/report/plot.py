@@ -198,7 +198,7 @@ def plot_energy(fig, cmp: ProblemComparison, series: Sequence[Series], normalise
         if c is not None:
             x = _x(c, s, normalise)
             ax_e.plot([x], [c.energy_j / per], "o", ms=11, mfc="none", mec=s.color, mew=2)
-    ax_e.plot([], [], "*", ms=10, color="grey", mec="black", label="baseline (driver defaults)")
+    ax_e.plot([], [], "*", ms=10, color="grey", mec="black", label="baseline")
     if cmp.rank_objective:
         ax_e.plot([], [], "o", ms=10, mfc="none", mec="grey", mew=2,
                   label=f"chosen: {text(cmp.rank_objective)}")  # fmt: skip
@@ -243,7 +243,7 @@ def plot_pareto(fig, cmp: ProblemComparison, series: Sequence[Series], normalise
             if name in markers:
                 x, y = xy(p)
                 ax.plot([x], [y], markers[name], ms=9, color=s.color, mec="black")
-    ax.plot([], [], "*", ms=11, color="grey", mec="black", label="baseline (driver defaults)")
+    ax.plot([], [], "*", ms=11, color="grey", mec="black", label="baseline")
     for name, m in markers.items():
         ax.plot([], [], m, ms=8, color="grey", mec="black", label=f"chosen: {text(name)}")
     if normalise:
@@ -286,7 +286,7 @@ def plot_bars(fig, cmp: ProblemComparison, series: Sequence[Series], normalise: 
     from matplotlib.patches import Patch
 
     handles = [
-        Patch(facecolor="grey", alpha=0.45, edgecolor="black", label="baseline (driver defaults)"),
+        Patch(facecolor="grey", alpha=0.45, edgecolor="black", label="baseline"),
         Patch(facecolor="grey", edgecolor="black", label=f"chosen: {text(obj or '-')}"),
     ]
     ax.set_xticks(range(len(series)), [s.label for s in series], fontsize=8)

@@ -4,9 +4,10 @@ problem and GPU.
 Rules (the same for ``compare``, ``plot`` and ``export``):
 
 * A file named explicitly must be a readable ``wattbench.run/1`` record, else one error naming it.
-  In a folder, ``*.json`` files of *another* wattbench document type (``wattbench.points/1``,
-  ``wattbench.bench/1``, ...) are skipped with a note; a damaged file or a run record of another
-  schema version is an error naming it, as for a named file (versions are never mixed).
+  A folder is searched recursively; its ``*.json`` files that are not run records (other
+  wattbench documents, pytest-benchmark output, anything else) are skipped and counted in a
+  note; a damaged run record or one of another schema version is an error naming it, as for a
+  named file (versions are never mixed).
 * A *problem* is (family, impl, dtype, shape); runs of different problems are never mixed.
 * A *GPU* is (name, UUID, simulated). When several runs of one problem on one GPU are given, the
   newest complete one (latest ``created_utc``) is used and the others are listed in a note;
@@ -24,18 +25,24 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.store import RecordError, RunRecord
+from wattbench.profiler.store import RecordError, RunRecord, default_results_dir
 from wattbench.profiler.store.schema import SCHEMA_NAME, parse_schema_id
 
 REMEDY = "leave that file out, or regenerate it with `wattbench sweep`"
 
 
 def expand(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
-    """(file, named explicitly) for each path; a folder gives its ``*.json`` files, sorted."""
+    """(file, named explicitly) for each path; a folder gives every ``*.json`` below it (sorted;
+    hidden files and folders left out)."""
     out: list[tuple[Path, bool]] = []
     for given in map(Path, paths):
         if given.is_dir():
-            files = sorted(p for p in given.glob("*.json") if not p.name.startswith("."))
+            files = sorted(
+                p
+                for p in given.rglob("*.json")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
             out.extend((p, False) for p in files)
         elif given.exists():
             out.append((given, True))
@@ -44,40 +51,70 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
     return out
 
 
-def _other_document(path: Path) -> str | None:
-    """The schema id of a wattbench JSON document that is not a run record, else None."""
+def default_runs() -> list[Path]:
+    """The default folder of run records, as a one-path list; a usage error if it is missing."""
+    folder = default_results_dir()
+    if not folder.is_dir():
+        raise UsageError(
+            f"no run records yet in {folder} (the default folder)",
+            "run `wattbench sweep` first, or name run files or folders",
+        )
+    return [folder]
+
+
+def _is_run_record(path: Path) -> bool:
+    """Whether a file found in a folder claims to be a run record (of any version): a damaged
+    one still does, by its schema string."""
     try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None  # unreadable or damaged: RunRecord.load names the problem
+        raw = path.read_bytes()
+    except OSError:
+        return True  # unreadable: RunRecord.load names the problem
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return f'"{SCHEMA_NAME}/'.encode() in raw
     parsed = parse_schema_id(doc.get("schema")) if isinstance(doc, dict) else None
-    if parsed is not None and parsed[0] != SCHEMA_NAME and parsed[0].startswith("wattbench."):
-        return doc["schema"]
-    return None
+    return parsed is not None and parsed[0] == SCHEMA_NAME
 
 
 def load_runs(
     paths: Iterable[str | os.PathLike[str]], notes: list[str] | None = None
 ) -> list[RunRecord]:
-    """Load every run record in ``paths`` (files or folders). Errors name the file."""
+    """Load every run record in ``paths`` (files, or folders searched recursively). Files in a
+    folder that are not run records (other JSON: pytest-benchmark output, operating points) are
+    skipped and counted in ``notes``; a damaged run record is an error naming it."""
+    paths = list(paths)
     records: list[RunRecord] = []
+    skipped: list[Path] = []
     for path, named in expand(paths):
-        if not named:
-            other = _other_document(path)
-            if other is not None:
-                if notes is not None:
-                    notes.append(f"skipped {path}: a {other} document, not a run record")
-                continue
+        if not named and not _is_run_record(path):
+            skipped.append(path)
+            continue
         try:
             records.append(RunRecord.load(path))
         except RecordError as exc:
             raise UsageError(exc.message, REMEDY) from None
+    if skipped and notes is not None:
+        shown = ", ".join(map(str, skipped[:3])) + (" ..." if len(skipped) > 3 else "")
+        notes.append(f"skipped {len(skipped)} JSON file(s) that are not run records: {shown}")
     if not records:
         raise UsageError(
             "no run records found in " + ", ".join(map(str, paths)),
             "name run files (wattbench.run/1 JSON) or folders holding them",
         )
     return records
+
+
+def check_rank_by(name: str | None, records: Sequence[RunRecord]) -> None:
+    """A usage error unless ``name`` (``--rank-by``) is None or an objective some run chose by."""
+    if name is None:
+        return
+    present = sorted({o for r in records for o in r.doc.get("choices", {})})
+    if name not in present:
+        raise UsageError(
+            f"--rank-by {name}: no run chose a point by that objective",
+            "use one of " + ", ".join(present) if present else "the runs chose no point",
+        )
 
 
 def shape_label(shape: Any) -> str:

@@ -6,7 +6,8 @@ device or a file.
 
 Rules shared by every objective:
 
-* **Baseline**: the first measurement whose ``point.is_baseline`` (the GPU at driver defaults).
+* **Baseline**: the first measurement whose ``point.is_baseline`` (the swept knobs at driver
+  defaults, the others as found).
   Savings and slowdowns are relative to it; without one they are ``None`` (and
   :func:`min_energy_within_slowdown` refuses to run).
 * **Untrusted points**: a point flagged ``unstable`` or ``clock_missed`` (see
@@ -115,7 +116,7 @@ class Choice:
 
 
 def find_baseline(measurements: Sequence[Measurement]) -> Measurement | None:
-    """The first measurement at the baseline point (driver defaults), or None."""
+    """The first measurement at the baseline point, or None."""
     return next((m for m in measurements if m.point.is_baseline), None)
 
 
@@ -253,7 +254,7 @@ def min_energy_within_slowdown(
     baseline = find_baseline(measurements)
     if baseline is None:
         raise UsageError(
-            f"objective {name} needs the baseline (driver defaults) but the run has none",
+            f"objective {name} needs the baseline but the run has none",
             "measure the baseline point too (sweeps include it first), or pick another objective",
         )
     limit_s = baseline.time_s * (1.0 + max_slowdown_rel) * (1.0 + SLOWDOWN_TOLERANCE_REL)

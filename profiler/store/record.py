@@ -246,11 +246,44 @@ class RunRecord:
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str]) -> RunRecord:
-        """:meth:`load` a record to add points to: status goes back to ``running``."""
+        """:meth:`load` a record to add points to (after :meth:`check_consistent`): status goes
+        back to ``running``."""
         record = cls.load(path)
+        record.check_consistent()
         record.doc["status"] = "running"
         record.write()
         return record
+
+    def check_consistent(self) -> None:
+        """Refuse a record that disagrees with itself (edited or damaged): its problem must give
+        its recorded work, and every point's throughput must follow from that work and the
+        point's time. New points appended to such a record would belong to another problem."""
+        from wattbench.kernels.costs import make_problem, work_of
+
+        pj, wj = self.doc["problem"], self.doc["work"]
+        bad = f"run record {self.path}"
+        try:
+            shape = "x".join(str(int(s)) for s in pj["shape"])
+            problem = make_problem(pj["family"], shape, pj["dtype"], pj["impl"])
+            work = work_of(problem)
+        except (UsageError, KeyError, TypeError, ValueError) as exc:
+            raise RecordError(
+                f"{bad} names a problem wattbench cannot make ({exc})", REMEDY
+            ) from None
+        flops, nbytes = float(wj.get("flops", -1)), float(wj.get("bytes", -1))
+        if not (_close(flops, work.flops) and _close(nbytes, work.bytes)):
+            raise RecordError(
+                f"{bad}: its problem {problem.label} does FLOPs/bytes {work.flops:g}/{work.bytes:g}"
+                f" but the record says {flops:g}/{nbytes:g}; the file was edited or damaged",
+                REMEDY,
+            )
+        for i, m in enumerate(self.points):
+            if m.tflops is not None and not _close(m.tflops, work.flops / m.time_s / 1e12):
+                raise RecordError(
+                    f"{bad}: point {i} ({m.point}) reports {m.tflops:g} TFLOP/s, which its time "
+                    f"and the problem's work do not give; the file was edited or damaged",
+                    REMEDY,
+                )
 
     def _check_points(self) -> None:
         keys = set()
@@ -397,6 +430,24 @@ def _check_schema_id(path: Path, doc: Any) -> None:
             f"run record {path} has schema {doc['schema']!r}; this wattbench reads {SCHEMA_ID!r}",
             ("upgrade wattbench to read it, or " if newer else "") + REMEDY,
         )
+
+
+def _close(a: float, b: float, rel: float = 1e-6) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
+
+
+#: where run records go when no folder is named (``wattbench sweep``, the pytest plugin)
+RESULTS_DIR_ENV = "WATTBENCH_RESULTS_DIR"
+
+
+def default_results_dir() -> Path:
+    """``$WATTBENCH_RESULTS_DIR``, else ``$XDG_DATA_HOME/wattbench/runs`` (default
+    ``~/.local/share/wattbench/runs``): the user's runs, never a source checkout's results/."""
+    env = os.environ.get(RESULTS_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wattbench" / "runs"
 
 
 def ensure_writable_dir(folder: str | os.PathLike[str]) -> None:

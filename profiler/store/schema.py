@@ -119,6 +119,9 @@ def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, 
             return
     if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
         out.append(f"{_where(path)}: {value!r} is less than the minimum {schema['minimum']!r}")
+    low = schema.get("exclusiveMinimum")
+    if low is not None and _TYPES["number"](value) and value <= low:
+        out.append(f"{_where(path)}: {value!r} is not greater than {low!r}")
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
         out.append(f"{_where(path)}: {value!r} does not match {schema['pattern']!r}")
     if isinstance(value, dict):

@@ -17,9 +17,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wattbench.kernels.costs import Problem, work_of
 from wattbench.profiler.device import Device, visible_real_indices
+from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import (
     Actuator,
     Measurement,
@@ -31,6 +33,7 @@ from wattbench.profiler.measure import (
 )
 from wattbench.profiler.runners import GpuRunner, SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
+from wattbench.profiler.safety.found import FoundSettings, settings_found
 from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
 from wattbench.profiler.select.objectives import Objective, parse_objective
 from wattbench.profiler.store import (
@@ -76,6 +79,9 @@ class SweepRequest:
     strategy: str = DEFAULT_STRATEGY
     allow_shared: bool = False
     adaptive: AdaptiveSettings | None = None
+    #: put every knob the sweep does not sweep at its driver default for the sweep (the GPU is
+    #: put back afterwards); otherwise those knobs stay as found and the baseline says so
+    from_defaults: bool = False
 
     @property
     def requested(self) -> dict[str, str]:
@@ -107,8 +113,6 @@ def make_strategy(
     measures ``points`` as a grid whatever the name). ``adaptive`` searches for every one of
     ``objectives`` (Zeus prices time at ``max_power_w``, default the space's highest limit)."""
     if name not in STRATEGIES:
-        from wattbench.profiler.errors import UsageError
-
         raise UsageError(
             f"unknown sweep strategy {name!r}", f"use --strategy {' or '.join(STRATEGIES)}"
         )
@@ -142,6 +146,20 @@ def make_runner(device: Device, problem: Problem):
     return GpuRunner(launch, work), WallClock()
 
 
+def check_fits(device: Device, problem: Problem) -> None:
+    """Refuse, before any launch, a problem whose operands and results alone (its Work's
+    minimum traffic: every operand read once, every result written once) exceed the GPU's
+    memory."""
+    need = work_of(problem).bytes
+    have = device.identity.memory_total_mib * 2**20
+    if need > have:
+        raise UsageError(
+            f"{problem.label} needs at least {need / 2**30:,.1f} GiB for its operands and "
+            f"results, more than the {have / 2**30:,.1f} GiB of {device.identity.name}",
+            "choose a smaller shape",
+        )
+
+
 def sweep_problem(
     device: Device,
     problem: Problem,
@@ -151,14 +169,17 @@ def sweep_problem(
     record: RunRecord | None = None,
     on_start: Callable[[int | None], None] | None = None,
     on_point: OnPoint | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
     notify: Callable[[str], None] = _stderr,
 ) -> SweepOutcome:
     """Sweep ``problem`` on ``device`` as ``request`` says, writing a run record under
     ``out_dir`` (or continuing ``record``). ``on_start(planned)`` is called once measuring starts
     with the number of points planned (None: not known in advance), ``on_point`` after each
-    point, and ``notify`` receives warnings and notices, one line each. Raises the wattbench
+    point, ``on_record(record)`` once a new run record exists, and ``notify`` receives warnings
+    and notices, one line each. Raises the wattbench
     error of whatever stops it; the GPU is restored either way."""
-    hooks = (on_start, on_point)
+    check_fits(device, problem)
+    hooks = (on_start, on_point, on_record)
     out_dir = Path(record.path.parent if record is not None else out_dir)
     ensure_writable_dir(out_dir)
     if not device.actuation_allowed:
@@ -167,9 +188,25 @@ def sweep_problem(
     if sm is None and mem is None and power is None:
         sm = "all"
     space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
-    with ActuationGuard(device, "sweep"):
+    with ActuationGuard(device, "sweep") as guard:
         check_not_shared(device, allow_shared=request.allow_shared)
-        check_privileges(device, space.knobs)
+        found = settings_found(device, guard.journal)
+        knobs = space.knobs
+        kept = found.nondefault_knobs - knobs
+        if kept and request.from_defaults:
+            knobs = knobs | kept
+            notify(
+                f"--from-defaults: {found.describe(kept)} is set to the driver default for the "
+                "sweep and put back afterwards"
+            )
+        elif kept:
+            notify(
+                f"warning: {device.identity.name} is not at driver defaults: "
+                f"{found.describe(kept)}; every point and the baseline are measured under it -- "
+                "pass --from-defaults to sweep from driver defaults (put back afterwards), or "
+                f"run `wattbench reset --device {device.selection}` first"
+            )
+        check_privileges(device, knobs)
         return _measure(
             device,
             problem,
@@ -187,7 +224,8 @@ def sweep_problem(
             ),
             space_desc=space.describe(),
             max_power_w=space.max_power_limit_w,
-            knobs=space.knobs,
+            knobs=knobs,
+            found=found,
         )
 
 
@@ -214,6 +252,7 @@ def _sweep_observed(device, problem, request, out_dir, record, hooks, notify) ->
         space_desc={"mode": "observe-only", "n_points": 1, "requested": ignored},
         max_power_w=device.power_limit_w(),
         knobs=frozenset(),
+        found=settings_found(device),
     )
 
 
@@ -223,14 +262,16 @@ def _measure(
     request: SweepRequest,
     out_dir: Path,
     record: RunRecord | None,
-    hooks: tuple[Callable[[int | None], None] | None, OnPoint | None],
+    hooks: tuple[Any, ...],
     *,
     strategy: Strategy,
     space_desc: dict,
     max_power_w: float,
     knobs: frozenset[str],
+    found: FoundSettings,
 ) -> SweepOutcome:
-    """Measure what ``strategy`` proposes, changing only ``knobs`` (none: no actuator)."""
+    """Measure what ``strategy`` proposes, changing only ``knobs`` (none: no actuator); every
+    other knob stays as ``found``."""
     runner, clock = make_runner(device, problem)
     measurer = PointMeasurer(
         device,
@@ -238,7 +279,9 @@ def _measure(
         clock,
         request.settings,
         actuator=Actuator(device, knobs) if knobs else None,
+        found=found.settings,
     )
+    on_record = hooks[2]
     if record is None:
         record = RunRecord.create(
             default_run_path(out_dir, device_key(device), problem),
@@ -252,10 +295,15 @@ def _measure(
                 "objectives": [o.name for o in request.objectives],
                 "strategy": strategy.describe(),
                 "runner": runner.describe(),
+                "found": found.to_json(),
+                "from_defaults": request.from_defaults,
+                "actuated_knobs": sorted(knobs),
             },
             simulated=runner.simulated,
         )
-    on_start, on_point = hooks
+        if on_record is not None:
+            on_record(record)
+    on_start, on_point, _ = hooks
     if on_start is not None:
         on_start(strategy.planned())
     result = run_sweep(

@@ -1,0 +1,52 @@
+"""Argument types that validate at parse time: a bad number is a usage error (exit 2) naming the
+option and the accepted range, before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(kind: type, text: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def bounded(
+    kind: type, *, minimum: float | None = None, maximum: float | None = None, open_min=False
+) -> Callable[[str], float]:
+    """An argparse ``type``: ``kind`` (int or float) within [minimum, maximum]; ``open_min``
+    excludes the minimum itself."""
+
+    def parse(text: str) -> float:
+        value = _number(kind, text)
+        low_ok = minimum is None or (value > minimum if open_min else value >= minimum)
+        if not low_ok or (maximum is not None and value > maximum):
+            low = "" if minimum is None else (f"> {minimum:g}" if open_min else f">= {minimum:g}")
+            high = "" if maximum is None else f"<= {maximum:g}"
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: use a value {' and '.join(b for b in (low, high) if b)}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded(int, minimum=1)
+non_negative_int = bounded(int, minimum=0)
+positive_float = bounded(float, minimum=0, open_min=True)
+
+
+def nonempty(text: str) -> str:
+    """An argparse ``type`` for a value that must not be empty (``--sm-clocks ""``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value; give one or leave the option out")
+    return text
