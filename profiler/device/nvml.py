@@ -23,7 +23,7 @@ from wattbench.profiler.errors import (
 )
 from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
-from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml
+from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml, take_interrupt
 from wattbench.profiler.sim.spec import GpuSpec
 
 T = TypeVar("T")
@@ -75,9 +75,18 @@ class NvmlBackend:
                 return fn(*args)
             # The simulated library is Python beneath ctypes: a signal handler that raised inside
             # it would be lost at the C boundary. Hold signals back for the call, so they land
-            # after it returns -- as they do around real (C) NVML calls.
-            with signals.deferred():
-                return fn(*args)
+            # after it returns -- as they do around real (C) NVML calls. A handler can still run
+            # inside: its signal arrived just before the block, or went to another thread that
+            # does not block it (numpy's BLAS threads), which only flags it for this one. The
+            # library keeps what the handler raised; it is raised here in place of the
+            # cut-short call's result.
+            try:
+                with signals.deferred():
+                    return fn(*args)
+            finally:
+                interrupt = take_interrupt()
+                if interrupt is not None:
+                    raise interrupt
         except self.pynvml.NVMLError as err:
             raise translate(err, fn_name, what) from None
 

@@ -66,13 +66,19 @@ def uninstall() -> None:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold HANDLED signals back for the duration of the block (this thread)."""
+    """Hold HANDLED signals back for the duration of the block (this thread).
+
+    ``pthread_sigmask`` runs pending Python handlers after it changes the mask, so a handler can
+    raise from the very call that blocks: the old mask is read first (changing nothing), and the
+    block happens inside ``try`` so that the mask is put back whatever is raised where.
+    """
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     except (AttributeError, OSError):  # pragma: no cover - non-POSIX
         yield
         return
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

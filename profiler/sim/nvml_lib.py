@@ -173,6 +173,40 @@ def _parse_bus_id(text: str) -> tuple[int, int, int, int] | None:
         return None
 
 
+#: exceptions that signal handlers raised inside calls (KeyboardInterrupt, Terminated, ...): they
+#: cannot cross the C boundary, so they wait here for the caller (:func:`take_interrupt`)
+_interrupts: list[BaseException] = []
+
+
+def take_interrupt() -> BaseException | None:
+    """The first exception a signal handler raised inside a call since the last take (the rest
+    are dropped: one interruption is enough), or None. The device layer raises it as soon as
+    the call is back in Python, in place of the cut-short call's result."""
+    if not _interrupts:
+        return None
+    first = _interrupts[0]
+    _interrupts.clear()
+    return first
+
+
+def _install_unraisable_hook() -> None:
+    """A handler can also run on entry to a callback, before any ``try``: ctypes then reports the
+    exception as unraisable and drops it. Keep it for :func:`take_interrupt` instead."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_wattbench_sim", False):
+        return
+
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if exc is not None and not isinstance(exc, Exception):
+            _interrupts.append(exc)
+            return
+        previous(unraisable)
+
+    hook._wattbench_sim = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 _EXPORTS: dict[str, tuple[str, tuple]] = {}
 
 
@@ -202,6 +236,7 @@ class SimulatedNvmlLibrary:
         self._lock = threading.Lock()
         self._error_buffers = {k: ctypes.create_string_buffer(v) for k, v in _ERROR_STRINGS.items()}
         self._functions: dict[str, Callable] = {}
+        _install_unraisable_hook()
         for cname, (method, argtypes) in _EXPORTS.items():
             restype = c_void_p if cname == "nvmlErrorString" else c_int
             proto = ctypes.CFUNCTYPE(restype, *argtypes)
@@ -225,8 +260,12 @@ class SimulatedNvmlLibrary:
         def call(*args):
             # A real NVML call is C code: signals are handled when it returns, never inside it.
             # Block them for the duration; pending ones are delivered on unblock.
-            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+            # (read the old mask first: pthread_sigmask runs pending handlers after a change,
+            # so the call that blocks can raise; the mask must be put back even then)
+            old_mask = None
             try:
+                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+                signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
                 if needs_init and self._init_count == 0:
                     return ERROR_UNINITIALIZED
                 if setter:
@@ -235,17 +274,15 @@ class SimulatedNvmlLibrary:
                         return ERROR_INVALID_ARGUMENT
                     gpu.count_setter_call(cname)
                 return fn(*args)
-            except KeyboardInterrupt:  # a signal that arrived just before the block
-                signal.raise_signal(signal.SIGINT)  # re-deliver it once the call has returned
-                return ERROR_UNKNOWN
             except Exception:  # an exception must never cross the C boundary
                 traceback.print_exc()
                 return ERROR_UNKNOWN
-            except BaseException as exc:  # another signal handler's exception: report, not lose
-                print(f"simulated NVML: {exc!r} raised inside {cname}", file=sys.stderr)
+            except BaseException as exc:  # a signal handler's: the signal arrived before the block
+                _interrupts.append(exc)
                 return ERROR_UNKNOWN
             finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                if old_mask is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
         return call
 
