@@ -49,6 +49,10 @@ class PowerLimitOutOfRangeError(UsageError):
     """A power limit outside the device's constraints (gives the range)."""
 
 
+class EnvironmentVariableError(UsageError):
+    """A ``WATTBENCH_*`` environment variable with a value wattbench cannot use (names it)."""
+
+
 # --- runtime errors: the environment refused (exit code 1) ---------------------------------------
 
 
@@ -85,6 +89,10 @@ class ActuationForbiddenError(DeviceError):
 
     Reaching this is a bug in the caller: observe-only code paths must not call setters.
     """
+
+
+class LaunchError(WattbenchError):
+    """A kernel launch failed (a CUDA fault, or a failure the simulator was told to inject)."""
 
 
 class UnknownKernelError(UsageError):

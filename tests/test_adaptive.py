@@ -20,7 +20,6 @@ from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import open_device
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
-from wattbench.profiler.runners.simulated import SimulatedLaunchFault
 from wattbench.profiler.select.objectives import parse_objective
 from wattbench.profiler.store import RunRecord, validate
 from wattbench.profiler.sweep import Space
@@ -308,16 +307,19 @@ def test_power_limit_sweep_end_to_end(tmp_path):
     assert abs(a - g) <= 30
 
 
-def test_interrupted_adaptive_sweep_resumes_deterministically(tmp_path, monkeypatch):
+def test_interrupted_adaptive_sweep_resumes_deterministically(tmp_path, monkeypatch, capsys):
     """A launch fault stops an adaptive sweep part way (the simulator's own fault switch);
     --resume continues with exactly the point the strategy proposes for the recorded
     measurements, keeps every recorded pass, and finishes."""
     out = tmp_path / "out"
     monkeypatch.setenv("WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S", "90")
-    with pytest.raises(SimulatedLaunchFault):
-        main(["sweep", "--device", "sim:h100-sxm", *PROBLEM, "--out", str(out)])
+    # a launch failure is a runtime error: one line, exit 1, saying how to resume
+    assert main(["sweep", "--device", "sim:h100-sxm", *PROBLEM, "--out", str(out)]) == 1
     monkeypatch.delenv("WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S")
     (path,) = out.glob("*.json")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("wattbench: error: kernel launch failed")
+    assert f"continue with `wattbench sweep --resume {path}`" in line
     before = RunRecord.load(path)
     assert before.status == "interrupted" and 3 <= len(before.points) < 20
     settings = before.doc["settings"]

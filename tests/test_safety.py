@@ -172,7 +172,9 @@ def test_exception_inside_a_launch_restores_and_is_reported(tmp_path):
         env={"WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S": "60"},
     )  # fmt: skip
     assert r.returncode == 1
-    assert "SimulatedLaunchFault: simulated launch failure injected" in r.stderr
+    (line,) = r.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("wattbench: error: kernel launch failed: simulated failure injected")
+    assert "continue with `wattbench sweep --resume" in line
     assert_original_settings()
     assert sim_state().setter_calls.get("nvmlDeviceSetPowerManagementLimit", 0) > 2
     assert journals() == []

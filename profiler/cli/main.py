@@ -28,6 +28,7 @@ from wattbench.profiler.cli import (
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.safety.signals import Terminated
+from wattbench.profiler.sim import env as sim_env
 
 COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim)
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        sim_env.check_all()  # a bad WATTBENCH_SIM_* value is a usage error before anything runs
         return int(args.run(args) or 0)
     except WattbenchError as exc:
         if os.environ.get("WATTBENCH_DEBUG"):

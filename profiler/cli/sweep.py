@@ -14,7 +14,7 @@ from pathlib import Path
 from wattbench.kernels.costs import Problem, make_problem
 from wattbench.profiler.cli.args import bounded, nonempty, positive_float, positive_int
 from wattbench.profiler.device import Device, open_device
-from wattbench.profiler.errors import UsageError
+from wattbench.profiler.errors import UsageError, WattbenchError
 from wattbench.profiler.measure import Measurement, MeasureSettings
 from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.select.objectives import Choice, parse_objective
@@ -173,6 +173,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"wattbench: {what} before the first point; nothing was kept", file=sys.stderr)
         return code
+    except WattbenchError as exc:  # a runtime failure mid-sweep: say where the points are
+        if opened and not isinstance(exc, UsageError):
+            path = opened[-1].path
+            kept = len(opened[-1].doc["points"])
+            hint = (
+                f"the {kept} points measured are in {path}; continue with "
+                f"`wattbench sweep --resume {path}`"
+            )
+            exc.remedy = f"{exc.remedy}; {hint}" if exc.remedy else hint
+        raise
     finally:
         bar.close()
     result = outcome.result

@@ -8,6 +8,7 @@ copy of pynvml per simulated spec). Both are driven through the same pynvml call
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from wattbench.profiler.errors import (
     GpuLostError,
     NoPermissionError,
     NotSupportedError,
+    WattbenchError,
 )
 from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
-from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml, take_interrupt
+from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml, take_raised
 from wattbench.profiler.sim.spec import GpuSpec
 
 T = TypeVar("T")
@@ -84,9 +86,9 @@ class NvmlBackend:
                 with signals.deferred():
                     return fn(*args)
             finally:
-                interrupt = take_interrupt()
-                if interrupt is not None:
-                    raise interrupt
+                raised = take_raised()
+                if raised is not None:
+                    raise raised
         except self.pynvml.NVMLError as err:
             raise translate(err, fn_name, what) from None
 
@@ -173,9 +175,17 @@ def shutdown_all() -> None:
     from wattbench.profiler.safety.guard import release_all
 
     release_all()
+    interrupt: BaseException | None = None
     with _lock:
         for b in [*_sims.values(), *([_real] if _real else [])]:
             with contextlib.suppress(b.pynvml.NVMLError):
                 b.pynvml.nvmlShutdown()
+            raised = take_raised()  # nothing raised inside may wait for a later, unrelated call
+            if isinstance(raised, WattbenchError):  # e.g. the state could not be saved
+                print(f"wattbench: warning: {raised}", file=sys.stderr)
+            elif raised is not None and interrupt is None:
+                interrupt = raised
         _sims.clear()
         _real = None
+    if interrupt is not None:
+        raise interrupt

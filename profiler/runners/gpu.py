@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wattbench.kernels.work import Work
-from wattbench.profiler.errors import UsageError
+from wattbench.profiler.errors import LaunchError, UsageError, WattbenchError
 
 
 class GpuRunner:
@@ -37,16 +37,28 @@ class GpuRunner:
             self._graph = _capture(launch, graph_batch)
 
     def run(self, iterations: int) -> None:
-        if self._graph is not None:
-            full, rest = divmod(iterations, self._graph_batch)
-            for _ in range(full):
-                self._graph.replay()
-            for _ in range(rest):
-                self.launch()
-        else:
-            for _ in range(iterations):
-                self.launch()
-        self.synchronize()
+        """Launch ``iterations`` times and wait for them; a failure (a CUDA fault, out of
+        memory) is a :class:`LaunchError` saying what to do, not a framework traceback."""
+        try:
+            if self._graph is not None:
+                full, rest = divmod(iterations, self._graph_batch)
+                for _ in range(full):
+                    self._graph.replay()
+                for _ in range(rest):
+                    self.launch()
+            else:
+                for _ in range(iterations):
+                    self.launch()
+            self.synchronize()
+        except WattbenchError:
+            raise
+        except Exception as exc:  # torch / CuPy / Triton raise their own RuntimeErrors
+            first = (str(exc).splitlines() or [""])[0]
+            raise LaunchError(
+                f"kernel launch failed: {type(exc).__name__}: {first}",
+                "a CUDA fault can leave the GPU unusable for this process; check `nvidia-smi`, "
+                "then resume the run",
+            ) from exc
 
     def describe(self) -> dict:
         return {

@@ -7,17 +7,18 @@ Fault injection, for tests of what happens when a launch fails mid-run: with
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from wattbench.kernels.work import Work
+from wattbench.profiler.errors import LaunchError
+from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.physics import Workload
 
-FAULT_ENV = "WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S"
+FAULT_ENV = sim_env.FAULT_ENV
 
 
-class SimulatedLaunchFault(RuntimeError):
+class SimulatedLaunchFault(LaunchError):
     """A launch failure injected on purpose (``WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S``)."""
 
 
@@ -54,14 +55,16 @@ class SimulatedRunner:
         gpu.spec.peak_tflops(work.dtype)  # unknown dtype: fail now with the spec's message
         self.keep_log = keep_log
         self.log: list[RunLog] = []
-        fault = os.environ.get(FAULT_ENV)
-        self._fault_at_s = gpu.now_s + float(fault) if fault else None
+        fault = sim_env.launch_fault_after_s()
+        self._fault_at_s = gpu.now_s + fault if fault is not None else None
 
     def run(self, iterations: int) -> None:
         start = self.gpu.now_s
         if self._fault_at_s is not None and start >= self._fault_at_s:
             raise SimulatedLaunchFault(
-                f"simulated launch failure injected by {FAULT_ENV} at t = {start:.3f} s"
+                f"kernel launch failed: simulated failure injected by {FAULT_ENV} at "
+                f"t = {start:.3f} s",
+                f"unset {FAULT_ENV}",
             )
         result = self.gpu.run(self._workload, iterations)
         if self.keep_log:

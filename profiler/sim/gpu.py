@@ -21,7 +21,6 @@ import atexit
 import bisect
 import contextlib
 import math
-import os
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.physics import (
     REASON_GPU_IDLE,
@@ -53,10 +53,8 @@ __all__ = [
 #: After work ends, clocks stay up this long before dropping to idle (real GPUs hold ~100s of ms).
 IDLE_HOLD_S = 0.25
 
-PRIVILEGE_ENV = "WATTBENCH_SIM_PRIVILEGE"  # root (default) | user | power-only
-SEED_ENV = "WATTBENCH_SIM_SEED"
 #: "0" makes every unit the nominal chip (no unit-to-unit spread); default "1"
-UNIT_VARIATION_ENV = "WATTBENCH_SIM_UNIT_VARIATION"
+UNIT_VARIATION_ENV = sim_env.UNIT_VARIATION_ENV
 
 
 @dataclass(frozen=True)
@@ -127,16 +125,16 @@ class SimulatedGpu:
         self.uuid = "GPU-" + str(ident)
         self.serial = f"{1650000000000 + ident.int % 10**12:013d}"
         self.pci_bus_id = f"00000000:{0x18 + index:02X}:00.0"
-        self.privilege = privilege or os.environ.get(PRIVILEGE_ENV, "root")
-        if self.privilege not in ("root", "user", "power-only"):
-            raise ValueError(f"{PRIVILEGE_ENV} must be root, user or power-only")
+        self.privilege = privilege or sim_env.privilege()
+        if self.privilege not in sim_env.PRIVILEGES:
+            raise ValueError(f"privilege must be one of {sim_env.PRIVILEGES}")
         if unit_variation is None:
-            unit_variation = os.environ.get(UNIT_VARIATION_ENV, "1") != "0"
+            unit_variation = sim_env.unit_variation()
         self.unit = physics.unit_for(spec, self.uuid) if unit_variation else physics.NOMINAL
         self._lock = threading.RLock()
         self._board_w = physics.board_w(spec)
         if seed is None:
-            seed = int(os.environ.get(SEED_ENV, "0"))
+            seed = sim_env.seed()
         self._rng = np.random.default_rng([seed, index])
         self.noise = noise
         self.record_trace = record_trace

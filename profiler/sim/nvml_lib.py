@@ -47,6 +47,7 @@ from ctypes import (
 )
 from types import ModuleType
 
+from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.sim.gpu import SimulatedGpu
 
 # --- NVML constants (nvml.h) ---------------------------------------------------------------------
@@ -173,25 +174,26 @@ def _parse_bus_id(text: str) -> tuple[int, int, int, int] | None:
         return None
 
 
-#: exceptions that signal handlers raised inside calls (KeyboardInterrupt, Terminated, ...): they
-#: cannot cross the C boundary, so they wait here for the caller (:func:`take_interrupt`)
-_interrupts: list[BaseException] = []
+#: exceptions raised inside calls that must reach the user: what signal handlers raise
+#: (KeyboardInterrupt, Terminated) and wattbench errors (an unusable state folder). They cannot
+#: cross the C boundary, so they wait here for the caller (:func:`take_raised`).
+_raised: list[BaseException] = []
 
 
-def take_interrupt() -> BaseException | None:
-    """The first exception a signal handler raised inside a call since the last take (the rest
-    are dropped: one interruption is enough), or None. The device layer raises it as soon as
-    the call is back in Python, in place of the cut-short call's result."""
-    if not _interrupts:
+def take_raised() -> BaseException | None:
+    """The first such exception raised inside a call since the last take (the rest are
+    dropped: one is enough), or None. The device layer raises it as soon as the call is back in
+    Python, in place of the cut-short call's result."""
+    if not _raised:
         return None
-    first = _interrupts[0]
-    _interrupts.clear()
+    first = _raised[0]
+    _raised.clear()
     return first
 
 
 def _install_unraisable_hook() -> None:
     """A handler can also run on entry to a callback, before any ``try``: ctypes then reports the
-    exception as unraisable and drops it. Keep it for :func:`take_interrupt` instead."""
+    exception as unraisable and drops it. Keep it for :func:`take_raised` instead."""
     previous = sys.unraisablehook
     if getattr(previous, "_wattbench_sim", False):
         return
@@ -199,7 +201,7 @@ def _install_unraisable_hook() -> None:
     def hook(unraisable) -> None:
         exc = unraisable.exc_value
         if exc is not None and not isinstance(exc, Exception):
-            _interrupts.append(exc)
+            _raised.append(exc)
             return
         previous(unraisable)
 
@@ -274,11 +276,14 @@ class SimulatedNvmlLibrary:
                         return ERROR_INVALID_ARGUMENT
                     gpu.count_setter_call(cname)
                 return fn(*args)
+            except WattbenchError as exc:  # one for the user: kept for the caller
+                _raised.append(exc)
+                return ERROR_UNKNOWN
             except Exception:  # an exception must never cross the C boundary
                 traceback.print_exc()
                 return ERROR_UNKNOWN
             except BaseException as exc:  # a signal handler's: the signal arrived before the block
-                _interrupts.append(exc)
+                _raised.append(exc)
                 return ERROR_UNKNOWN
             finally:
                 if old_mask is not None:

@@ -37,6 +37,22 @@ def state_dir() -> Path:
     return Path(base) / "wattbench" / "sim"
 
 
+def _unusable(folder: Path, exc: OSError):
+    """The error for a state folder that cannot be created or written."""
+    from wattbench.profiler.errors import DeviceError, EnvironmentVariableError
+
+    why = exc.strerror or str(exc)
+    if os.environ.get("WATTBENCH_SIM_STATE_DIR"):
+        return EnvironmentVariableError(
+            f"WATTBENCH_SIM_STATE_DIR={str(folder)!r} cannot hold simulated GPU state ({why})",
+            "point it at a folder you can write, or unset it",
+        )
+    return DeviceError(
+        f"cannot write simulated GPU state in {folder} ({why})",
+        "make the folder writable, or set WATTBENCH_SIM_STATE_DIR to one that is",
+    )
+
+
 def state_path(spec_key: str, spec_source: str, index: int = 0) -> Path:
     """State file of one simulated device; user spec files get a digest of their path."""
     name = spec_key
@@ -100,7 +116,7 @@ class StateFile:
     def changed_since_read(self) -> bool:
         try:
             return _stamp(os.stat(self.path)) != self._mtime_ns
-        except FileNotFoundError:
+        except OSError:  # missing (or its folder unusable: writing says so)
             return self._mtime_ns is not None
 
     def read(self) -> SimState:
@@ -121,9 +137,13 @@ class StateFile:
     @contextlib.contextmanager
     def locked(self) -> Iterator[SimState]:
         """Yield the current state; what the caller changes in it is written back atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_suffix(".lock")
-        with open(lock_path, "a") as lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise _unusable(self.path.parent, exc) from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 state = self.read()
@@ -133,7 +153,10 @@ class StateFile:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _write(self, state: SimState) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        except OSError as exc:
+            raise _unusable(self.path.parent, exc) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(state.to_json(), f, indent=1)
