@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs against its own simulated-GPU state, with a clean environment.
 
-* ``_isolated_sim_env`` (autouse): points ``WATTBENCH_SIM_STATE_DIR`` at a per-test folder, unsets
+* ``_isolated_sim_env`` (autouse): points ``WATTBENCH_SIM_STATE_DIR`` and the default run-record
+  folder ``WATTBENCH_RESULTS_DIR`` at per-test folders, unsets
   the switches that change what a simulated device allows (``WATTBENCH_NO_ACTUATE``,
   ``WATTBENCH_SIM_PRIVILEGE``) and ``CUDA_VISIBLE_DEVICES``, makes every simulated unit the
   nominal chip (``WATTBENCH_SIM_UNIT_VARIATION=0``; the unit tests turn the spread back on), and
@@ -33,6 +34,7 @@ CLEARED_ENV = ("WATTBENCH_NO_ACTUATE", "WATTBENCH_SIM_PRIVILEGE", "CUDA_VISIBLE_
 @pytest.fixture(autouse=True)
 def _isolated_sim_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path / "sim-state"))
+    monkeypatch.setenv("WATTBENCH_RESULTS_DIR", str(tmp_path / "runs"))
     for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WATTBENCH_SIM_UNIT_VARIATION", "0")

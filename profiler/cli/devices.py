@@ -15,6 +15,8 @@ from typing import Any
 from wattbench.profiler.device import Device, open_device, visible_real_indices
 from wattbench.profiler.device.nvml import real_backend
 from wattbench.profiler.errors import DeviceError, DriverNotFoundError
+from wattbench.profiler.safety import stale_journal_warning
+from wattbench.profiler.safety.found import settings_found
 from wattbench.profiler.sim import spec as sim_spec
 
 SCHEMA = "wattbench.devices/1"
@@ -39,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     doc = collect(args.device)
+    for e in doc["real"] + doc["simulated"]:
+        if e.get("warning"):  # a crashed sweep left it changed: say so where it cannot be missed
+            print(f"wattbench: warning: {e['warning']}", file=sys.stderr)
     if args.json:
         json.dump(doc, sys.stdout, indent=2)
         print()
@@ -126,6 +131,8 @@ def describe(dev: Device, with_reading: bool) -> dict[str, Any]:
         }
     if with_reading:
         entry["reading"] = _reading(dev)
+        entry["settings"] = settings_found(dev).to_json()
+        entry["warning"] = stale_journal_warning(dev)
     return entry
 
 
@@ -259,4 +266,24 @@ def _render_one(e: dict[str, Any], full_clocks: bool) -> list[str]:
         )
         for key, msg in (r.get("errors") or {}).items():
             out.append(f"           {key}: {msg}")
+    found = e.get("settings")
+    if found is not None:
+        state = "driver defaults" if found["at_driver_defaults"] else "NOT at driver defaults"
+        out.append(f"      settings: {state}: {_settings_text(found)}")
     return out
+
+
+def _settings_text(found: dict[str, Any]) -> str:
+    pl = found["power_limit_w"]
+    bits = [
+        f"power limit {pl:g} W" if pl is not None else "default power limit",
+        *(
+            f"{name} locked at {found[key]} MHz"
+            for key, name in (("sm_mhz", "SM clock"), ("mem_mhz", "memory clock"))
+            if found[key] is not None
+        ),
+    ]
+    unknown = [k for k, src in found["sources"].items() if src.startswith("unknown")]
+    if unknown:
+        bits.append(f"{', '.join(unknown)} unknown (an interrupted session changed them)")
+    return ", ".join(bits)

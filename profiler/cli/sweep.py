@@ -27,6 +27,7 @@ from wattbench.profiler.sweep.session import (
     SweepRequest,
     sweep_problem,
 )
+from wattbench.profiler.textfmt import percent
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -312,8 +313,8 @@ def render_summary(
     lines.append(head)
 
     def row(label: str, m: Measurement, c: Choice | None) -> str:
-        saving = f"{c.saving_rel * 100:.1f}%" if c and c.saving_rel is not None else "-"
-        slow = f"{c.slowdown_rel * 100:.1f}%" if c and c.slowdown_rel is not None else "-"
+        saving = percent(c.saving_rel) if c else "-"
+        slow = percent(c.slowdown_rel) if c else "-"
         tpj = f"{m.tflop_per_j:.3f}" if m.tflop_per_j else "-"
         flags = f" [{','.join(m.flags)}]" if m.flags else ""
         return (

@@ -10,16 +10,18 @@ SPEC is a ``wattbench sweep`` spec (``profiler/sweep/space.py``: ``--sm-clocks``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.select.objectives import Objective, parse_objective
+from wattbench.profiler.store import default_results_dir
 
 #: knob names of --wattbench-sweep -> what they sweep
 SWEEP_KNOBS = {"sm": "SM clocks (MHz)", "mem": "memory clocks (MHz)", "power": "power limits (W)"}
 SWEEP_FORMS = "KNOB=SPEC parts joined by ';', e.g. sm=every:4 or 'sm=every:4;power=200:700:50'"
-DEFAULT_OUT = "results"
+#: where run records go without --wattbench-out (``store.default_results_dir``)
+DEFAULT_OUT = "$WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Options:
     device: str | None = None
     sweep: dict[str, str] | None = None
     objectives: tuple[Objective, ...] | None = None
-    out_dir: Path = Path(DEFAULT_OUT)
+    out_dir: Path = field(default_factory=default_results_dir)
     observe_only: bool = False
     allow_shared: bool = False
 
@@ -94,7 +96,7 @@ def from_values(
         device=device.strip() if device and device.strip() else None,
         sweep=parse_sweep(sweep),
         objectives=parse_objectives(objectives),
-        out_dir=Path(out_dir) if out_dir else Path(DEFAULT_OUT),
+        out_dir=Path(out_dir) if out_dir else default_results_dir(),
         observe_only=bool(observe_only),
         allow_shared=bool(allow_shared),
     )

@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(
         "--wattbench-out",
         metavar="DIR",
-        help=f"folder for every case's run record (default: {options.DEFAULT_OUT}/)",
+        help=f"folder for every case's run record (default: {options.DEFAULT_OUT})",
     )
     g.addoption(
         "--wattbench-observe-only",

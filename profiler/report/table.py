@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 
 from wattbench.profiler.report.compare import Comparison, GpuRow, ProblemComparison
+from wattbench.profiler.textfmt import percent
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -32,10 +33,7 @@ def _num(v: float | None) -> str:
 
 
 def _pct(v: float | None) -> str:
-    if v is None:
-        return "-"
-    text = f"{v * 100:.1f}%"
-    return "0.0%" if text == "-0.0%" else text
+    return percent(v)
 
 
 def _si(value: float, unit: str) -> str:

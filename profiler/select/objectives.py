@@ -30,6 +30,7 @@ from typing import Any
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.textfmt import percent
 
 #: flags that make a point untrusted for selection
 UNTRUSTED_FLAGS = frozenset({"unstable", "clock_missed"})
@@ -81,7 +82,10 @@ class Choice:
             return text + " (no baseline measured)"
         if m.point.is_baseline:
             return text + " (the baseline itself)"
-        return text + f"; saves {saving:.1%} energy at {slowdown:+.1%} time vs baseline"
+        return (
+            text + f"; saves {percent(saving)} energy at {percent(slowdown, signed=True)} time "
+            "vs baseline"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary; the full measurement lives in the run record under ``point_key``."""
