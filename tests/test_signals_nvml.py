@@ -21,7 +21,8 @@ import pytest
 
 CHILD = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
+    signal.alarm(300)  # never outlive a test run that was killed (SIGALRM ends the process)
     from wattbench.profiler.device import open_device
     from wattbench.profiler.errors import DeviceError
     from wattbench.profiler.safety import ActuationGuard, Terminated
