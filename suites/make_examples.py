@@ -4,8 +4,9 @@
 
 Sweeps (grid strategy) one compute-bound problem (matmul 8192x8192x8192 bf16) and one
 memory-bound problem (decode attention ``llama3-8b@8192`` bf16 when the ``decode`` family is in
-the catalog, else the GEMV-like matmul 1x8192x8192) on sim:h100-sxm, sim:a100-sxm and sim:l4,
-prints ``wattbench compare``, and writes the four plot kinds per problem as PNG into ``--out``.
+the catalog, else the GEMV-like matmul 1x8192x8192) on sim:h100-sxm, sim:h200, sim:a100-sxm and
+sim:l4, prints ``wattbench compare``, and writes the four plot kinds per problem as PNG into
+``--out``.
 
 Everything is simulated: the figures are model outputs. The simulated GPUs keep their state in a
 temporary folder (never the user's), and the run records go to a temporary folder unless
@@ -23,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GPUS = ("sim:h100-sxm", "sim:a100-sxm", "sim:l4")
+GPUS = ("sim:h100-sxm", "sim:h200", "sim:a100-sxm", "sim:l4")
 MAX_PNG_BYTES = 150_000
 
 
