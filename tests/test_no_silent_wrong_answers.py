@@ -213,6 +213,22 @@ def test_a_state_folder_that_is_a_file_is_refused(tmp_path, command):
     assert "WATTBENCH_SIM_STATE_DIR" in one_line_error(r)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("clocks.sm_mhz_max", 1_980_000_000),  # Hz
+        ("power.limit_w_max", 700_000),  # mW
+        ("power.idle_w", 70_000),  # mW
+        ("performance.memory_bandwidth_gbs", 3.35e12),  # B/s
+        ("clocks.sm_mhz_maxx", 1980),  # misspelt
+    ],
+)
+def test_spec_values_in_the_wrong_unit_or_misspelt_are_refused(spec_variant, field, value):
+    path = spec_variant({field: value})
+    line = one_line_error(wb("devices", "--device", f"sim:{path}"))
+    assert field in line
+
+
 def test_rank_by_an_objective_no_run_has_is_refused(tmp_path):
     out = tmp_path / "o"
     assert wb("sweep", "--device", "sim:h100-sxm", *SMALL, *CLOCKS, "--out", str(out),

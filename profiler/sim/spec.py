@@ -27,6 +27,14 @@ from wattbench.profiler.errors import SpecError
 
 SCHEMA_VERSION = 2
 
+#: upper bounds that catch a value in the wrong unit (Hz or kHz for MHz, mW for W): no GPU runs its
+#: SM clock above 10 GHz, its memory above 50 GHz, or draws 5 kW
+MHZ_MAX = 10_000
+MEMORY_MHZ_MAX = 50_000
+WATTS_MAX = 5_000
+TFLOPS_MAX = 100_000
+GBS_MAX = 100_000
+
 #: Architectures the simulator knows, with pynvml's nvmlDeviceArchitecture_t values.
 ARCHITECTURES = {"volta": 5, "turing": 6, "ampere": 7, "ada": 8, "hopper": 9, "blackwell": 10}
 
@@ -284,7 +292,9 @@ def parse_spec(text: str, source: str) -> GpuSpec:
         driver_version=r.text("identity.driver_version"),
         cuda_driver_version=r.integer("identity.cuda_driver_version", lo=1000),
     )
-    memory_mhz = tuple(sorted(r.int_list("clocks.memory_mhz", lo=1), reverse=True))
+    memory_mhz = tuple(
+        sorted(r.int_list("clocks.memory_mhz", lo=1, hi=MEMORY_MHZ_MAX), reverse=True)
+    )
     per_memory_raw = r.table("clocks.sm_mhz_max_per_memory", optional=True)
     per_memory: dict[int, int] = {}
     for k in per_memory_raw:
@@ -296,10 +306,10 @@ def parse_spec(text: str, source: str) -> GpuSpec:
             )
         per_memory[int(k)] = r.integer(path, lo=1)
     clocks = Clocks(
-        sm_mhz_min=r.integer("clocks.sm_mhz_min", lo=1),
-        sm_mhz_max=r.integer("clocks.sm_mhz_max", lo=1),
-        sm_mhz_step=r.integer("clocks.sm_mhz_step", lo=1),
-        sm_mhz_idle=r.integer("clocks.sm_mhz_idle", lo=1),
+        sm_mhz_min=r.integer("clocks.sm_mhz_min", lo=1, hi=MHZ_MAX),
+        sm_mhz_max=r.integer("clocks.sm_mhz_max", lo=1, hi=MHZ_MAX),
+        sm_mhz_step=r.integer("clocks.sm_mhz_step", lo=1, hi=MHZ_MAX),
+        sm_mhz_idle=r.integer("clocks.sm_mhz_idle", lo=1, hi=MHZ_MAX),
         memory_mhz=memory_mhz,
         sm_mhz_max_per_memory=per_memory,
     )
@@ -330,17 +340,17 @@ def parse_spec(text: str, source: str) -> GpuSpec:
     for k in by_dtype_raw:
         path = f"power.dynamic_w_by_dtype.{k}"
         r.check(k in DTYPES, path, f"unknown dtype; use {', '.join(DTYPES)}")
-        by_dtype[k] = r.number(f"power.dynamic_w_by_dtype.{k}", lo=0)
+        by_dtype[k] = r.number(f"power.dynamic_w_by_dtype.{k}", lo=0, hi=WATTS_MAX)
     power = Power(
-        limit_w_min=r.number("power.limit_w_min", lo=1),
-        limit_w_max=r.number("power.limit_w_max", lo=1),
-        limit_w_default=r.number("power.limit_w_default", lo=1),
-        idle_w=r.number("power.idle_w", lo=1),
-        leakage_w=r.number("power.leakage_w", lo=0),
+        limit_w_min=r.number("power.limit_w_min", lo=1, hi=WATTS_MAX),
+        limit_w_max=r.number("power.limit_w_max", lo=1, hi=WATTS_MAX),
+        limit_w_default=r.number("power.limit_w_default", lo=1, hi=WATTS_MAX),
+        idle_w=r.number("power.idle_w", lo=1, hi=WATTS_MAX),
+        leakage_w=r.number("power.leakage_w", lo=0, hi=WATTS_MAX),
         leakage_ref_c=r.number("power.leakage_ref_c"),
         leakage_per_c=r.number("power.leakage_per_c", lo=0, hi=0.1),
-        dynamic_w=r.number("power.dynamic_w", lo=1),
-        memory_w=r.number("power.memory_w", lo=0),
+        dynamic_w=r.number("power.dynamic_w", lo=1, hi=WATTS_MAX),
+        memory_w=r.number("power.memory_w", lo=0, hi=WATTS_MAX),
         sm_activity_memory_bound=r.number("power.sm_activity_memory_bound", lo=0, hi=1),
         sm_activity_idle=r.number("power.sm_activity_idle", lo=0, hi=1),
         data_dynamic_fraction=r.number("power.data_dynamic_fraction", lo=0, hi=1),
@@ -354,7 +364,7 @@ def parse_spec(text: str, source: str) -> GpuSpec:
     voltage = Voltage(
         v_min=r.number("voltage.v_min", lo=0.3, hi=2.0),
         v_max=r.number("voltage.v_max", lo=0.3, hi=2.0),
-        knee_mhz=r.integer("voltage.knee_mhz", lo=1),
+        knee_mhz=r.integer("voltage.knee_mhz", lo=1, hi=MHZ_MAX),
         exponent=r.number("voltage.exponent", lo=1, hi=4),
     )
     r.check(voltage.v_min < voltage.v_max, "voltage.v_min", "must be below voltage.v_max")
@@ -367,13 +377,15 @@ def parse_spec(text: str, source: str) -> GpuSpec:
     tflops = {}
     for k in tflops_raw:
         r.check(k in DTYPES, f"performance.tflops.{k}", f"unknown dtype; use {', '.join(DTYPES)}")
-        tflops[k] = r.number(f"performance.tflops.{k}", lo=0.001)
+        tflops[k] = r.number(f"performance.tflops.{k}", lo=0.001, hi=TFLOPS_MAX)
     performance = Performance(
         tflops=tflops,
-        memory_bandwidth_gbs=r.number("performance.memory_bandwidth_gbs", lo=1),
+        memory_bandwidth_gbs=r.number("performance.memory_bandwidth_gbs", lo=1, hi=GBS_MAX),
         compute_efficiency=r.number("performance.compute_efficiency", lo=0.01, hi=1),
         memory_efficiency=r.number("performance.memory_efficiency", lo=0.01, hi=1),
-        sm_mhz_bandwidth_saturation=r.integer("performance.sm_mhz_bandwidth_saturation", lo=1),
+        sm_mhz_bandwidth_saturation=r.integer(
+            "performance.sm_mhz_bandwidth_saturation", lo=1, hi=MHZ_MAX
+        ),
         launch_overhead_us=r.number("performance.launch_overhead_us", lo=0),
     )
     poles_raw = r.get("thermal.poles")
@@ -511,7 +523,7 @@ class _Reader:
         self._range(path, v, lo, hi)
         return v
 
-    def int_list(self, path: str, lo: int | None = None) -> list[int]:
+    def int_list(self, path: str, lo: int | None = None, hi: int | None = None) -> list[int]:
         v = self.get(path)
         self.check(
             isinstance(v, list)
@@ -521,7 +533,7 @@ class _Reader:
             "must be a non-empty list of integers",
         )
         for x in v:
-            self._range(path, x, lo, None)
+            self._range(path, x, lo, hi)
         return v
 
     def choice(self, path: str, choices: tuple[str, ...]) -> str:
@@ -541,4 +553,6 @@ class _Reader:
         if lo is not None and v < lo:
             raise self.fail(path, f"{v} is below the minimum {lo}")
         if hi is not None and v > hi:
-            raise self.fail(path, f"{v} is above the maximum {hi}")
+            raise self.fail(
+                path, f"{v} is above the maximum {hi} (is it in the unit its name says?)"
+            )
