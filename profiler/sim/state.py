@@ -28,9 +28,9 @@ STATE_VERSION = 1
 
 
 def state_dir() -> Path:
-    env = os.environ.get("WATTBENCH_SIM_STATE_DIR")
-    if env:
-        return Path(env)
+    env = (os.environ.get("WATTBENCH_SIM_STATE_DIR") or "").strip()
+    if env:  # read as profiler/sim/env.py checks it
+        return Path(env).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
