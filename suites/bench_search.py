@@ -1,6 +1,7 @@
 """Grid vs adaptive search, side by side on the simulated H100, H200, A100 and L4, sensor noise on.
 
     python suites/bench_search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
+                                  [--measurement steady,fast]
                                   [--out results/search]
 
 For every GPU, workload and seed (``WATTBENCH_SIM_SEED``, which seeds the simulated sensors'
@@ -9,6 +10,9 @@ the adaptive search runs once per objective (its cost for that objective alone) 
 the CLI's default objectives together (``energy, edp, slowdown:0.05``: what ``wattbench sweep``
 does). Each sweep starts from a fresh simulated GPU at idle and is driven in-process through the
 real measurement path (``PointMeasurer``, ``Actuator``, an actuation session, ``run_sweep``).
+
+Every sweep runs once per measurement method named (``--measurement``; ``steady`` is wattbench's
+default, ``fast`` the short-window method with the thermal model), side by side.
 
 Figures per sweep:
 
@@ -23,6 +27,8 @@ Figures per sweep:
   The grid's own regret is reported too: the measurements it chooses from are biased by the
   GPU's temperature history (the calibrated heat sink settles over tens of seconds; a point is
   measured for a few seconds), so the grid is not regret-free either;
+* point bias: the largest |measured / true - 1| of energy per iteration over the grid's points
+  (median and worst over seeds), against the same noise-free steady state;
 * estimated real-GPU time: the virtual time the sweep spent on the simulated GPU's clock (idle
   power, counter-period estimate, batch calibration, warm-up and trial windows of every point),
   which is what the same procedure spends on a real GPU, less NVML and setter latencies.
@@ -204,8 +210,10 @@ def run_one(
     objectives: Sequence[Objective],
     settings: AdaptiveSettings,
     scratch: Path,
+    method: str = "steady",
 ) -> dict[str, Any]:
-    """One sweep on a fresh simulated GPU seeded with ``seed``; a summary of what it did."""
+    """One sweep on a fresh simulated GPU seeded with ``seed``, measured by ``method``; a
+    summary of what it did."""
     os.environ["WATTBENCH_SIM_STATE_DIR"] = tempfile.mkdtemp(dir=scratch)
     os.environ["WATTBENCH_SIM_SEED"] = str(seed)
     device_nvml.shutdown_all()  # a fresh simulated GPU: new state file, noise seeded anew
@@ -220,7 +228,11 @@ def run_one(
         )
     runner = SimulatedRunner(gpu, wl.work, compute_efficiency=wl.compute_efficiency)
     measurer = PointMeasurer(
-        device, runner, VirtualClock(gpu), MeasureSettings(), actuator=Actuator(device, space.knobs)
+        device,
+        runner,
+        VirtualClock(gpu),
+        MeasureSettings(method=method),
+        actuator=Actuator(device, space.knobs),
     )
     t0_virtual, t0_wall = gpu.now_s, time.perf_counter()
     with ActuationGuard(device, "bench-search", notify=lambda _m: None):
@@ -241,23 +253,25 @@ def run_one(
         "chosen": {name: c.chosen.point.key for name, c in result.choices.items()},
         "max_power_w": space.max_power_limit_w,
         "unit": dataclasses.asdict(gpu.unit),
+        "energy_by_key": {m.point.key: m.energy_j for m in ms},
     }
 
 
 def run_task(args: tuple) -> dict[str, Any]:
     """Grid once, adaptive per objective and (``with_defaults``) with the default objectives
     together, for one seed."""
-    gpu_key, wl, seed, objective_names, settings, scratch, with_defaults = args
+    gpu_key, wl, seed, objective_names, settings, scratch, with_defaults, method = args
     objectives = [parse_objective(o) for o in objective_names]
-    out: dict[str, Any] = {"gpu": gpu_key, "workload": wl.name, "seed": seed}
-    out["grid"] = run_one(gpu_key, wl, seed, "grid", objectives, settings, scratch)
+    out: dict[str, Any] = {"gpu": gpu_key, "workload": wl.name, "seed": seed, "method": method}
+    out["grid"] = run_one(gpu_key, wl, seed, "grid", objectives, settings, scratch, method)
     out["adaptive"] = {
-        o.name: run_one(gpu_key, wl, seed, "adaptive", [o], settings, scratch) for o in objectives
+        o.name: run_one(gpu_key, wl, seed, "adaptive", [o], settings, scratch, method)
+        for o in objectives
     }
     if with_defaults:
         defaults = [parse_objective(o) for o in DEFAULT_OBJECTIVES]
         out["adaptive_defaults"] = run_one(
-            gpu_key, wl, seed, "adaptive", defaults, settings, scratch
+            gpu_key, wl, seed, "adaptive", defaults, settings, scratch, method
         )
     return out
 
@@ -285,9 +299,9 @@ def summarise(runs: list[dict], wls: list[Workload], objective_names: Sequence[s
             truths[key] = truth_table(spec, wl, _keys_of(run["gpu"]), unit)
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault((run["gpu"], run["workload"]), []).append(run)
+        groups.setdefault((run["gpu"], run["workload"], run["method"]), []).append(run)
     defaults = [parse_objective(o) for o in DEFAULT_OBJECTIVES]
-    for (gpu_key, wl_name), group in groups.items():
+    for (gpu_key, wl_name, method), group in groups.items():
         truth = truths[(gpu_key, wl_name)]
         for name in objective_names:
             o = parse_objective(name)
@@ -297,7 +311,14 @@ def summarise(runs: list[dict], wls: list[Workload], objective_names: Sequence[s
         for o in defaults if with_defaults else ():
             pick = lambda r: r["adaptive_defaults"]  # noqa: E731
             rows.append(_row(gpu_key, wl_name, o, "defaults", with_defaults, truth, pick))
+        for row in rows[-len(objective_names) - (len(defaults) if with_defaults else 0) :]:
+            row["measurement"] = method
     return rows
+
+
+def point_bias(run: dict[str, Any], truth: dict) -> float:
+    """Largest |measured / true - 1| of energy per iteration over the grid's points."""
+    return max(abs(e / truth[k][0] - 1) for k, e in run["grid"]["energy_by_key"].items())
 
 
 def _row(gpu_key, wl_name, o, mode, group, truth, pick) -> dict[str, Any]:
@@ -308,7 +329,10 @@ def _row(gpu_key, wl_name, o, mode, group, truth, pick) -> dict[str, Any]:
     a_reg = [regret(o, a["chosen"][o.name], truth, max_w) for a in ada]
     n_grid = grid[0]["measurements"]
     n_ada = [a["measurements"] for a in ada]
+    bias = [point_bias(r, truth) for r in group]
     return {
+        "point_bias_median": statistics.median(bias),
+        "point_bias_max": max(bias),
         "gpu": f"sim:{gpu_key}",
         "workload": wl_name,
         "objective": o.name,
@@ -350,20 +374,22 @@ def _verdict(row: dict[str, Any]) -> str:
 def render(rows: list[dict], header: list[str]) -> str:
     lines = [*header, ""]
     cols = (
-        "| GPU | workload | objective | run | grid n | adaptive n med/max | max ratio | "
-        "grid regret med/max | adaptive regret med/max | viol. g/a | est. GPU time grid/adaptive "
-        "| targets |"
+        "| GPU | workload | meas. | objective | run | grid n | adaptive n med/max | max ratio | "
+        "grid regret med/max | adaptive regret med/max | viol. g/a | point bias med/max "
+        "| est. GPU time grid/adaptive | targets |"
     )
-    lines += [cols, "|" + "---|" * 12]
+    lines += [cols, "|" + "---|" * 14]
     for r in rows:
         lines.append(
-            f"| {r['gpu']} | {r['workload']} | {r['objective']} | {r['adaptive_run']} "
+            f"| {r['gpu']} | {r['workload']} | {r['measurement']} | {r['objective']} "
+            f"| {r['adaptive_run']} "
             f"| {r['grid_measurements']} "
             f"| {r['adaptive_measurements_median']:g}/{r['adaptive_measurements_max']} "
             f"| {r['measurement_ratio_max']:.1%} "
             f"| {r['grid_regret_median']:.2%}/{r['grid_regret_max']:.2%} "
             f"| {r['adaptive_regret_median']:.2%}/{r['adaptive_regret_max']:.2%} "
             f"| {r['grid_violations']}/{r['adaptive_violations']} "
+            f"| {r['point_bias_median']:.2%}/{r['point_bias_max']:.2%} "
             f"| {r['grid_time_s_mean']:.0f} s/{r['adaptive_time_s_mean']:.0f} s "
             f"| {_verdict(r)} |"
         )
@@ -384,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the adaptive sweep with the CLI's default objectives together for the first "
         "N seeds (default 5)",
     )
+    p.add_argument(
+        "--measurement",
+        default="steady,fast",
+        help="measurement methods to run side by side (default steady,fast)",
+    )
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
     p.add_argument("--out", default="results/search")
     args = p.parse_args(argv)
@@ -395,15 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     objective_names = [parse_objective(o).name for o in args.objectives.split(",")]
     settings = AdaptiveSettings()
     gpus = args.gpus.split(",")
+    methods = args.measurement.split(",")
     first = args.first_seed
     seeds = range(first, first + args.seeds)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wattbench-bench-search-") as scratch:
         tasks = [
-            (g, w, s, objective_names, settings, Path(scratch), s < first + args.defaults_seeds)
+            (g, w, s, objective_names, settings, Path(scratch), s < first + args.defaults_seeds, m)
             for g in gpus
             for w in wls
             for s in seeds
+            for m in methods
         ]
         if args.jobs > 1:
             with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:

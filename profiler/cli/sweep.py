@@ -16,6 +16,7 @@ from wattbench.profiler.cli.args import bounded, nonempty, positive_float, posit
 from wattbench.profiler.device import Device, open_device
 from wattbench.profiler.errors import UsageError, WattbenchError
 from wattbench.profiler.measure import Measurement, MeasureSettings
+from wattbench.profiler.measure.measure import METHODS
 from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.select.objectives import Choice, parse_objective
 from wattbench.profiler.store import RunRecord, default_results_dir
@@ -103,6 +104,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"trial spread target, 0..1 (default {d.spread_threshold:g})",
     )
     g.add_argument(
+        "--measurement",
+        choices=METHODS,
+        help="steady: warm each point up until power is steady, trials until their spread is "
+        "small; fast: short windows, each point carried to its steady temperature by the "
+        f"sweep's thermal model (default: {d.method})",
+    )
+    g.add_argument(
         "--max-trials", type=positive_int, help=f"at most this many trials (default {d.max_trials})"
     )
     g.add_argument(
@@ -131,6 +139,7 @@ _FIXED_BY_RECORD = {
     "max_trials": "--max-trials",
     "min_window_s": "--min-window-s",
     "from_defaults": "--from-defaults",
+    "measurement": "--measurement",
 }
 
 
@@ -224,6 +233,7 @@ def _new(args: argparse.Namespace) -> tuple[None, Problem, Device, SweepRequest]
         spread_threshold=d.spread_threshold if args.spread is None else args.spread,
         max_trials=args.max_trials or d.max_trials,
         min_window_s=args.min_window_s or d.min_window_s,
+        method=args.measurement or d.method,
     )
     request = SweepRequest(
         sm=args.sm_clocks,

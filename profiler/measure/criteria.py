@@ -3,6 +3,7 @@ there enough trials."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -59,3 +60,68 @@ class RelativeSpread:
     @property
     def converged(self) -> bool:
         return len(self.values) >= self.min_trials and self.spread <= self.threshold
+
+
+@dataclass
+class StandardErrorTarget:
+    """Trials stop once the standard error of their mean, relative to the mean, is at most
+    ``rel_target`` after at least ``min_trials``; or after ``max_trials`` or ``max_s`` seconds of
+    trials (then ``converged`` is False and the larger standard error is reported, not hidden:
+    noise never makes a point "unstable")."""
+
+    rel_target: float = 0.002
+    min_trials: int = 3
+    max_trials: int = 30
+    max_s: float = 10.0
+    values: list[float] = field(default_factory=list, init=False)
+    elapsed_s: float = field(default=0.0, init=False)
+
+    def add(self, value: float, duration_s: float) -> bool:
+        self.values.append(value)
+        self.elapsed_s += duration_s
+        if self.converged:
+            return True
+        return len(self.values) >= self.max_trials or self.elapsed_s >= self.max_s
+
+    @property
+    def sem_rel(self) -> float:
+        """Standard error of the mean over the mean (inf with fewer than two values)."""
+        n = len(self.values)
+        if n < 2:
+            return float("inf")
+        mean = statistics.fmean(self.values)
+        return statistics.stdev(self.values) / math.sqrt(n) / abs(mean) if mean else float("inf")
+
+    @property
+    def converged(self) -> bool:
+        return len(self.values) >= self.min_trials and self.sem_rel <= self.rel_target
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A trend across trials that noise cannot explain: the least-squares change of the values
+    over the trials' span, relative to their mean, is above ``threshold_rel`` and more than ``z``
+    of its own standard errors. Only drift (and clocks that did not hold) makes a point
+    "unstable"."""
+
+    threshold_rel: float = 0.005
+    z: float = 3.0
+
+    def change_rel(self, times_s: list[float], values: list[float]) -> tuple[float, float]:
+        """(change over the span / mean, its standard error); (0, inf) with < 3 values."""
+        n = len(values)
+        if n < 3:
+            return 0.0, float("inf")
+        t_mean, v_mean = statistics.fmean(times_s), statistics.fmean(values)
+        sxx = sum((t - t_mean) ** 2 for t in times_s)
+        if sxx <= 0 or v_mean == 0:
+            return 0.0, float("inf")
+        slope = sum((t - t_mean) * (v - v_mean) for t, v in zip(times_s, values, strict=True)) / sxx
+        resid = [v - v_mean - slope * (t - t_mean) for t, v in zip(times_s, values, strict=True)]
+        se_slope = math.sqrt(sum(r * r for r in resid) / (n - 2) / sxx)
+        span = max(times_s) - min(times_s)
+        return slope * span / abs(v_mean), se_slope * span / abs(v_mean)
+
+    def drifts(self, times_s: list[float], values: list[float]) -> bool:
+        change, se = self.change_rel(times_s, values)
+        return abs(change) > self.threshold_rel and abs(change) > self.z * se

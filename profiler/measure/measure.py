@@ -16,12 +16,16 @@ from typing import Any
 from wattbench.profiler.device import Device
 from wattbench.profiler.measure.actuator import Actuator
 from wattbench.profiler.measure.clock import Clock
-from wattbench.profiler.measure.criteria import RelativeSpread, SteadyPower
+from wattbench.profiler.measure.criteria import Drift, RelativeSpread, SteadyPower
 from wattbench.profiler.measure.meter import EnergyMeter, Window
+from wattbench.profiler.measure.thermal import ThermalFit, WindowReading
 from wattbench.profiler.measure.throttle import ClockHoldCheck
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.runners.base import Runner
 from wattbench.profiler.safety.journal import GpuSettings
+
+#: measurement methods (``MeasureSettings.method``)
+METHODS = ("steady", "fast")
 
 
 @dataclass
@@ -46,6 +50,16 @@ class MeasureSettings:
     clock_tolerance_mhz: int = 15
     idle_settle_s: float = 2.0
     idle_window_s: float = 2.0
+    #: "steady": warm up until power is steady, then trials until their spread is small;
+    #: "fast": short windows from the start, each point carried to its steady temperature by the
+    #: sweep's thermal model (``measure/thermal.py``), trials until the standard error is small
+    method: str = "steady"
+    #: fast: target relative standard error of a point's (corrected) energy per iteration
+    sem_target_rel: float = 0.003
+    #: fast: shortest window (s); at least 3 counter updates and 2 batches
+    fast_window_s: float = 0.25
+    #: fast: at most this long (s) in trial windows at one point
+    trial_max_s: float = 6.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -63,6 +77,8 @@ class PointMeasurer:
     idle_power_w: float | None = None
     #: the settings of the knobs the actuator does not touch (None: driver defaults)
     found: GpuSettings | None = None
+    #: the sweep's thermal model (fast method); set by the caller to start from a prior
+    thermal: ThermalFit = field(default_factory=ThermalFit)
 
     def __post_init__(self) -> None:
         self.meter = EnergyMeter(self.device, self.clock, poll_s=self.settings.poll_s)
@@ -117,8 +133,14 @@ class PointMeasurer:
 
     def measure(self, point: OperatingPoint) -> Measurement:
         s = self.settings
+        if s.method not in METHODS:
+            raise ValueError(f"unknown measurement method {s.method!r}; use one of {METHODS}")
         if self.actuator is not None:
             self.actuator.apply(point)
+        if s.method == "fast":
+            m = self._measure_fast(point)
+            m.in_force = self.in_force(point)
+            return m
         batch, t_iter_s = self._calibrate_batch()
         window_s = self.window_s(t_iter_s, batch)
         temp_start = self.device.temperature_c()
@@ -133,6 +155,67 @@ class PointMeasurer:
         temp_end = self.device.temperature_c()
         m = self._summarise(point, windows, crit, warmup_s, temp_start, temp_end)
         m.in_force = self.in_force(point)
+        return m
+
+    def _measure_fast(self, point: OperatingPoint) -> Measurement:
+        """Short windows back to back from the moment the point is applied. The first window
+        (clocks and power ramping to the point) is never a trial; the baseline, which every
+        saving is measured against, is also warmed up until its power is steady. Trials stop
+        once the standard error of the energy carried to the steady temperature is below
+        ``sem_target_rel`` (at least ``min_trials``), or after ``trial_max_s``."""
+        s = self.settings
+        t0 = self.clock.now_s()
+        batch, t_iter_s = self._calibrate_batch()
+        window_s = max(s.fast_window_s, 3 * self.meter.counter_period_s, 2 * batch * t_iter_s)
+        temp_start = self.device.temperature_c()
+        warmup_s = 0.0
+        if point.is_baseline:
+            warmup_s = self._warm_up(batch, window_s)
+        windows: list[Window] = []
+        readings: list[WindowReading] = []
+        trials = 0
+        trial_s = 0.0
+        while True:
+            w = self.meter.window(self.runner, batch, window_s)
+            windows.append(w)
+            readings.append(_reading(w, t0))
+            if len(windows) == 1 and not point.is_baseline:
+                warmup_s = self.clock.now_s() - t0
+                continue
+            trials += 1
+            trial_s += w.duration_s
+            if trials >= s.min_trials:
+                corr = self.thermal.correct(readings, trials)
+                if corr.rel_se <= s.sem_target_rel or trial_s >= s.trial_max_s:
+                    break
+            elif trial_s >= s.trial_max_s:
+                break
+        self.thermal.add(readings)
+        corr = self.thermal.correct(readings, trials)
+        trial_windows = windows[-trials:]
+        crit = RelativeSpread(float("inf"), 1, trials)  # spread reported, never a stop or a flag
+        for w in trial_windows:
+            crit.add(w.energy_j / w.iterations)
+        m = self._summarise(
+            point, trial_windows, crit, warmup_s, temp_start, self.device.temperature_c()
+        )
+        k = self.thermal.model.leak_rel_per_c or 0.0
+        t_ss = corr.temp_ss_c
+        adjusted = [
+            r.energy_j * (1 + k * ((t_ss if t_ss is not None else r.temp_c) - r.temp_c))
+            for r in readings[-trials:]
+        ]
+        if Drift(threshold_rel=max(2 * s.sem_target_rel, 0.002)).drifts(
+            [r.t_s for r in readings[-trials:]], adjusted
+        ):
+            m.flags.append("unstable")
+        m.energy_j = corr.energy_j
+        m.avg_power_w = corr.energy_j / m.time_s
+        if m.energy_above_idle_j is not None and self.idle_power_w is not None:
+            m.energy_above_idle_j = corr.energy_j - self.idle_power_w * m.time_s
+        work = self.runner.work
+        m.tflop_per_j = work.flops / 1e12 / corr.energy_j if corr.energy_j > 0 else None
+        m.thermal = {**corr.to_json(), "model": self.thermal.model.to_json()}
         return m
 
     def in_force(self, point: OperatingPoint) -> dict[str, Any]:
@@ -204,6 +287,17 @@ class PointMeasurer:
         m.gbs = work.bytes / time_s / 1e9
         m.tflop_per_j = work.flops / 1e12 / energy if energy > 0 else None
         return m
+
+
+def _reading(w: Window, t0_s: float) -> WindowReading:
+    """What the thermal model needs of a window; ``t0_s``: when the point's settings took hold."""
+    temp = w.temp_mean_c
+    return WindowReading(
+        t_s=(w.start_s + w.end_s) / 2 - t0_s,
+        temp_c=float(temp) if temp is not None else float("nan"),
+        energy_j=w.energy_j / w.iterations,
+        power_w=w.energy_j / max(w.duration_s, 1e-12),
+    )
 
 
 def _weighted_mean(samples: list[tuple[float, int]]) -> float:

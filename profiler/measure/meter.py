@@ -28,10 +28,15 @@ class Window:
     sm_mhz: list[tuple[float, int]] = field(default_factory=list)  # (duration_s, MHz)
     mem_mhz: list[tuple[float, int]] = field(default_factory=list)
     reasons: set[str] = field(default_factory=set)
+    temps_c: list[int] = field(default_factory=list)  # polled with the clocks
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    @property
+    def temp_mean_c(self) -> float | None:
+        return sum(self.temps_c) / len(self.temps_c) if self.temps_c else None
 
 
 def estimate_counter_period_s(device: Device, clock: Clock, max_s: float = 3.0) -> float:
@@ -130,6 +135,7 @@ class EnergyMeter:
         w.sm_mhz.append((max(dt_s, 1e-9), d.sm_clock_mhz()))
         w.mem_mhz.append((max(dt_s, 1e-9), d.mem_clock_mhz()))
         w.reasons.update(d.clock_event_reasons().names)
+        w.temps_c.append(d.temperature_c())
 
     def idle_power_w(self, settle_s: float = 1.0, window_s: float = 2.0) -> float:
         """Average power of the idle GPU over ``window_s`` after ``settle_s`` of idling."""

@@ -91,6 +91,9 @@ class Measurement:
     #: power_limit_w (read from the GPU), power_limit_w_default, as_found (knobs left as the
     #: sweep found them); empty in records written before it existed
     in_force: dict[str, Any] = field(default_factory=dict)
+    #: fast method: the correction to the steady temperature (raw_energy_j, rel, rel_se,
+    #: temp_mean_c, temp_ss_c, temp_ss_source) and the sweep's thermal model when it was made
+    thermal: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings_text(self) -> str:

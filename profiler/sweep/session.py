@@ -13,6 +13,7 @@ names ``grid``, which measures every point.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from wattbench.profiler.measure import (
     VirtualClock,
     WallClock,
 )
+from wattbench.profiler.measure.thermal import ThermalFit, load_model, save_model
 from wattbench.profiler.runners import GpuRunner, SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
 from wattbench.profiler.safety.found import FoundSettings, settings_found
@@ -281,6 +283,9 @@ def _measure(
         actuator=Actuator(device, knobs) if knobs else None,
         found=found.settings,
     )
+    thermal_folder = thermal_dir(device)
+    if request.settings.method == "fast":  # start from what earlier sweeps learnt of this GPU
+        measurer.thermal = ThermalFit(prior=load_model(thermal_folder, device.identity.uuid))
     on_record = hooks[2]
     if record is None:
         record = RunRecord.create(
@@ -316,4 +321,19 @@ def _measure(
         idle_power_w=record.idle_power_w,
         on_point=on_point,
     )
+    if request.settings.method == "fast" and measurer.thermal.points:
+        save_model(thermal_folder, device.identity.uuid, measurer.thermal.model)
     return SweepOutcome(record, result, runner.simulated, observe_only=not knobs)
+
+
+def thermal_dir(device: Device) -> Path:
+    """Where the thermal models of GPUs persist: beside simulated GPUs' state, else
+    ``$XDG_STATE_HOME/wattbench/thermal`` (default ``~/.local/state/wattbench/thermal``)."""
+    if device.simulated is not None:
+        from wattbench.profiler.sim.state import state_dir
+
+        return state_dir() / "thermal"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "wattbench" / "thermal"
