@@ -306,13 +306,11 @@ def summarise(runs: list[dict], wls: list[Workload], objective_names: Sequence[s
         for name in objective_names:
             o = parse_objective(name)
             pick = lambda r, o=o: r["adaptive"][o.name]  # noqa: E731
-            rows.append(_row(gpu_key, wl_name, o, "single", group, truth, pick))
+            rows.append(_row(gpu_key, wl_name, method, o, "single", group, truth, pick))
         with_defaults = [r for r in group if "adaptive_defaults" in r]
         for o in defaults if with_defaults else ():
             pick = lambda r: r["adaptive_defaults"]  # noqa: E731
-            rows.append(_row(gpu_key, wl_name, o, "defaults", with_defaults, truth, pick))
-        for row in rows[-len(objective_names) - (len(defaults) if with_defaults else 0) :]:
-            row["measurement"] = method
+            rows.append(_row(gpu_key, wl_name, method, o, "defaults", with_defaults, truth, pick))
     return rows
 
 
@@ -321,7 +319,7 @@ def point_bias(run: dict[str, Any], truth: dict) -> float:
     return max(abs(e / truth[k][0] - 1) for k, e in run["grid"]["energy_by_key"].items())
 
 
-def _row(gpu_key, wl_name, o, mode, group, truth, pick) -> dict[str, Any]:
+def _row(gpu_key, wl_name, method, o, mode, group, truth, pick) -> dict[str, Any]:
     grid = [r["grid"] for r in group]
     ada = [pick(r) for r in group]
     max_w = grid[0]["max_power_w"]
@@ -331,6 +329,7 @@ def _row(gpu_key, wl_name, o, mode, group, truth, pick) -> dict[str, Any]:
     n_ada = [a["measurements"] for a in ada]
     bias = [point_bias(r, truth) for r in group]
     return {
+        "measurement": method,
         "point_bias_median": statistics.median(bias),
         "point_bias_max": max(bias),
         "gpu": f"sim:{gpu_key}",

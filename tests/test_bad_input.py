@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import wb
 
 from wattbench.profiler.sim import spec, state
 from wattbench.profiler.store.points import POINTS_SCHEMA
@@ -19,17 +19,6 @@ from wattbench.profiler.store.points import POINTS_SCHEMA
 H100 = spec.load_builtin("h100-sxm")
 SIM = ["--device", "sim:h100-sxm"]
 PROBLEM = ["--kernel", "matmul", "--shape", "256x256x256", "--dtype", "bf16"]
-
-
-def wb(*args: str, cwd: Path | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def assert_one_error(r: subprocess.CompletedProcess, code: int, *fragments: str) -> str:

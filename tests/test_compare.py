@@ -9,10 +9,10 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import wb
 
 from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import nvml as device_nvml
@@ -44,15 +44,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 sweep(root / "runs", gpu, shape)
         device_nvml.shutdown_all()
     return root / "runs"
-
-
-def wb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def compare_json(capsys, *args: str) -> dict:

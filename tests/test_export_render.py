@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import wb
 
 from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import nvml as device_nvml
@@ -406,16 +407,6 @@ def test_slurm_scripts_do_nothing_outside_a_job(points, tmp_path):
 
 
 # --- the command ----------------------------------------------------------------------------------
-
-
-def wb(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_export_formats_from_runs_and_from_a_document(runs, points, tmp_path):

@@ -11,11 +11,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_run import CLI, wb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,16 +24,6 @@ from wattbench.profiler.store import RunRecord
 
 SMALL = ["--kernel", "matmul", "--shape", "2048x2048x2048", "--dtype", "bf16"]
 CLOCKS = ["--sm-clocks", "1200,1500,1800", "--strategy", "grid"]
-
-
-def wb(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def one_line_error(r: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -91,7 +81,7 @@ def test_from_defaults_sweeps_from_driver_defaults_and_puts_the_applied_limit_ba
 
 def test_devices_warns_when_a_crashed_sweep_left_the_gpu_changed(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", "sweep", "--device",
+        [*CLI, "sweep", "--device",
          "sim:h100-sxm", *SMALL, "--power-limits", "200:700:5", "--strategy", "grid",
          "--out", str(tmp_path / "o"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -243,7 +233,7 @@ def test_export_dash_means_standard_output(tmp_path):
     assert wb("sweep", "--device", "sim:h100-sxm", *SMALL, *CLOCKS, "--out", str(out),
               "--quiet").returncode == 0  # fmt: skip
     r = subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", "export", str(out), "-o", "-"],
+        [*CLI, "export", str(out), "-o", "-"],
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -270,7 +260,7 @@ def test_labels_are_never_cut_and_show_every_knob(tmp_path):
 def test_ctrl_c_says_where_the_points_are_and_how_to_resume(tmp_path):
     out = tmp_path / "o"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", "sweep", "--device",
+        [*CLI, "sweep", "--device",
          "sim:h100-sxm", *SMALL, "--power-limits", "200:700:5", "--strategy", "grid",
          "--out", str(out), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -313,7 +303,7 @@ def test_runs_go_to_the_default_folder_not_the_working_directory(tmp_path):
     cwd = tmp_path / "checkout"
     cwd.mkdir()
     r = subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", "sweep", "--device",
+        [*CLI, "sweep", "--device",
          "sim:h100-sxm", *SMALL, *CLOCKS, "--quiet"],
         cwd=cwd, capture_output=True, text=True,
     )  # fmt: skip
@@ -322,7 +312,7 @@ def test_runs_go_to_the_default_folder_not_the_working_directory(tmp_path):
     default = Path(os.environ["WATTBENCH_RESULTS_DIR"])
     assert len(list(default.glob("*.json"))) == 1
     c = subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", "compare"],
+        [*CLI, "compare"],
         cwd=cwd, capture_output=True, text=True,
     )  # fmt: skip
     assert c.returncode == 0, c.stderr

@@ -9,12 +9,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_run import CLI, wb
 
 from wattbench.profiler.sim import spec, state
 from wattbench.profiler.store import RunRecord
@@ -29,20 +29,9 @@ LONG_POWER_SWEEP = [
 ]  # fmt: skip
 
 
-def wb(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run ``wattbench ARGS`` as a real subprocess; returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "wattbench.profiler.cli.main", *args],
+        [*CLI, *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

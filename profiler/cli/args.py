@@ -7,6 +7,17 @@ import argparse
 import math
 from collections.abc import Callable
 
+#: the positional argument of the commands that read run records (compare, plot, export)
+RUNS_HELP = (
+    "run records, or folders of them (searched recursively; default: the sweeps' default "
+    "folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)"
+)
+
+
+def add_runs_argument(p: argparse.ArgumentParser) -> None:
+    """``RUN...``: run files or folders; none means the default run folder."""
+    p.add_argument("runs", nargs="*", metavar="RUN", help=RUNS_HELP)
+
 
 def _number(kind: type, text: str) -> float:
     try:

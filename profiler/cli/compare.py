@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from wattbench.profiler.cli.args import add_runs_argument
 from wattbench.profiler.report.compare import compare
 from wattbench.profiler.report.runs import check_rank_by, default_runs, load_runs
 from wattbench.profiler.report.table import FORMATS, render
@@ -23,13 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "rate, and a rank by TFLOP/J. Several runs of one problem on one GPU: the newest "
         "complete one is used (a note says so).",
     )
-    p.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="run records, or folders of them (searched recursively; default: the sweeps' "
-        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
-    )
+    add_runs_argument(p)
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument(
         "--objective",

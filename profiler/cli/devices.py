@@ -131,7 +131,8 @@ def describe(dev: Device, with_reading: bool) -> dict[str, Any]:
         }
     if with_reading:
         entry["reading"] = _reading(dev)
-        entry["settings"] = settings_found(dev).to_json()
+        found = settings_found(dev)
+        entry["settings"] = {**found.to_json(), "text": found.describe()}
         entry["warning"] = stale_journal_warning(dev)
     return entry
 
@@ -268,22 +269,7 @@ def _render_one(e: dict[str, Any], full_clocks: bool) -> list[str]:
             out.append(f"           {key}: {msg}")
     found = e.get("settings")
     if found is not None:
-        state = "driver defaults" if found["at_driver_defaults"] else "NOT at driver defaults"
-        out.append(f"      settings: {state}: {_settings_text(found)}")
+        at = found["at_driver_defaults"]
+        text = found["text"] if at else f"NOT at driver defaults: {found['text']}"
+        out.append(f"      settings: {text}")
     return out
-
-
-def _settings_text(found: dict[str, Any]) -> str:
-    pl = found["power_limit_w"]
-    bits = [
-        f"power limit {pl:g} W" if pl is not None else "default power limit",
-        *(
-            f"{name} locked at {found[key]} MHz"
-            for key, name in (("sm_mhz", "SM clock"), ("mem_mhz", "memory clock"))
-            if found[key] is not None
-        ),
-    ]
-    unknown = [k for k, src in found["sources"].items() if src.startswith("unknown")]
-    if unknown:
-        bits.append(f"{', '.join(unknown)} unknown (an interrupted session changed them)")
-    return ", ".join(bits)

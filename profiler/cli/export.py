@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wattbench.profiler.cli.args import add_runs_argument
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.export.render import FORMATS, render
 from wattbench.profiler.report.runs import default_runs, load_runs
@@ -28,13 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(--gpu-freq value, power-limit prolog/epilog), Kubernetes (ConfigMap, node labels) "
         "or a shell env file.",
     )
-    p.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="run records, or folders of them (searched recursively; default: the sweeps' "
-        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
-    )
+    add_runs_argument(p)
     p.add_argument("--from", dest="points_file", metavar="POINTS.json", help="render this "
                    "points document instead of run records")  # fmt: skip
     p.add_argument(

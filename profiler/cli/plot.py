@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wattbench.profiler.cli.args import add_runs_argument
 from wattbench.profiler.report.plot import FORMATS, KINDS, plot_runs
 from wattbench.profiler.report.runs import check_rank_by, default_runs, load_runs
 
@@ -17,13 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "energy with the Pareto front and chosen points (pareto), TFLOP/J at baseline and "
         "optimum per GPU (bars), power vs clock with power-limit lines (power).",
     )
-    p.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="run records, or folders of them (searched recursively; default: the sweeps' "
-        "default folder, $WATTBENCH_RESULTS_DIR or ~/.local/share/wattbench/runs)",
-    )
+    add_runs_argument(p)
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the figures")
     p.add_argument(
         "--kind",

@@ -173,24 +173,15 @@ def run(args: argparse.Namespace) -> int:
         code = 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
         what = "interrupted" if code == 130 else str(exc)
         if opened:
-            path = opened[-1].path
-            kept = len(opened[-1].doc["points"])
             print(
-                f"wattbench: {what}; the GPU was restored and {path} keeps the {kept} points "
-                f"measured -- continue with `wattbench sweep --resume {path}`",
-                file=sys.stderr,
+                f"wattbench: {what}; the GPU was restored and {_kept(opened[-1])}", file=sys.stderr
             )
         else:
             print(f"wattbench: {what} before the first point; nothing was kept", file=sys.stderr)
         return code
     except WattbenchError as exc:  # a runtime failure mid-sweep: say where the points are
         if opened and not isinstance(exc, UsageError):
-            path = opened[-1].path
-            kept = len(opened[-1].doc["points"])
-            hint = (
-                f"the {kept} points measured are in {path}; continue with "
-                f"`wattbench sweep --resume {path}`"
-            )
+            hint = _kept(opened[-1])
             exc.remedy = f"{exc.remedy}; {hint}" if exc.remedy else hint
         raise
     finally:
@@ -200,6 +191,15 @@ def run(args: argparse.Namespace) -> int:
     print(render_effort(outcome.record.doc["settings"].get("strategy") or {}, result.measurements))
     print(f"run file: {outcome.record.path}")
     return 0
+
+
+def _kept(record: RunRecord) -> str:
+    """Where a cut-short sweep's points are and how to continue it."""
+    path = record.path
+    return (
+        f"{path} keeps the {len(record.doc['points'])} points measured; continue with "
+        f"`wattbench sweep --resume {path}`"
+    )
 
 
 def _new(args: argparse.Namespace) -> tuple[None, Problem, Device, SweepRequest]:

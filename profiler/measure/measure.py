@@ -199,14 +199,10 @@ class PointMeasurer:
         m = self._summarise(
             point, trial_windows, crit, warmup_s, temp_start, self.device.temperature_c()
         )
-        k = self.thermal.model.leak_rel_per_c or 0.0
-        t_ss = corr.temp_ss_c
-        adjusted = [
-            r.energy_j * (1 + k * ((t_ss if t_ss is not None else r.temp_c) - r.temp_c))
-            for r in readings[-trials:]
-        ]
+        trial_readings = readings[-trials:]
+        carried = self.thermal.carry(trial_readings, corr.temp_ss_c)
         if Drift(threshold_rel=max(2 * s.sem_target_rel, 0.002)).drifts(
-            [r.t_s for r in readings[-trials:]], adjusted
+            [r.t_s for r in trial_readings], carried
         ):
             m.flags.append("unstable")
         m.energy_j = corr.energy_j

@@ -202,6 +202,14 @@ class ThermalFit:
 
     # --- correcting ------------------------------------------------------------------------------
 
+    def carry(self, windows: list[WindowReading], temp_ss_c: float | None) -> list[float]:
+        """Each window's energy per iteration carried to ``temp_ss_c`` by the fitted slope (as
+        measured when the slope or the steady temperature is unknown)."""
+        k = self.model.leak_rel_per_c or 0.0
+        if temp_ss_c is None:
+            return [r.energy_j for r in windows]
+        return [r.energy_j * (1 + k * (temp_ss_c - r.temp_c)) for r in windows]
+
     def correct(self, windows: list[WindowReading], trials: int) -> Correction:
         """Energy per iteration of the point's last ``trials`` windows, carried to the point's
         steady temperature (its own trajectory, else the model's ``T_ss(P)``), with the standard

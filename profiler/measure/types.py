@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from wattbench.profiler.safety.found import LIMIT_TOLERANCE_W
+
 
 @dataclass(frozen=True, order=True)
 class OperatingPoint:
@@ -96,24 +98,39 @@ class Measurement:
     thermal: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def effective_point(self) -> OperatingPoint:
+        """The settings this point was measured under: its own knobs, plus those the sweep left
+        as found where they were not at driver defaults (a sweep after ``wattbench apply``)."""
+        p, f = self.point, self.in_force
+        found = set(f.get("as_found", ()))
+        sm = f.get("sm_mhz") if "sm" in found else p.sm_mhz
+        mem = f.get("mem_mhz") if "mem" in found else p.mem_mhz
+        limit = p.power_limit_w
+        if "power" in found and f.get("power_limit_w") is not None:
+            default = f.get("power_limit_w_default")
+            if default is None or abs(f["power_limit_w"] - default) > LIMIT_TOLERANCE_W:
+                limit = float(f["power_limit_w"])
+        return OperatingPoint(sm, mem, limit)
+
+    @property
     def settings_text(self) -> str:
         """Every knob in force, e.g. ``SM 900 MHz, limit 300 W (as found)``; for the baseline,
         the state it was measured in."""
-        f = self.in_force
-        if not f:
+        if not self.in_force:
             return str(self.point)
-        p = self.point
-        bits = [] if not p.is_baseline else ["baseline"]
-        found = set(f.get("as_found", ()))
-        for knob, key, name in (("sm", "sm_mhz", "SM"), ("mem", "mem_mhz", "mem")):
-            v = f.get(key)
-            if v is not None:
-                bits.append(f"{name} {v} MHz" + (" (as found)" if knob in found else ""))
-        limit, default = f.get("power_limit_w"), f.get("power_limit_w_default")
-        if limit is not None and (default is None or abs(limit - default) > 0.5):
-            bits.append(f"limit {limit:g} W" + (" (as found)" if "power" in found else ""))
-        if p.is_baseline:
-            return "baseline: " + (", ".join(bits[1:]) or "driver defaults")
+        e = self.effective_point
+        found = set(self.in_force.get("as_found", ()))
+        bits = [
+            text + (" (as found)" if knob in found else "")
+            for knob, value, text in (
+                ("sm", e.sm_mhz, f"SM {e.sm_mhz} MHz"),
+                ("mem", e.mem_mhz, f"mem {e.mem_mhz} MHz"),
+                ("power", e.power_limit_w, f"limit {e.power_limit_w or 0:g} W"),
+            )
+            if value is not None
+        ]
+        if self.point.is_baseline:
+            return "baseline: " + (", ".join(bits) or "driver defaults")
         return ", ".join(bits)
 
     def to_json(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import DeviceError
+from wattbench.profiler.paths import state_home
 
 JOURNAL_SCHEMA = "wattbench.journal/1"
 #: GpuSettings field -> knob name
@@ -183,10 +184,7 @@ def journal_dir(simulated_state_dir: Path | None = None) -> Path:
         return Path(env)
     if simulated_state_dir is not None:
         return simulated_state_dir / "journal"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "wattbench" / "journal"
+    return state_home() / "journal"
 
 
 class JournalFile:

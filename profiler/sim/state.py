@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattbench.profiler.paths import state_home
+
 STATE_VERSION = 1
 
 
@@ -31,10 +33,7 @@ def state_dir() -> Path:
     env = (os.environ.get("WATTBENCH_SIM_STATE_DIR") or "").strip()
     if env:  # read as profiler/sim/env.py checks it
         return Path(env).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "wattbench" / "sim"
+    return state_home() / "sim"
 
 
 def _unusable(folder: Path, exc: OSError):

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.measure.types import Measurement, OperatingPoint
 
 POINTS_SCHEMA = "wattbench.points/1"
 POINTS_SCHEMA_FILE = "points.schema.json"
@@ -452,21 +451,6 @@ def shape_presets(family: str, shape: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def in_force_point(m: Measurement) -> OperatingPoint:
-    """The settings ``m`` was measured under as a point: its own knobs, plus those the sweep left
-    as found where they were not at driver defaults (a sweep after ``wattbench apply``)."""
-    p, f = m.point, m.in_force
-    found = set(f.get("as_found", ()))
-    sm = f.get("sm_mhz") if "sm" in found else p.sm_mhz
-    mem = f.get("mem_mhz") if "mem" in found else p.mem_mhz
-    limit = p.power_limit_w
-    if "power" in found and f.get("power_limit_w") is not None:
-        default = f.get("power_limit_w_default")
-        if default is None or abs(f["power_limit_w"] - default) > 0.5:
-            limit = float(f["power_limit_w"])
-    return OperatingPoint(sm, mem, limit)
-
-
 def points_from_runs(
     records: Iterable[Any], *, per_device: bool = False, notes: list[str] | None = None
 ) -> PointsDocument:
@@ -518,7 +502,7 @@ def points_from_runs(
             else ()
         )
         for name, c in rec.choices().items():
-            p = in_force_point(c.chosen)
+            p = c.chosen.effective_point
             out.append(
                 PointEntry(
                     gpu_name=gpu_name,

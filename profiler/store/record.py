@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.paths import data_home
 from wattbench.profiler.select.objectives import Choice
 from wattbench.profiler.store.schema import (
     SCHEMA_ID,
@@ -446,8 +447,7 @@ def default_results_dir() -> Path:
     env = os.environ.get(RESULTS_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wattbench" / "runs"
+    return data_home() / "runs"
 
 
 def ensure_writable_dir(folder: str | os.PathLike[str]) -> None:

@@ -13,7 +13,6 @@ names ``grid``, which measures every point.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from wattbench.profiler.measure import (
     WallClock,
 )
 from wattbench.profiler.measure.thermal import ThermalFit, load_model, save_model
+from wattbench.profiler.paths import state_home
 from wattbench.profiler.runners import GpuRunner, SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
 from wattbench.profiler.safety.found import FoundSettings, settings_found
@@ -286,7 +286,7 @@ def _measure(
     thermal_folder = thermal_dir(device)
     if request.settings.method == "fast":  # start from what earlier sweeps learnt of this GPU
         measurer.thermal = ThermalFit(prior=load_model(thermal_folder, device.identity.uuid))
-    on_record = hooks[2]
+    on_start, on_point, on_record = hooks
     if record is None:
         record = RunRecord.create(
             default_run_path(out_dir, device_key(device), problem),
@@ -308,7 +308,6 @@ def _measure(
         )
         if on_record is not None:
             on_record(record)
-    on_start, on_point, _ = hooks
     if on_start is not None:
         on_start(strategy.planned())
     result = run_sweep(
@@ -333,7 +332,4 @@ def thermal_dir(device: Device) -> Path:
         from wattbench.profiler.sim.state import state_dir
 
         return state_dir() / "thermal"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "wattbench" / "thermal"
+    return state_home() / "thermal"
