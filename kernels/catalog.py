@@ -4,7 +4,8 @@ registration). A new family is one declaration module plus one entry in :data:`F
 from __future__ import annotations
 
 from wattbench.kernels.attention.family import DECODE, PREFILL, PREFILL_FULL
-from wattbench.kernels.family import Family, Impl, Launch
+from wattbench.kernels.family import Family, Impl
+from wattbench.kernels.l2 import DEFAULT_POLICY, RotatingLaunch, check_policy, rotating_launch
 from wattbench.kernels.matmul.family import FAMILY as MATMUL
 from wattbench.kernels.qgemm.w4a16 import FAMILY as W4A16
 from wattbench.kernels.qgemm.w8a8 import FAMILY as W8A8
@@ -41,19 +42,32 @@ def impl(family_name: str, impl_name: str) -> Impl:
 
 
 def gpu_launch(
-    family_name: str, impl_name: str, shape, dtype: str, seed: int = 0, cuda_index: int = 0
-) -> Launch:
+    family_name: str,
+    impl_name: str,
+    shape,
+    dtype: str,
+    seed: int = 0,
+    cuda_index: int = 0,
+    *,
+    l2: str = DEFAULT_POLICY,
+) -> RotatingLaunch:
     """A launch of one problem on CUDA device ``cuda_index`` (CUDA's numbering, after
-    ``CUDA_VISIBLE_DEVICES``; it becomes the current device) with seeded inputs allocated once.
+    ``CUDA_VISIBLE_DEVICES``; it becomes the current device) with seeded inputs allocated once,
+    under the L2 policy ``l2`` (:mod:`wattbench.kernels.l2`): ``"rotate"`` (default) allocates
+    input sets seeded ``seed``, ``seed + 1``, ... until they hold twice the L2 (within a memory
+    bound) and each call runs the next set; ``"warm"`` runs the ``seed`` set every call.
 
-    This is what a real-GPU runner repeats. Raises UsageError (with the reason) when there is no
-    CUDA device or the implementation cannot run the problem here.
+    This is what a real-GPU runner repeats; ``launch.plan`` (``launch.describe()`` as JSON) says
+    which policy is in force and how many sets it came to. Raises UsageError (with the reason)
+    when there is no CUDA device, the implementation cannot run the problem here, or ``l2``
+    names no policy.
     """
     from wattbench.kernels.env import probe
 
     fam = family(family_name)
     chosen = fam.impl(impl_name)
     fam.dtype(dtype)
+    check_policy(l2)
     shape = tuple(shape)
     env = probe(chosen.requires)
     if not env.cuda:
@@ -70,5 +84,6 @@ def gpu_launch(
     import torch
 
     torch.cuda.set_device(cuda_index)
-    inputs = fam.make_inputs(shape, dtype, seed, f"cuda:{cuda_index}")
-    return chosen.make_launch(inputs)
+    return rotating_launch(
+        fam, chosen, shape, dtype, device=f"cuda:{cuda_index}", seed=seed, policy=l2
+    )

@@ -1,10 +1,15 @@
 """Kernel time on a CUDA device with CUDA events: warm-up, then the median of timed repetitions.
 
-Without an L2 flush a repetition times a batch of back-to-back launches (sized so that a batch
-lasts about ``batch_ms``), which hides the CPU's launch gap; the time per launch is the batch's
-time over its size. With ``flush_l2`` each repetition writes a buffer larger than L2 (so the
-operands come from device memory) and then times one launch. Only torch's current stream is
-timed; launches on the legacy default stream (CuPy's) are ordered with it. Changes no setting.
+A repetition times a batch of back-to-back launches (sized so that a batch lasts about
+``batch_ms``), which hides the CPU's launch gap; the time per launch is the batch's time over its
+size. L2 is handled by the launch, not here: a launch built under the L2 policy ``"rotate"``
+(:mod:`wattbench.kernels.l2`, the default of :func:`wattbench.kernels.catalog.gpu_launch` and of
+:class:`TimingSettings`) runs the next of its input sets on each call, so back-to-back launches
+read their operands from device memory exactly as in the energy loop, which repeats the same
+kind of launch; under ``"warm"`` every launch reuses the same inputs. Nothing is flushed between
+launches (a flush that writes leaves dirty lines for the timed kernel to write back). Only
+torch's current stream is timed; launches on the legacy default stream (CuPy's) are ordered
+with it. Changes no setting. Needs CUDA.
 """
 
 from __future__ import annotations
@@ -13,42 +18,54 @@ import statistics
 from dataclasses import dataclass
 
 from wattbench.kernels.family import Launch
-
-#: bytes written to evict L2 (H100: 50 MiB L2, B200: 126 MiB)
-L2_FLUSH_BYTES = 256 * 2**20
+from wattbench.kernels.l2 import DEFAULT_POLICY, L2Plan, check_policy, plan_of
 
 
 @dataclass(frozen=True)
 class TimingSettings:
-    warmup: int = 3  # launches before calibration and timing
-    reps: int = 10  # timed repetitions; the median is reported
-    flush_l2: bool = False
-    batch_ms: float = 1.0  # target duration of a timed batch (no flush)
+    """``warmup``: launches before calibration and timing; ``reps``: timed repetitions (the
+    median is reported); ``l2``: the L2 policy the timed launches are built with
+    (:data:`wattbench.kernels.l2.POLICIES`; a launch that carries another is refused);
+    ``batch_ms``: target duration of a timed batch (ms); ``max_batch``: launches per batch at
+    most."""
+
+    warmup: int = 3
+    reps: int = 10
+    l2: str = DEFAULT_POLICY
+    batch_ms: float = 1.0
     max_batch: int = 1000
 
+    def __post_init__(self) -> None:
+        check_policy(self.l2)
 
-def time_launch_ms(launch: Launch, settings: TimingSettings | None = None) -> list[float]:
-    """Per-launch times in ms of each repetition (one value per rep)."""
+
+@dataclass(frozen=True)
+class Timings:
+    """What :func:`time_launches` measured: ``per_launch_ms`` (one value per repetition, the
+    batch's time over ``batch``), ``batch`` (launches per repetition, >= 1) and ``l2`` (the
+    launch's L2 plan; None for a launch that carries none)."""
+
+    per_launch_ms: list[float]
+    batch: int
+    l2: L2Plan | None
+
+
+def time_launches(launch: Launch, settings: TimingSettings | None = None) -> Timings:
+    """Time ``launch`` (needs CUDA): warm-up, one launch to size the batch, then ``reps``
+    batches. Raises ValueError when ``launch`` was built under another L2 policy than
+    ``settings.l2``."""
     import torch
 
     s = settings or TimingSettings()
+    plan = plan_of(launch)
+    if plan is not None and plan.policy != s.l2:
+        raise ValueError(f"a launch built for L2 policy {plan.policy!r} timed as {s.l2!r}")
     for _ in range(max(1, s.warmup)):
         launch()
     torch.cuda.synchronize()
 
     def event() -> torch.cuda.Event:
         return torch.cuda.Event(enable_timing=True)
-
-    if s.flush_l2:
-        scratch = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
-        pairs = [(event(), event()) for _ in range(s.reps)]
-        for start, end in pairs:
-            scratch.zero_()
-            start.record()
-            launch()
-            end.record()
-        torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in pairs]
 
     start, end = event(), event()
     start.record()
@@ -64,7 +81,13 @@ def time_launch_ms(launch: Launch, settings: TimingSettings | None = None) -> li
             launch()
         end.record()
     torch.cuda.synchronize()
-    return [start.elapsed_time(end) / batch for start, end in pairs]
+    return Timings([start.elapsed_time(end) / batch for start, end in pairs], batch, plan)
+
+
+def time_launch_ms(launch: Launch, settings: TimingSettings | None = None) -> list[float]:
+    """Per-launch times in ms of each repetition (one value per rep); see
+    :func:`time_launches`."""
+    return time_launches(launch, settings).per_launch_ms
 
 
 def median_ms(times_ms: list[float]) -> float:

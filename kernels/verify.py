@@ -6,17 +6,21 @@ error is the relative Frobenius norm ``||C - C_ref|| / ||C_ref||`` against the f
 reference, computed on the CPU for problems up to :data:`REFERENCE_CPU_MAX_FLOPS` (and always
 without CUDA), on the GPU in float64 above. On a CUDA device, passing implementations are timed
 (:mod:`wattbench.kernels.timing`) and compared with the baseline (``speedup = baseline time /
-time``). Nothing here changes a GPU setting.
+time``). The timing follows the L2 policy of ``TimingSettings.l2`` (:mod:`wattbench.kernels.l2`):
+under ``"rotate"`` the checked inputs are set 0 and the further sets (seeds ``seed + 1``, ...)
+are allocated for the timing of each implementation and freed after it; each result's ``l2``
+records the plan. Nothing here changes a GPU setting.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Family, Impl, ImplUnavailable, Shape, shape_text
+from wattbench.kernels.l2 import rotating_launch
 from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.work import Work
 
@@ -40,6 +44,7 @@ class ImplResult:
     tflops: float | None = None
     gbs: float | None = None  # the Work's minimum bytes over the median time, GB/s (1e9 B/s)
     speedup_vs_baseline: float | None = None  # baseline time / this time; > 1 is faster
+    l2: dict | None = None  # the L2 plan the timing ran under (L2Plan.to_json); None: not timed
 
     @property
     def failed(self) -> bool:
@@ -158,7 +163,7 @@ def check(
             for impl in chosen:
                 if impl.name not in results:
                     results[impl.name] = _run_one(
-                        impl, inputs, ref, tolerance, work, timing if env.cuda else None
+                        family, impl, inputs, ref, tolerance, work, timing if env.cuda else None
                     )
             del inputs, ref
     base = results[family.baseline.name]
@@ -166,7 +171,7 @@ def check(
     for impl in chosen:
         r = results[impl.name]
         if r.time_ms and base.time_ms:
-            r = ImplResult(**{**asdict(r), "speedup_vs_baseline": base.time_ms / r.time_ms})
+            r = replace(r, speedup_vs_baseline=base.time_ms / r.time_ms)
         final.append(r)
     return Report(
         family.name,
@@ -181,11 +186,13 @@ def check(
     )
 
 
-def _run_one(impl: Impl, inputs, ref, tolerance: float, work: Work, timing) -> ImplResult:
+def _run_one(
+    family: Family, impl: Impl, inputs, ref, tolerance: float, work: Work, timing
+) -> ImplResult:
     import torch
 
     on_cuda = inputs.device.startswith("cuda")
-    launch = None
+    launch = timed = None
     try:
         launch = impl.make_launch(inputs)
         inputs.poison()
@@ -194,18 +201,29 @@ def _run_one(impl: Impl, inputs, ref, tolerance: float, work: Work, timing) -> I
             torch.cuda.synchronize()
         err = rel_fro_error(inputs.out, ref) if ref is not None else None
         status = UNVERIFIED if err is None else (PASS if err <= tolerance else FAIL)
-        time_ms = tflops = gbs = None
+        time_ms = tflops = gbs = l2 = None
         if timing is not None and status != FAIL:
-            time_ms = median_ms(time_launch_ms(launch, timing))
+            timed = rotating_launch(
+                family,
+                impl,
+                inputs.shape,
+                inputs.dtype,
+                device=inputs.device,
+                seed=inputs.seed,
+                policy=timing.l2,
+                first=(inputs, launch),
+            )
+            time_ms = median_ms(time_launch_ms(timed, timing))
             tflops = work.flops / (time_ms * 1e-3) / 1e12
             gbs = work.bytes / (time_ms * 1e-3) / 1e9
-        return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs)
+            l2 = timed.describe()
+        return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs, l2=l2)
     except ImplUnavailable as exc:
         return ImplResult(impl.name, UNAVAILABLE, tolerance, reason=str(exc))
     except Exception as exc:  # the implementation's failure is its result, not the check's
         return ImplResult(impl.name, ERROR, tolerance, reason=_one_line(exc))
     finally:
-        del launch
+        del launch, timed  # the further input sets go with the rotating launch
 
 
 def _one_line(exc: BaseException) -> str:

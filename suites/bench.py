@@ -1,13 +1,16 @@
 """Throughput of every available implementation of a kernel family against its vendor baseline.
 
     python suites/bench.py --kernel matmul [--shapes 4096,8192 | --preset square] [--dtype bf16]
-                           [--impl triton ...] [--out results/] [--flush-l2]
+                           [--impl triton ...] [--out results/] [--l2 rotate|warm]
     python suites/bench.py --kernel w4a16 --preset decode --dtype bf16-g128
     python suites/bench.py --kernel w8a8 --shapes 8192 --dtype int8
 
 Per shape, each implementation is checked once against the float64 reference (``--no-verify``
 skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions
-(``wattbench.kernels.timing``). The table gives time (ms), TFLOP/s, achieved GB/s (the
+(``wattbench.kernels.timing``) under the L2 policy ``--l2`` (``wattbench.kernels.l2``):
+``rotate`` (default; ``--flush-l2`` is its old name) runs each launch on the next of several
+seeded input sets that together hold twice the L2, as the energy loop does; ``warm`` reuses one
+set. Each row records the plan (``l2``). The table gives time (ms), TFLOP/s, achieved GB/s (the
 family's minimum traffic over the time) and the ratio to the vendor baseline (> 1: faster);
 families that declare a comparison problem (the quantized GEMMs: bf16 cuBLAS on the same
 (M, N, K)) get one more ratio, ``vs bf16 cuBLAS``, from that problem timed the same way. It is
@@ -35,7 +38,13 @@ from wattbench.kernels.env import Environment, probe
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.timing import TimingSettings
 from wattbench.kernels.verify import Report, check
-from wattbench.profiler.cli.check import ComparisonTiming, report_json, time_comparison
+from wattbench.profiler.cli.check import (
+    ComparisonTiming,
+    add_l2_arguments,
+    l2_lines,
+    report_json,
+    time_comparison,
+)
 from wattbench.profiler.errors import ShapeError, WattbenchError
 
 SCHEMA = "wattbench.bench/1"
@@ -69,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output directory (default: results/)")
     p.add_argument("--warmup", type=int, default=5, help="launches before timing (default: 5)")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions (default: 20)")
-    p.add_argument("--flush-l2", action="store_true", help="evict L2 before each timed launch")
+    add_l2_arguments(p)
     p.add_argument("--no-verify", action="store_true", help="skip the float64 correctness check")
     p.add_argument("--seed", type=int, default=0, help="input seed (default: 0)")
     return p
@@ -217,11 +226,14 @@ def render_markdown(
         f"MHz, {nvml.get('temp_c', '?')} C (settings unchanged)",
         f"- versions: {versions}, python {prov['python']}",
         f"- timing: CUDA events, {settings['warmup']} warm-up launches, median of "
-        f"{settings['reps']}, L2 flush {'on' if settings['flush_l2'] else 'off'}; "
+        f"{settings['reps']}, L2 policy {settings['l2']}; "
         f"verified against float64: {'no' if settings['no_verify'] else 'yes'}",
         f"- command: `{prov['command']}`",
     ]
     lines += [f"- {c.describe()}" for c in cmps if c is not None]
+    lines += [
+        f"- {shape_text(rep.shape)}: {line.strip()}" for rep in reports for line in l2_lines(rep)
+    ]
     vs_head, vs_rule = (f" vs {label} |", "---:|") if label else ("", "")
     lines += [
         "",
@@ -273,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        timing = TimingSettings(warmup=args.warmup, reps=args.reps, flush_l2=args.flush_l2)
+        timing = TimingSettings(warmup=args.warmup, reps=args.reps, l2=args.l2)
         reports: list[Report] = []
         comparisons: list[ComparisonTiming | None] = []
         label = fam.comparison.label if fam.comparison else None
@@ -294,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(rep)
             comparisons.append(cmp)
             table = render_table([rep], fam.baseline.name, [cmp], label=label)
-            print(table.split("\n", 1)[1], flush=True)
+            print("\n".join([table.split("\n", 1)[1], *l2_lines(rep)]), flush=True)
         doc = {
             "schema": SCHEMA,
             "provenance": provenance(env, [sys.argv[0], *argv]),
@@ -303,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dtype": args.dtype,
                 "warmup": args.warmup,
                 "reps": args.reps,
-                "flush_l2": args.flush_l2,
+                "l2": args.l2,
                 "no_verify": args.no_verify,
                 "seed": args.seed,
                 "baseline": fam.baseline.name,

@@ -90,6 +90,9 @@ from wattbench.profiler.sweep.run import run_sweep
 from wattbench.profiler.sweep.session import DEFAULT_OBJECTIVES
 from wattbench.profiler.sweep.strategy import GridStrategy, passes_of
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_methods
+
 SCHEMA = "wattbench.bench-search/1"
 GPUS = ("h100-sxm", "h200", "a100-sxm", "l4")
 OBJECTIVES = ("energy", "edp", "ed2p", "zeus:0.5", "slowdown:0.05")
@@ -208,12 +211,15 @@ def run_one(
     seed: int,
     strategy: str,
     objectives: Sequence[Objective],
-    settings: AdaptiveSettings,
+    settings: AdaptiveSettings | None,
     scratch: Path,
     method: str = "steady",
 ) -> dict[str, Any]:
-    """One sweep on a fresh simulated GPU seeded with ``seed``, measured by ``method``; a
-    summary of what it did."""
+    """One sweep on a fresh simulated GPU (``gpu_key``: a built-in key or a spec file) seeded
+    with ``seed``, measured by ``method``; a summary of what it did. ``settings`` None: the
+    adaptive defaults for the method (``AdaptiveSettings.for_method``)."""
+    if settings is None:
+        settings = AdaptiveSettings.for_method(method)
     os.environ["WATTBENCH_SIM_STATE_DIR"] = tempfile.mkdtemp(dir=scratch)
     os.environ["WATTBENCH_SIM_SEED"] = str(seed)
     device_nvml.shutdown_all()  # a fresh simulated GPU: new state file, noise seeded anew
@@ -261,6 +267,7 @@ def run_task(args: tuple) -> dict[str, Any]:
     """Grid once, adaptive per objective and (``with_defaults``) with the default objectives
     together, for one seed."""
     gpu_key, wl, seed, objective_names, settings, scratch, with_defaults, method = args
+    settings = settings if method == "steady" else AdaptiveSettings.for_method(method)
     objectives = [parse_objective(o) for o in objective_names]
     out: dict[str, Any] = {"gpu": gpu_key, "workload": wl.name, "seed": seed, "method": method}
     out["grid"] = run_one(gpu_key, wl, seed, "grid", objectives, settings, scratch, method)
@@ -276,11 +283,75 @@ def run_task(args: tuple) -> dict[str, Any]:
     return out
 
 
+def run_methods_task(args: tuple) -> dict[str, Any]:
+    """The adaptive sweep with the CLI's default objectives, one method, one seed."""
+    label, selection, wl, seed, scratch, method = args
+    defaults = [parse_objective(o) for o in DEFAULT_OBJECTIVES]
+    sweep = run_one(selection, wl, seed, "adaptive", defaults, None, scratch, method)
+    return {"gpu": label, "selection": selection, "workload": wl.name, "seed": seed,
+            "method": method, "sweep": sweep}  # fmt: skip
+
+
+def methods_study(args: argparse.Namespace, wls: list[Workload], scratch: Path) -> tuple:
+    """(rows, runs, header lines) of the steady-vs-fast study (``search_methods``)."""
+    variants = [v for v in (args.variants or "").split(",") if v]
+    selections = search_methods.gpu_selections(args.gpus.split(","), variants, scratch)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    methods = args.measurement.split(",")
+    tasks = [
+        (label, sel, w, s, scratch, m)
+        for label, sel in selections.items()
+        for w in wls
+        for s in seeds
+        for m in methods
+    ]
+    runs = _map(run_methods_task, tasks, args.jobs)
+    truths: dict[tuple, dict] = {}
+    cache: dict[tuple, dict] = {}
+    for r in runs:
+        unit = r["sweep"]["unit"]
+        ck = (r["gpu"], r["workload"], tuple(sorted(unit.items())))
+        if ck not in cache:
+            wl = next(w for w in wls if w.name == r["workload"])
+            spec = search_methods.load_spec(r["selection"])
+            cache[ck] = truth_table(spec, wl, _keys_of(r["selection"]), physics.Unit(**unit))
+        truths[(r["gpu"], r["workload"], r["seed"])] = cache[ck]
+    defaults = [parse_objective(o) for o in DEFAULT_OBJECTIVES]
+    rows = search_methods.summarise(runs, truths, regret, defaults)
+    header = [
+        "# Steady vs fast measurement (SIMULATED GPUs)",
+        "",
+        "SIMULATED: every number below comes from wattbench's simulated GPUs (sensor noise and "
+        "unit variation on), not from a real GPU. Truth: the noise-free model at thermal steady "
+        "state for the simulated unit.",
+        "",
+        "- one adaptive sweep per GPU, workload, seed and method, with the CLI's default "
+        f"objectives together ({', '.join(DEFAULT_OBJECTIVES)}); its GPU time is shared by the "
+        "three rows",
+        f"- variants of {search_methods.VARIANT_BASE} (stress tests, not published GPUs): "
+        + (", ".join(variants) or "none")
+        + " (see suites/search_methods.py)",
+        f"- targets (fast): GPU time per sweep median <= {search_methods.TARGET_MEDIAN_S:.0f} s "
+        f"over all rows, every row <= {search_methods.TARGET_WORST_S:.0f} s; regret median <= "
+        f"{search_methods.TARGET_MEDIAN_REGRET:.1%}, worst <= "
+        f"{search_methods.TARGET_WORST_REGRET:.0%}; no violation; point bias <= "
+        f"{search_methods.TARGET_BIAS:.0%}",
+    ]
+    return rows, runs, header
+
+
+def _map(fn, tasks: list, jobs: int) -> list:
+    if jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            return pool.map(fn, tasks, chunksize=1)
+    return [fn(t) for t in tasks]
+
+
 # --- summary --------------------------------------------------------------------------------------
 
 
 def _keys_of(gpu_key: str) -> dict[str, int | None]:
-    spec = sim_spec.load_builtin(gpu_key)
+    spec = search_methods.load_spec(gpu_key)
     keys = {"sm=default,mem=default,pl=default": None}
     for c in spec.clocks.sm_clocks_mhz():
         keys[f"sm={c:g},mem=default,pl=default"] = c
@@ -415,13 +486,29 @@ def main(argv: list[str] | None = None) -> int:
         help="measurement methods to run side by side (default steady,fast)",
     )
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
-    p.add_argument("--out", default="results/search")
+    p.add_argument(
+        "--study",
+        choices=("search", "methods"),
+        default="search",
+        help="search: grid vs adaptive per objective; methods: steady vs fast measurement, "
+        "the adaptive sweep with the default objectives (suites/search_methods.py)",
+    )
+    p.add_argument(
+        "--variants",
+        default="",
+        help="methods study: robustness variants of the H100 to add (comma-separated: "
+        + ",".join(search_methods.VARIANTS)
+        + ")",
+    )
+    p.add_argument("--out", default=None, help="default results/search or results/measurement")
     args = p.parse_args(argv)
 
     wls = workloads()
     if args.workloads:
         wanted = args.workloads.split(",")
         wls = [w for w in wls if w.name in wanted]
+    if args.study == "methods":
+        return _methods_main(args, wls, argv)
     objective_names = [parse_objective(o).name for o in args.objectives.split(",")]
     settings = AdaptiveSettings()
     gpus = args.gpus.split(",")
@@ -500,13 +587,59 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "runs": runs,
     }
-    out = Path(args.out)
+    out = Path(args.out or "results/search")
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{now.date().isoformat()}-grid-vs-adaptive"
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (out / f"{stem}.md").write_text(table, encoding="utf-8")
     print(f"written: {out / stem}.json, .md")
     return 0 if all(meets(r) for r in rows if r["adaptive_run"] == "single") else 1
+
+
+def _methods_main(args: argparse.Namespace, wls: list[Workload], argv: list[str] | None) -> int:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="wattbench-bench-methods-") as scratch:
+        rows, runs, header = methods_study(args, wls, Path(scratch))
+    elapsed = time.perf_counter() - t0
+    now = dt.datetime.now(dt.timezone.utc)
+    command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
+    header[3:3] = [
+        f"- date (UTC): {now.isoformat(timespec='seconds')}",
+        f"- command: `{command}`",
+        f"- seeds: {args.first_seed}..{args.first_seed + args.seeds - 1} "
+        f"(WATTBENCH_SIM_SEED); bench wall time {elapsed:.0f} s",
+        f"- versions: {json.dumps(collect_versions())}",
+        "- workloads: " + "; ".join(f"{w.name}: {w.note}" for w in wls),
+        "",
+    ]
+    table = search_methods.render(rows, header)
+    print(table)
+    doc = {
+        "schema": "wattbench.bench-methods/1",
+        "simulated": True,
+        "date_utc": now.isoformat(timespec="seconds"),
+        "command": command,
+        "host": {"python": platform.python_version(), "machine": platform.machine()},
+        "versions": collect_versions(),
+        "measure_settings": {
+            m: MeasureSettings(method=m).to_json() for m in args.measurement.split(",")
+        },
+        "adaptive_settings": {
+            m: AdaptiveSettings.for_method(m).to_json() for m in args.measurement.split(",")
+        },
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+        "bench_wall_s": elapsed,
+        "rows": rows,
+        "runs": runs,
+    }
+    out = Path(args.out or "results/measurement")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{now.date().isoformat()}-steady-vs-fast"
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(table, encoding="utf-8")
+    print(f"written: {out / stem}.json, .md")
+    fast = [r for r in rows if r["measurement"] == "fast"]
+    return 0 if all(search_methods.meets(r) for r in fast) else 1
 
 
 if __name__ == "__main__":

@@ -76,11 +76,17 @@ class FakeMeasurer:
     def measure_idle(self):
         return 70.0
 
-    def measure(self, point):
+    def measure(self, point, *, settle=False):
         self.log.append(point)
         x = point.sm_mhz if point.sm_mhz is not None else point.power_limit_w
         e, t = self.curve(TOP_MHZ if x is None else x)
         return measurement(point, e, t, noise_rel=self.noise_rel, rng=self.rng)
+
+    def revalue(self, measured):  # no thermal model: figures stay as measured
+        return dict(measured)
+
+    def adopt(self, measured):
+        pass
 
 
 class ListSink:

@@ -94,7 +94,7 @@ def _decode_presets() -> tuple[Preset, ...]:
             Preset(
                 f"{model}-batch",
                 f"{model} decode at L = {BATCH_CACHE_LEN}, batch {', '.join(map(str, BATCHES))} "
-                "(B = 1: a 34 MB cache, L2-resident on H100; use --flush-l2)",
+                "(B = 1: a 34 MB cache, L2-resident on H100 under --l2 warm)",
                 tuple((b, hq, hkv, BATCH_CACHE_LEN, d) for b in BATCHES),
                 sweep_dim=0,
             )

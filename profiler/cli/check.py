@@ -4,9 +4,13 @@ Runs every available implementation (or the named ones; the vendor baseline alwa
 fresh seeded random inputs, with the output poisoned (NaN) first, and compares it with the
 family's float64 reference (relative Frobenius error against the dtype's tolerance). On a CUDA
 device it also times them (CUDA events, median after warm-up) and gives TFLOP/s and the speedup
-over the baseline. Without one it is a CPU correctness check: the vendor impl runs torch's CPU
-matmul, and Triton runs in its interpreter -- this command sets ``TRITON_INTERPRET=1`` itself
-before any Triton kernel is imported when torch sees no CUDA device (small shapes only).
+over the baseline. The timing follows an L2 policy (``--l2``, :mod:`wattbench.kernels.l2`):
+``rotate`` (default; ``--flush-l2`` is the old name) runs each launch on the next of several
+seeded input sets that together hold twice the L2, so operands come from device memory as in
+the energy loop of ``wattbench sweep``; ``warm`` reuses the checked inputs. Without a CUDA
+device it is a CPU correctness check: the vendor impl runs torch's CPU matmul, and Triton runs
+in its interpreter -- this command sets ``TRITON_INTERPRET=1`` itself before any Triton kernel
+is imported when torch sees no CUDA device (small shapes only).
 
 Families that declare a comparison (the quantized GEMMs: the same (M, N, K) in bf16 on cuBLAS)
 get one more column on a CUDA device: that problem is timed the same way and each
@@ -29,6 +33,7 @@ from typing import Any
 from wattbench.kernels import catalog
 from wattbench.kernels.env import Environment, probe, use_triton_interpreter_without_cuda
 from wattbench.kernels.family import Family, Launch, Shape, shape_text
+from wattbench.kernels.l2 import DEFAULT_POLICY, POLICIES, ROTATE, L2Plan, rotating_launch
 from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.verify import Report, check
 from wattbench.profiler.cli.args import non_negative_int, positive_int
@@ -72,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--warmup", type=non_negative_int, default=3, help="launches before timing (default: 3)"
     )
     p.add_argument("--reps", type=positive_int, default=10, help="timed repetitions (default: 10)")
-    p.add_argument("--flush-l2", action="store_true", help="evict L2 before each timed launch")
+    add_l2_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
         "--observe-only",
@@ -80,6 +85,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="accepted for symmetry with sweep: check never changes a GPU setting anyway",
     )
     p.set_defaults(run=run)
+
+
+def add_l2_arguments(p: argparse.ArgumentParser) -> None:
+    """``--l2 {rotate,warm}`` and its old name ``--flush-l2`` (= ``--l2 rotate``), into
+    ``args.l2``; shared with suites/bench.py."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--l2",
+        choices=POLICIES,
+        help="how timed launches meet the L2 cache: rotate (default) runs each launch on the "
+        "next of several seeded input sets that together hold twice the L2, so operands come "
+        "from device memory, as in the energy loop of `wattbench sweep`; warm reuses the same "
+        "inputs (small problems then run from L2)",
+    )
+    group.add_argument(
+        "--flush-l2",
+        dest="l2",
+        action="store_const",
+        const=ROTATE,
+        help="the old name of --l2 rotate (the default); nothing is flushed",
+    )
+    p.set_defaults(l2=DEFAULT_POLICY)
 
 
 def _impl_names(values: list[str] | None) -> list[str] | None:
@@ -97,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         fam.impl(name)  # unknown names are usage errors before anything runs
     interpreter_set = use_triton_interpreter_without_cuda()
     env = probe(catalog.required_modules())
-    timing = TimingSettings(warmup=args.warmup, reps=args.reps, flush_l2=args.flush_l2)
+    timing = TimingSettings(warmup=args.warmup, reps=args.reps, l2=args.l2)
     reports = [
         check(fam, shape, args.dtype, env, impls=names, seed=args.seed, timing=timing)
         for shape in shapes
@@ -190,9 +217,19 @@ def render(rep: Report, comparison: ComparisonTiming | None = None) -> str:
             f"{r.status:<12}{_num(r.time_ms, '.4f'):>9}{_num(r.tflops, '.1f'):>9}"
             f"{speed or '-':>11}{cmp_cell}  {r.reason or ''}".rstrip()
         )
+    lines += l2_lines(rep)
     if comparison:
         lines.append(f"  {comparison.describe()}")
     return "\n".join(lines)
+
+
+def l2_lines(rep: Report) -> list[str]:
+    """How the timed implementations met L2: one line when they all came to the same plan, else
+    one per implementation; none when nothing was timed."""
+    texts = {r.impl: L2Plan.from_json(r.l2).text() for r in rep.results if r.l2 is not None}
+    if len(set(texts.values())) == 1:
+        return [f"  L2: {next(iter(texts.values()))}"]
+    return [f"  L2 ({impl}): {text}" for impl, text in texts.items()]
 
 
 # --- the comparison problem (e.g. bf16 cuBLAS on the same (M, N, K)) ------------------------------
@@ -201,7 +238,8 @@ def render(rep: Report, comparison: ComparisonTiming | None = None) -> str:
 @dataclass(frozen=True)
 class ComparisonTiming:
     """The time of a family's comparison problem (``Family.comparison``) for one shape:
-    ``time_ms`` (median per launch) or, when it was not timed, ``reason``."""
+    ``time_ms`` (median per launch) or, when it was not timed, ``reason``; ``l2``: the L2 plan
+    it was timed under (``L2Plan.to_json``)."""
 
     label: str
     family: str
@@ -210,6 +248,7 @@ class ComparisonTiming:
     dtype: str
     time_ms: float | None = None
     reason: str | None = None
+    l2: dict | None = None
 
     def speedup(self, time_ms: float | None) -> float | None:
         """comparison time / ``time_ms`` (> 1: faster than the comparison), or None."""
@@ -232,6 +271,7 @@ class ComparisonTiming:
             "dtype": self.dtype,
             "time_ms": self.time_ms,
             "reason": self.reason,
+            "l2": self.l2,
         }
 
 
@@ -249,7 +289,8 @@ def time_comparison(
 
     Timed only with ``timing`` and a CUDA device (``env.cuda``); otherwise, or when that
     implementation cannot run the problem here or raises, ``reason`` says why. ``device`` and
-    ``timer`` default to the CUDA device and CUDA-event timing (tests give a CPU timer)."""
+    ``timer`` default to the CUDA device and CUDA-event timing (tests give a CPU timer). The
+    launch follows ``timing.l2`` as the implementations' timings do."""
     cmp = fam.comparison
     if cmp is None:
         return None
@@ -265,12 +306,19 @@ def time_comparison(
     if reason:
         return _with(result, reason=reason)
     try:
-        inputs = other.make_inputs(other_shape, cmp.dtype, seed, device or env.device)
-        launch = impl.make_launch(inputs)
+        launch = rotating_launch(
+            other,
+            impl,
+            other_shape,
+            cmp.dtype,
+            device=device or env.device,
+            seed=seed,
+            policy=timing.l2,
+        )
         time_ms = median_ms(timer(launch, timing))
     except Exception as exc:  # e.g. out of memory: the column stays empty, the check goes on
         return _with(result, reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
-    return _with(result, time_ms=time_ms)
+    return _with(result, time_ms=time_ms, l2=launch.describe())
 
 
 def _with(result: ComparisonTiming, **changes: Any) -> ComparisonTiming:

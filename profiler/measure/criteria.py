@@ -97,6 +97,40 @@ class StandardErrorTarget:
         return len(self.values) >= self.min_trials and self.sem_rel <= self.rel_target
 
 
+@dataclass
+class Settled:
+    """A point has settled when, over its readings of the last ``span_s`` seconds (at least
+    ``min_windows`` of them), the temperature moved by at most ``temp_tol_c`` (NVML reports whole
+    degrees) and neither energy nor time per iteration drifts (:class:`Drift`); or after
+    ``max_s`` seconds (then ``converged`` is False). For warm-up where it matters: the baseline
+    (under a power cap its clock keeps falling while it heats, at constant power) and a point
+    measured again because it can still win."""
+
+    span_s: float = 1.0
+    min_windows: int = 4
+    temp_tol_c: float = 1.0
+    drift: Drift = field(default_factory=lambda: Drift(threshold_rel=0.003))
+    max_s: float = 30.0
+    readings: list[tuple[float, float, float, float]] = field(default_factory=list, init=False)
+    converged: bool = field(default=False, init=False)
+
+    def add(self, t_s: float, temp_c: float, energy_j: float, time_s: float) -> bool:
+        """Feed one window (its middle in s since the point was applied, mean temperature,
+        energy and time per iteration); True when warm-up is over."""
+        self.readings.append((t_s, temp_c, energy_j, time_s))
+        in_span = sum(1 for r in self.readings if r[0] >= t_s - self.span_s)
+        recent = self.readings[-max(in_span, self.min_windows) :]
+        if len(recent) >= self.min_windows and recent[-1][0] - recent[0][0] >= self.span_s * 0.75:
+            temps = [r[1] for r in recent]
+            times = [r[0] for r in recent]
+            if max(temps) - min(temps) <= self.temp_tol_c and not any(
+                self.drift.drifts(times, [r[i] for r in recent]) for i in (2, 3)
+            ):
+                self.converged = True
+                return True
+        return t_s >= self.max_s
+
+
 @dataclass(frozen=True)
 class Drift:
     """A trend across trials that noise cannot explain: the least-squares change of the values

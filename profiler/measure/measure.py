@@ -9,14 +9,17 @@ trials -- each a window of at least ``max(min_window_s, min_counter_updates * co
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wattbench.profiler.device import Device
 from wattbench.profiler.measure.actuator import Actuator
 from wattbench.profiler.measure.clock import Clock
-from wattbench.profiler.measure.criteria import Drift, RelativeSpread, SteadyPower
+from wattbench.profiler.measure.criteria import Drift, RelativeSpread, Settled, SteadyPower
 from wattbench.profiler.measure.meter import EnergyMeter, Window
 from wattbench.profiler.measure.thermal import ThermalFit, WindowReading
 from wattbench.profiler.measure.throttle import ClockHoldCheck
@@ -56,8 +59,10 @@ class MeasureSettings:
     method: str = "steady"
     #: fast: target relative standard error of a point's (corrected) energy per iteration
     sem_target_rel: float = 0.003
-    #: fast: shortest window (s); at least 3 counter updates and 2 batches
+    #: fast: shortest window (s) of GPU time
     fast_window_s: float = 0.25
+    #: fast: counter updates inside one window at least (energy is attributed between them)
+    fast_min_updates: int = 3
     #: fast: at most this long (s) in trial windows at one point
     trial_max_s: float = 6.0
 
@@ -131,14 +136,16 @@ class PointMeasurer:
             if crit.add(p, self.clock.now_s() - t0):
                 return self.clock.now_s() - t0
 
-    def measure(self, point: OperatingPoint) -> Measurement:
+    def measure(self, point: OperatingPoint, *, settle: bool = False) -> Measurement:
+        """Apply ``point`` (unless observe-only) and measure it. ``settle`` (fast method): hold
+        the point until it has settled before its trials, as for the baseline."""
         s = self.settings
         if s.method not in METHODS:
             raise ValueError(f"unknown measurement method {s.method!r}; use one of {METHODS}")
         if self.actuator is not None:
             self.actuator.apply(point)
         if s.method == "fast":
-            m = self._measure_fast(point)
+            m = self._measure_fast(point, settle)
             m.in_force = self.in_force(point)
             return m
         batch, t_iter_s = self._calibrate_batch()
@@ -157,31 +164,49 @@ class PointMeasurer:
         m.in_force = self.in_force(point)
         return m
 
-    def _measure_fast(self, point: OperatingPoint) -> Measurement:
-        """Short windows back to back from the moment the point is applied. The first window
-        (clocks and power ramping to the point) is never a trial; the baseline, which every
-        saving is measured against, is also warmed up until its power is steady. Trials stop
-        once the standard error of the energy carried to the steady temperature is below
-        ``sem_target_rel`` (at least ``min_trials``), or after ``trial_max_s``."""
+    def fast_window_iterations(self, t_iter_s: float) -> int:
+        """Iterations of one fast window: at least ``fast_window_s`` and ``fast_min_updates``
+        counter update periods (plus half a period, so that many updates fall inside it) of
+        GPU time, whatever the kernel's duration (energy is attributed by time)."""
+        s = self.settings
+        window_s = max(s.fast_window_s, (s.fast_min_updates + 0.5) * self.meter.counter_period_s)
+        return max(1, math.ceil(window_s / max(t_iter_s, 1e-9)))
+
+    def _measure_fast(self, point: OperatingPoint, settle: bool) -> Measurement:
+        """Asynchronous windows back to back from the moment the point is applied. The first
+        window (clocks and power ramping to the point) is never a trial. The baseline, which
+        every saving and the slowdown bound are measured against, and a point measured again
+        (``settle``: it can still win) are first held until they have settled (:class:`Settled`:
+        temperature, energy and time per iteration flat); other points are not waited for.
+        Trials stop once the standard error of the energy carried to the steady temperature is
+        below ``sem_target_rel`` (at least ``min_trials``), or after ``trial_max_s``."""
         s = self.settings
         t0 = self.clock.now_s()
-        batch, t_iter_s = self._calibrate_batch()
-        window_s = max(s.fast_window_s, 3 * self.meter.counter_period_s, 2 * batch * t_iter_s)
+        _, t_iter_s = self._calibrate_batch()
+        iters = self.fast_window_iterations(t_iter_s)
         temp_start = self.device.temperature_c()
-        warmup_s = 0.0
-        if point.is_baseline:
-            warmup_s = self._warm_up(batch, window_s)
         windows: list[Window] = []
         readings: list[WindowReading] = []
+
+        def take() -> Window:
+            w = self.meter.window_async(self.runner, iters)
+            windows.append(w)
+            readings.append(_reading(w, t0))
+            return w
+
+        take()
+        if point.is_baseline or settle:
+            tau = self.thermal.model.tau_s
+            crit = Settled(span_s=max(1.0, 2 * tau) if tau else 1.0, max_s=s.warmup_max_s)
+            while True:
+                w, r = take(), readings[-1]
+                if crit.add(r.t_s, r.temp_c, r.energy_j, w.duration_s / w.iterations):
+                    break
+        warmup_s = self.clock.now_s() - t0
         trials = 0
         trial_s = 0.0
         while True:
-            w = self.meter.window(self.runner, batch, window_s)
-            windows.append(w)
-            readings.append(_reading(w, t0))
-            if len(windows) == 1 and not point.is_baseline:
-                warmup_s = self.clock.now_s() - t0
-                continue
+            w = take()
             trials += 1
             trial_s += w.duration_s
             if trials >= s.min_trials:
@@ -191,7 +216,6 @@ class PointMeasurer:
             elif trial_s >= s.trial_max_s:
                 break
         self.thermal.add(readings)
-        corr = self.thermal.correct(readings, trials)
         trial_windows = windows[-trials:]
         crit = RelativeSpread(float("inf"), 1, trials)  # spread reported, never a stop or a flag
         for w in trial_windows:
@@ -199,20 +223,63 @@ class PointMeasurer:
         m = self._summarise(
             point, trial_windows, crit, warmup_s, temp_start, self.device.temperature_c()
         )
+        m.thermal = {
+            "readings": [r.to_json() for r in readings],
+            "trials": trials,
+            "raw_time_s": m.time_s,
+        }
+        return self._apply_correction(m)
+
+    def _apply_correction(self, m: Measurement) -> Measurement:
+        """``m`` (fast method) with its energy figures carried to its steady temperature by the
+        current thermal model, from the raw readings it keeps; flags "unstable" on drift."""
+        readings = [WindowReading.from_json(r) for r in m.thermal["readings"]]
+        trials = int(m.thermal["trials"])
+        corr = self.thermal.correct(readings, trials)
         trial_readings = readings[-trials:]
         carried = self.thermal.carry(trial_readings, corr.temp_ss_c)
-        if Drift(threshold_rel=max(2 * s.sem_target_rel, 0.002)).drifts(
-            [r.t_s for r in trial_readings], carried
-        ):
-            m.flags.append("unstable")
-        m.energy_j = corr.energy_j
-        m.avg_power_w = corr.energy_j / m.time_s
-        if m.energy_above_idle_j is not None and self.idle_power_w is not None:
-            m.energy_above_idle_j = corr.energy_j - self.idle_power_w * m.time_s
+        drift = Drift(threshold_rel=max(2 * self.settings.sem_target_rel, 0.002))
+        flags = [f for f in m.flags if f != "unstable"]
+        if drift.drifts([r.t_s for r in trial_readings], carried):
+            flags.append("unstable")
+        raw_time_s = float(m.thermal["raw_time_s"])
+        time_s = raw_time_s * (1 + corr.time_rel)
+        out = dataclasses.replace(m, flags=flags, energy_j=corr.energy_j, time_s=time_s)
+        out.avg_power_w = corr.energy_j / time_s
+        if self.idle_power_w is not None:
+            out.energy_above_idle_j = corr.energy_j - self.idle_power_w * time_s
         work = self.runner.work
-        m.tflop_per_j = work.flops / 1e12 / corr.energy_j if corr.energy_j > 0 else None
-        m.thermal = {**corr.to_json(), "model": self.thermal.model.to_json()}
-        return m
+        out.tflops = work.flops / time_s / 1e12
+        out.gbs = work.bytes / time_s / 1e9
+        out.tflop_per_j = work.flops / 1e12 / corr.energy_j if corr.energy_j > 0 else None
+        out.thermal = {
+            **corr.to_json(),
+            "model": self.thermal.model.to_json(),
+            "readings": m.thermal["readings"],
+            "trials": trials,
+            "raw_time_s": raw_time_s,
+        }
+        return out
+
+    def revalue(self, measured: Mapping[str, Measurement]) -> dict[str, Measurement]:
+        """Every fast-method measurement carried to its steady temperature by the CURRENT
+        thermal model (which has learnt from every point since); others as they are. The
+        adaptive search decides on these, and the run's choices are made on them."""
+        return {
+            k: self._apply_correction(m) if m.thermal.get("readings") else m
+            for k, m in measured.items()
+        }
+
+    def adopt(self, measured: Mapping[str, Measurement]) -> None:
+        """Rebuild the sweep's thermal fit from the readings of a resumed run's points, on top
+        of the prior the measurer was given."""
+        points = [
+            [WindowReading.from_json(r) for r in m.thermal["readings"]]
+            for m in measured.values()
+            if m.thermal.get("readings")
+        ]
+        if points:
+            self.thermal = ThermalFit.of_points(self.thermal.prior, points)
 
     def in_force(self, point: OperatingPoint) -> dict[str, Any]:
         """Every knob in force at ``point``: swept knobs as the point sets them, the others as
@@ -293,6 +360,9 @@ def _reading(w: Window, t0_s: float) -> WindowReading:
         temp_c=float(temp) if temp is not None else float("nan"),
         energy_j=w.energy_j / w.iterations,
         power_w=w.energy_j / max(w.duration_s, 1e-12),
+        time_s=w.duration_s / w.iterations,
+        capped="sw_power_cap" in w.reasons,
+        sm_mhz=_weighted_mean(w.sm_mhz) if w.sm_mhz else 0.0,
     )
 
 

@@ -1,9 +1,17 @@
 """Energy over a measurement window: the NVML total-energy counter, else integrated polled power.
 
-The counter is published every 20-100 ms, so a window starts and ends on an observed counter
-update (run short batches until the value changes) and lasts at least ``min_counter_updates``
-update periods. Without a counter (pre-Volta), instantaneous power is polled after every batch and
-integrated with the trapezoidal rule.
+Two kinds of window:
+
+* :meth:`EnergyMeter.window` (synchronised, the "steady" method): batches run device-synchronised;
+  the window starts and ends on an observed counter update (short batches until the value
+  changes) and lasts at least ``min_counter_updates`` update periods. Without a counter
+  (pre-Volta), instantaneous power is polled after every batch and integrated (trapezoidal rule).
+* :meth:`EnergyMeter.window_async` (the "fast" method): launches queued ahead, the host polls the
+  sensors while the GPU works (``runner.run_window``), and energy is *time-attributed*: the mean
+  power between the first and the last counter update observed while the GPU was busy, times the
+  GPU's own time for the window's iterations. Neither end waits for a launch to finish, so the
+  window's length does not depend on the kernel's duration; each update is seen at most one
+  polling period late, at both ends alike.
 """
 
 from __future__ import annotations
@@ -16,23 +24,31 @@ from wattbench.profiler.device import Device
 from wattbench.profiler.measure.clock import Clock
 from wattbench.profiler.runners.base import Runner
 
+#: how often the host polls the energy counter during an asynchronous window (s)
+ASYNC_POLL_S = 1e-3
+
 
 @dataclass
 class Window:
-    """One measured stretch of back-to-back iterations."""
+    """One measured stretch of back-to-back iterations. ``duration_s`` is the time the
+    iterations took: host clock for a synchronised window, the GPU's own for an asynchronous
+    one (``gpu_s``)."""
 
     start_s: float
     end_s: float
     iterations: int
-    energy_j: float  # total over the window
+    energy_j: float  # total over the window (J): measured, or mean power x duration_s
     sm_mhz: list[tuple[float, int]] = field(default_factory=list)  # (duration_s, MHz)
     mem_mhz: list[tuple[float, int]] = field(default_factory=list)
     reasons: set[str] = field(default_factory=set)
     temps_c: list[int] = field(default_factory=list)  # polled with the clocks
+    gpu_s: float | None = None  # the GPU's own time for the iterations (asynchronous windows)
+    #: asynchronous windows: the span (s) between the first and last counter updates seen
+    attributed_s: float | None = None
 
     @property
     def duration_s(self) -> float:
-        return self.end_s - self.start_s
+        return self.gpu_s if self.gpu_s is not None else self.end_s - self.start_s
 
     @property
     def temp_mean_c(self) -> float | None:
@@ -128,6 +144,53 @@ class EnergyMeter:
         else:
             w.energy_j = energy_polled
         w.end_s = self.clock.now_s()
+        return w
+
+    def window_async(
+        self, runner: Runner, iterations: int, *, poll_s: float = ASYNC_POLL_S
+    ) -> Window:
+        """Queue ``iterations`` launches, poll while the GPU works, attribute energy by time
+        (see module). Needs at least two counter updates (or power readings) seen while the GPU
+        was busy: size ``iterations`` for several update periods."""
+        t0 = self.clock.now_s()
+        w = Window(t0, t0, iterations, 0.0)
+        seen: list[tuple[float, float]] = []  # (host time, counter J or power W)
+        state = {"last": None, "next_sample": t0, "last_sample": None}
+
+        def poll() -> None:
+            now = self.clock.now_s()
+            if self.source == "counter":
+                e = self.device.energy_j()
+                if state["last"] is not None and e != state["last"]:
+                    seen.append((now, e))
+                state["last"] = e
+            else:
+                seen.append((now, self.device.power_instant_w()))
+            if now >= state["next_sample"]:
+                last = state["last_sample"]
+                self._sample(w, now - last if last is not None else self.poll_s)
+                state["next_sample"], state["last_sample"] = now + self.poll_s, now
+
+        gpu_s = runner.run_window(iterations, poll, poll_s)
+        w.end_s = self.clock.now_s()
+        w.gpu_s = gpu_s
+        if not w.sm_mhz:
+            self._sample(w, gpu_s)  # the window was shorter than one sample period
+        if len(seen) < 2 or seen[-1][0] <= seen[0][0]:
+            raise ValueError(
+                f"an asynchronous window of {gpu_s:.3f} s saw {len(seen)} sensor updates; "
+                "it needs at least 2 (make the window longer than two update periods)"
+            )
+        span = seen[-1][0] - seen[0][0]
+        if self.source == "counter":
+            power_w = (seen[-1][1] - seen[0][1]) / span
+        else:
+            power_w = (
+                sum(0.5 * (pa + pb) * (tb - ta) for (ta, pa), (tb, pb) in itertools.pairwise(seen))
+                / span
+            )
+        w.attributed_s = span
+        w.energy_j = power_w * gpu_s
         return w
 
     def _sample(self, w: Window, dt_s: float) -> None:

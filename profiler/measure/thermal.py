@@ -6,15 +6,23 @@ uncertainty):
 
 * at constant settings, die temperature approaches its steady value exponentially:
   ``T(t) = T_ss + (T_0 - T_ss) * exp(-t / tau_s)``; ``T_ss = ambient_c + r_c_per_w * P``;
-* energy per iteration grows with temperature (leakage; under a power cap, through the clock):
-  ``E(T) = E(T_ref) * (1 + leak_rel_per_c * (T - T_ref))``.
+* leakage power grows with temperature. Below the power cap the clock holds, so power grows:
+  ``P(T) = P(T_ref) + g(f) * (T - T_ref)`` with ``g(f) = leak_w_per_c + leak_w_per_c_per_ghz *
+  (f / 1 GHz - 1)``: an absolute slope (W/C), because leakage scales with voltage, not with a
+  point's switching power (one slope relative to each point's power is off by 4x between the
+  lowest and highest clocks), and linear in the SM clock ``f`` because voltage rises with it;
+  energy per iteration is ``P * t_iter``.
+  At the cap power is fixed and the clock gives way, so time grows instead:
+  ``t(T) = t(T_ref) * (1 + cap_time_rel_per_c * (T - T_ref))``, and energy with it.
 
-Fitted from a point's windows (time, mean temperature, energy per iteration): ``tau_s`` pooled over
-every point of the sweep (a 1-D search on a log grid; each point's ``T_ss`` is then linear least
-squares), ``leak_rel_per_c`` pooled over points (each point's energy against its temperature,
-through its own mean), ``ambient_c`` and ``r_c_per_w`` from the points' ``(P, T_ss)``. A model
-persisted for the GPU (by UUID) from earlier sweeps is the prior until this sweep has data of its
-own. Units: s, degrees C, W, relative (1/degree C).
+Fitted from a point's windows (time, mean temperature, power, time per iteration): ``tau_s``
+pooled over every point of the sweep (a 1-D search on a log grid; each point's ``T_ss`` is then
+linear least squares), ``g(f)`` pooled over the points below the cap (its clock term only
+when their clocks span at least ``MIN_CLOCK_SPAN_MHZ``) and
+``cap_time_rel_per_c`` over the points at it (each point's windows against its own means),
+``ambient_c`` and ``r_c_per_w`` from the points' ``(P, T_ss)``. A model persisted for the GPU (by
+UUID) from earlier sweeps is the prior until this sweep has data of its own. Units: s, degrees
+C, W, W per C, relative per C.
 """
 
 from __future__ import annotations
@@ -32,18 +40,35 @@ from typing import Any
 TAU_GRID_S = tuple(0.02 * (300 / 0.02) ** (i / 80) for i in range(81))
 #: a point's temperature must move this much (degrees C; NVML reports whole degrees) to show tau
 MIN_TEMP_SPAN_C = 2.0
-SCHEMA = "wattbench.thermal/1"
+#: the leakage slope gets a clock term when the moving points' clocks span this much (MHz)
+MIN_CLOCK_SPAN_MHZ = 300.0
+SCHEMA = "wattbench.thermal/2"
 
 
 @dataclass(frozen=True)
 class WindowReading:
     """One measurement window of a point: its middle (s since the point's settings were applied),
-    mean temperature (degrees C), energy per iteration (J) and mean power (W)."""
+    mean temperature (degrees C), energy per iteration (J), mean power (W), time per iteration
+    (s) and whether the power cap held the clock down (SwPowerCap seen)."""
 
     t_s: float
     temp_c: float
     energy_j: float
     power_w: float
+    time_s: float = 0.0
+    capped: bool = False
+    sm_mhz: float = 0.0  # mean SM clock
+
+    def to_json(self) -> list[float]:
+        return [
+            self.t_s, self.temp_c, self.energy_j, self.power_w, self.time_s, int(self.capped),
+            self.sm_mhz,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, row: Any) -> WindowReading:
+        t_s, temp_c, energy_j, power_w, time_s, capped, sm_mhz = (float(x) for x in row)
+        return cls(t_s, temp_c, energy_j, power_w, time_s, bool(capped), sm_mhz)
 
 
 @dataclass
@@ -53,9 +78,22 @@ class ThermalModel:
     tau_s: float | None = None
     ambient_c: float | None = None
     r_c_per_w: float | None = None
-    leak_rel_per_c: float | None = None
-    leak_rel_per_c_se: float | None = None
+    leak_w_per_c: float | None = None  # g at 1 GHz
+    leak_w_per_c_per_ghz: float | None = None  # g's change per GHz of SM clock
+    #: covariance of (leak_w_per_c, leak_w_per_c_per_ghz): [var, var, cov]
+    leak_cov: list[float] | None = None
+    cap_time_rel_per_c: float | None = None
+    cap_time_rel_per_c_se: float | None = None
     n_points: int = 0
+
+    def leak_slope_w_per_c(self, sm_mhz: float) -> tuple[float, float] | None:
+        """(g, its s.e.) at an SM clock; None when not fitted."""
+        if self.leak_w_per_c is None:
+            return None
+        x = sm_mhz / 1000 - 1
+        b = self.leak_w_per_c_per_ghz or 0.0
+        va, vb, cab = self.leak_cov or (0.0, 0.0, 0.0)
+        return self.leak_w_per_c + b * x, math.sqrt(max(va + x * x * vb + 2 * x * cab, 0.0))
 
     def steady_temp_c(self, power_w: float) -> float | None:
         if self.ambient_c is None or self.r_c_per_w is None:
@@ -73,6 +111,10 @@ class ThermalModel:
         for k, v in known.items():
             if k == "n_points":
                 known[k] = int(v) if isinstance(v, int) and v >= 0 else 0
+            elif k == "leak_cov":
+                ok = isinstance(v, list) and len(v) == 3
+                ok = ok and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+                known[k] = [float(x) for x in v] if ok else None
             elif not (isinstance(v, (int, float)) and math.isfinite(v)):
                 known[k] = None
         return cls(**known)
@@ -86,9 +128,12 @@ class Correction:
     raw_energy_j: float  # mean over the point's trial windows
     rel: float  # energy_j / raw_energy_j - 1
     rel_se: float  # standard error of the corrected figure, relative
+    noise_rel: float  # the part of rel_se from the trials' own scatter
+    time_rel: float  # corrected time per iteration / measured - 1 (non-zero only at the cap)
     temp_mean_c: float  # mean temperature of the trial windows
     temp_ss_c: float | None  # predicted steady temperature (None: taken as reached)
     temp_ss_source: str  # "trajectory" | "model" | "reached"
+    capped: bool  # the point ran at the power cap (its time, not its power, follows T)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +167,14 @@ class ThermalFit:
     def __post_init__(self) -> None:
         self.model = ThermalModel(**asdict(self.prior))
 
+    @classmethod
+    def of_points(cls, prior: ThermalModel, points: list[list[WindowReading]]) -> ThermalFit:
+        """A fit over ``points`` (each a point's windows), e.g. rebuilt from a resumed record."""
+        fit = cls(prior=prior)
+        fit.points = [list(p) for p in points if p]
+        fit._refit()
+        return fit
+
     # --- fitting ---------------------------------------------------------------------------------
 
     def add(self, windows: list[WindowReading]) -> None:
@@ -149,9 +202,13 @@ class ThermalFit:
             # a best fit at either end of the grid is no fit: the data show no curvature
             if best not in (TAU_GRID_S[0], TAU_GRID_S[-1]):
                 m.tau_s = best
-        k, k_se = self._leak()
-        if k is not None:
-            m.leak_rel_per_c, m.leak_rel_per_c_se = k, k_se
+        leak = self._leak()
+        if leak is not None:
+            m.leak_w_per_c, m.leak_w_per_c_per_ghz, m.leak_cov = leak
+        m.cap_time_rel_per_c, m.cap_time_rel_per_c_se = self._cap_slope()
+        if m.cap_time_rel_per_c is None:
+            m.cap_time_rel_per_c = self.prior.cap_time_rel_per_c
+            m.cap_time_rel_per_c_se = self.prior.cap_time_rel_per_c_se
         # T_ss(P) rests on the points whose steady temperature is known: a fitted trajectory,
         # or a point held for three time constants (flat temperatures may still be on the way)
         pairs = []
@@ -169,22 +226,57 @@ class ThermalFit:
                 m.r_c_per_w, m.ambient_c = r, t_mean - r * p_mean
         self.model = m
 
-    def _leak(self) -> tuple[float | None, float | None]:
-        """Pooled relative energy change per degree C, through each point's own mean."""
-        xs, ys = [], []
+    def _centred(self, capped: bool) -> list[tuple[float, float, float]]:
+        """(temperature - point mean, y - point mean, SM clock) of every window of the points
+        below (``capped`` False; y = power, W) or at the cap (y = relative time per iteration)."""
+        rows = []
         for w in self.points:
-            if len(w) < 3:
+            if len(w) < 3 or _is_capped(w) != capped:
                 continue
             t_mean = statistics.fmean(r.temp_c for r in w)
-            e_mean = statistics.fmean(r.energy_j for r in w)
-            xs += [r.temp_c - t_mean for r in w]
-            ys += [r.energy_j / e_mean - 1 for r in w]
-        sxx = sum(x * x for x in xs)
-        if sxx < 4.0 or len(xs) < 4:  # a few degrees of movement at least
-            return None, None
-        k = sum(x * y for x, y in zip(xs, ys, strict=True)) / sxx
-        sse = sum((y - k * x) ** 2 for x, y in zip(xs, ys, strict=True))
-        return k, math.sqrt(sse / (len(xs) - 1) / sxx)
+            if capped:
+                tt = statistics.fmean(r.time_s for r in w)
+                if tt <= 0:
+                    continue
+                rows += [(r.temp_c - t_mean, r.time_s / tt - 1, r.sm_mhz) for r in w]
+            else:
+                p_mean = statistics.fmean(r.power_w for r in w)
+                rows += [(r.temp_c - t_mean, r.power_w - p_mean, r.sm_mhz) for r in w]
+        return rows
+
+    def _leak(self) -> tuple[float, float | None, list[float]] | None:
+        """``g(f)`` pooled over the points below the cap: (g at 1 GHz, change per GHz or None,
+        covariance); None without a few degrees of movement."""
+        rows = self._centred(capped=False)
+        xs = [x for x, _, _ in rows]
+        if sum(x * x for x in xs) < 4.0 or len(rows) < 4:
+            return None
+        moving = [f for x, _, f in rows if abs(x) >= 1.0]
+        if moving and max(moving) - min(moving) >= MIN_CLOCK_SPAN_MHZ and len(rows) >= 6:
+            # y = a x + b x (f - 1 GHz): normal equations of a two-column regression
+            u = [(x, x * (f / 1000 - 1)) for x, _, f in rows]
+            ys = [y for _, y, _ in rows]
+            s11 = sum(a * a for a, _ in u)
+            s22 = sum(b * b for _, b in u)
+            s12 = sum(a * b for a, b in u)
+            det = s11 * s22 - s12 * s12
+            if det > 1e-9 * s11 * s22:
+                r1 = sum(a * y for (a, _), y in zip(u, ys, strict=True))
+                r2 = sum(b * y for (_, b), y in zip(u, ys, strict=True))
+                ga, gb = (s22 * r1 - s12 * r2) / det, (s11 * r2 - s12 * r1) / det
+                sse = sum((y - ga * a - gb * b) ** 2 for (a, b), y in zip(u, ys, strict=True))
+                s2 = sse / max(len(rows) - 2, 1)
+                return ga, gb, [s2 * s22 / det, s2 * s11 / det, -s2 * s12 / det]
+        k, k_se = _through_origin([(x, y) for x, y, _ in rows])
+        return k, None, [k_se * k_se, 0.0, 0.0]
+
+    def _cap_slope(self) -> tuple[float | None, float | None]:
+        """Relative time per iteration per C, pooled over the points at the cap (else the
+        prior's)."""
+        rows = self._centred(capped=True)
+        if sum(x * x for x, _, _ in rows) < 4.0 or len(rows) < 4:
+            return self.prior.cap_time_rel_per_c, self.prior.cap_time_rel_per_c_se
+        return _through_origin([(x, y) for x, y, _ in rows])
 
     def _steady_of(
         self, windows: list[WindowReading], tau_s: float | None
@@ -202,18 +294,30 @@ class ThermalFit:
 
     # --- correcting ------------------------------------------------------------------------------
 
+    def _rel_per_c(self, windows: list[WindowReading]) -> tuple[float, float, bool]:
+        """(relative energy change per C, its s.e., capped) for these windows' point."""
+        m = self.model
+        if _is_capped(windows):
+            return m.cap_time_rel_per_c or 0.0, m.cap_time_rel_per_c_se or 0.0, True
+        p_mean = statistics.fmean(r.power_w for r in windows)
+        g = m.leak_slope_w_per_c(statistics.fmean(r.sm_mhz for r in windows))
+        if g is None or p_mean <= 0:
+            return 0.0, 0.0, False
+        return g[0] / p_mean, g[1] / p_mean, False
+
     def carry(self, windows: list[WindowReading], temp_ss_c: float | None) -> list[float]:
         """Each window's energy per iteration carried to ``temp_ss_c`` by the fitted slope (as
-        measured when the slope or the steady temperature is unknown)."""
-        k = self.model.leak_rel_per_c or 0.0
+        measured when the steady temperature is unknown)."""
         if temp_ss_c is None:
             return [r.energy_j for r in windows]
+        k, _, _ = self._rel_per_c(windows)
         return [r.energy_j * (1 + k * (temp_ss_c - r.temp_c)) for r in windows]
 
     def correct(self, windows: list[WindowReading], trials: int) -> Correction:
-        """Energy per iteration of the point's last ``trials`` windows, carried to the point's
-        steady temperature (its own trajectory, else the model's ``T_ss(P)``), with the standard
-        error of the result (trial noise, the slope's and the steady temperature's)."""
+        """Energy (and, at the cap, time) per iteration of the point's last ``trials`` windows,
+        carried to the point's steady temperature (its own trajectory, else the model's
+        ``T_ss(P)``), with the standard error of the result (trial noise, the slope's and the
+        steady temperature's)."""
         trial = windows[-trials:]
         energies = [r.energy_j for r in trial]
         raw = statistics.fmean(energies)
@@ -228,14 +332,31 @@ class ThermalFit:
             predicted = m.steady_temp_c(statistics.fmean(r.power_w for r in trial))
             if predicted is not None:
                 t_ss, t_se, source = predicted, 1.0, "model"
-        k = m.leak_rel_per_c
-        if k is None or t_ss is None:
-            return Correction(raw, raw, 0.0, noise_rel, t_mean, t_ss, source)
+        k, k_se, capped = self._rel_per_c(trial)
+        if t_ss is None or k == 0.0:
+            return Correction(
+                raw, raw, 0.0, noise_rel, noise_rel, 0.0, t_mean, t_ss, source, capped
+            )
         dt = t_ss - t_mean
         rel = k * dt
-        k_se = m.leak_rel_per_c_se or 0.0
         rel_se = math.sqrt(noise_rel**2 + (dt * k_se) ** 2 + (k * t_se) ** 2)
-        return Correction(raw * (1 + rel), raw, rel, rel_se, t_mean, t_ss, source)
+        time_rel = rel if capped else 0.0
+        return Correction(
+            raw * (1 + rel), raw, rel, rel_se, noise_rel, time_rel, t_mean, t_ss, source, capped
+        )
+
+
+def _through_origin(rows: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope of y on x through the origin, and its standard error."""
+    sxx = sum(x * x for x, _ in rows)
+    k = sum(x * y for x, y in rows) / sxx
+    sse = sum((y - k * x) ** 2 for x, y in rows)
+    return k, math.sqrt(sse / max(len(rows) - 1, 1) / sxx)
+
+
+def _is_capped(windows: list[WindowReading]) -> bool:
+    """A point is at the cap when most of its windows saw the power cap hold the clock."""
+    return sum(r.capped for r in windows) * 2 > len(windows)
 
 
 # --- persistence per GPU -------------------------------------------------------------------------

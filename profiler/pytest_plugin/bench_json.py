@@ -11,7 +11,8 @@ two attributes of ``BenchmarkFixture`` that pytest-benchmark 3.x to 5.x share (`
 ``extra_info`` keys (units in the names; per-iteration figures): ``simulated``, ``time_source``,
 ``problem``, ``work``, ``correctness``, ``mode``, ``operating_point``, ``time_ms``,
 ``energy_j``, ``avg_power_w``, ``tflops``, ``gbs``, ``tflop_per_j``, ``flags``, ``optimum`` (per
-objective: point, energy, time, savings), ``run_record`` and ``notes``.
+objective: point, energy, time, savings), ``run_record``, ``notes`` and, on a real GPU, ``l2``
+(the L2 plan the device times were taken under, ``wattbench.kernels.l2.L2Plan.to_json``).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 (``kernels/verify.py``): seeded random inputs, the output poisoned (NaN) before the launch, the
 relative Frobenius error against the family's float64 reference, the dtype's tolerance.
 
-:func:`check_once` returns the launch it checked (on a CUDA device, to be timed next) so that the
-inputs are allocated once. :func:`cpu_check_reason` says whether an implementation can be checked
-on the CPU at a problem's own shape, for simulated GPUs, which run no kernel.
+:func:`check_once` returns the launch it checked and its inputs (on a CUDA device, to be timed
+next, as set 0 of an L2 rotation) so that they are allocated once. :func:`cpu_check_reason`
+says whether an implementation can be checked on the CPU at a problem's own shape, for
+simulated GPUs, which run no kernel.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattbench.kernels.env import Environment
-from wattbench.kernels.family import Family, Impl, Launch, Shape
+from wattbench.kernels.family import Family, Impl, Inputs, Launch, Shape
 from wattbench.kernels.verify import FAIL, PASS, REFERENCE_CPU_MAX_FLOPS, rel_fro_error
 
 NOT_CHECKED = "not-checked"
@@ -53,10 +54,11 @@ class Verdict:
 
 @dataclass
 class Checked:
-    """A verdict and, when kept, the checked launch with the inputs it holds."""
+    """A verdict and, when kept, the checked launch and the inputs it holds."""
 
     verdict: Verdict
     launch: Launch | None = None
+    inputs: Inputs | None = None
 
 
 def check_once(
@@ -72,7 +74,7 @@ def check_once(
     """Run ``impl`` once on ``device`` ("cpu" or "cuda:N") and compare with float64.
 
     Raises ``ImplUnavailable`` when the implementation finds it cannot run here, and whatever the
-    implementation raises. ``keep_launch`` returns the launch (and with it the inputs)."""
+    implementation raises. ``keep_launch`` returns the launch and its inputs."""
     import torch
 
     tolerance = family.tolerance(dtype)
@@ -89,7 +91,9 @@ def check_once(
     del ref
     status = PASS if err <= tolerance else FAIL  # NaN (nothing written) is not <= anything
     verdict = Verdict(status, tolerance, err, device, ref_device)
-    return Checked(verdict, launch if keep_launch else None)
+    if not keep_launch:
+        return Checked(verdict)
+    return Checked(verdict, launch, inputs)
 
 
 def cpu_check_reason(

@@ -1,16 +1,37 @@
-"""Runs a real launch callable on a real GPU, synchronising the device after each batch.
+"""Runs a real launch callable on a real GPU.
 
-With ``cuda_graph=True`` (torch only) a batch of launches is captured once into a CUDA graph and
-replayed, which removes the CPU launch gaps between iterations.
+``run(n)``: ``n`` launches, then a device synchronisation (calibration, the "steady" method).
+
+``run_window(n, poll, poll_s)``: ``n`` launches queued ahead of the GPU by a few polling periods,
+with no host synchronisation among them; the host polls (NVML, through ``poll``) while the GPU
+works, and the GPU's own time comes from two CUDA events, synchronised once at the end.
+
+CUDA graphs (``cuda_graph="auto"``, the default): after the first launches (which compile and
+autotune), a batch of launches lasting at least ``GRAPH_MIN_S`` of GPU time is captured once and
+replayed, which removes the CPU launch gaps between iterations. Where capture fails (CuPy's
+legacy-stream launches, a kernel that synchronises) the runner launches one by one and says so
+in :meth:`describe`. Needs torch; nothing here runs without a CUDA device.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from wattbench.kernels.l2 import whole_rounds
 from wattbench.kernels.work import Work
 from wattbench.profiler.errors import LaunchError, UsageError, WattbenchError
+
+#: a captured graph lasts at least this long on the GPU (s), so replays are never launch-bound
+GRAPH_MIN_S = 1e-3
+#: at most this many launches in one graph (bounds capture time and graph memory)
+GRAPH_MAX_LAUNCHES = 1024
+#: work queued ahead of the GPU in a window: this many polling periods, and at least 5 ms
+AHEAD_POLLS = 4
+AHEAD_MIN_S = 5e-3
 
 
 class GpuRunner:
@@ -22,34 +43,31 @@ class GpuRunner:
         work: Work,
         *,
         synchronize: Callable[[], None] | None = None,
-        cuda_graph: bool = False,
-        graph_batch: int = 16,
+        cuda_graph: bool | str = "auto",
     ) -> None:
+        if cuda_graph not in (True, False, "auto"):
+            raise UsageError(
+                f"cuda_graph must be True, False or 'auto', not {cuda_graph!r}",
+                "use 'auto' (capture where it works)",
+            )
         self.launch = launch
         self.work = work
         self.cuda_graph = cuda_graph
-        self._graph = None
-        self._graph_batch = graph_batch
+        self._graph: Any = None
+        self._graph_launches = 0
+        self._graph_note = "not tried yet" if cuda_graph else "disabled"
+        self._iter_s: float | None = None  # seconds per launch, from synchronised runs
         if synchronize is None:
             synchronize = _torch_synchronize()
         self.synchronize = synchronize
-        if cuda_graph:
-            self._graph = _capture(launch, graph_batch)
 
-    def run(self, iterations: int) -> None:
-        """Launch ``iterations`` times and wait for them; a failure (a CUDA fault, out of
-        memory) is a :class:`LaunchError` saying what to do, not a framework traceback."""
+    # --- launching ------------------------------------------------------------------------------
+
+    def _guarded(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``; a failure (a CUDA fault, out of memory) is a :class:`LaunchError` saying
+        what to do, not a framework traceback."""
         try:
-            if self._graph is not None:
-                full, rest = divmod(iterations, self._graph_batch)
-                for _ in range(full):
-                    self._graph.replay()
-                for _ in range(rest):
-                    self.launch()
-            else:
-                for _ in range(iterations):
-                    self.launch()
-            self.synchronize()
+            return fn()
         except WattbenchError:
             raise
         except Exception as exc:  # torch / CuPy / Triton raise their own RuntimeErrors
@@ -60,13 +78,120 @@ class GpuRunner:
                 "then resume the run",
             ) from exc
 
+    def _enqueue(self, iterations: int) -> None:
+        """Queue ``iterations`` launches (graph replays where there is a graph); no sync."""
+        if self._graph is not None:
+            full, rest = divmod(iterations, self._graph_launches)
+            for _ in range(full):
+                self._graph.replay()
+        else:
+            rest = iterations
+        for _ in range(rest):
+            self.launch()
+
+    def run(self, iterations: int) -> None:
+        """Launch ``iterations`` times and wait for them."""
+
+        def go() -> None:
+            t0 = time.perf_counter()
+            self._enqueue(iterations)
+            self.synchronize()
+            self._iter_s = (time.perf_counter() - t0) / iterations
+            if self.cuda_graph and self._graph is None and self._graph_note == "not tried yet":
+                self._try_capture()
+
+        self._guarded(go)
+
+    def _try_capture(self) -> None:
+        """Capture a graph of at least ``GRAPH_MIN_S`` of GPU time, once (after the first
+        synchronised run: compilation and autotuning are over)."""
+        per = max(self._iter_s or GRAPH_MIN_S, 1e-7)
+        n = max(1, min(GRAPH_MAX_LAUNCHES, math.ceil(GRAPH_MIN_S / per)))
+        # a launch rotating through input sets (kernels/l2.py) is captured in whole rounds, so
+        # every replay walks the same sets in the same order
+        sets = int(getattr(self.launch, "sets", 1) or 1)
+        n = whole_rounds(n, sets)
+        if n > GRAPH_MAX_LAUNCHES:
+            n = max(sets, GRAPH_MAX_LAUNCHES // sets * sets)
+        try:
+            self._graph = _capture(self.launch, n)
+            self._graph_launches = n
+            self._graph_note = f"captured ({n} launches per replay)"
+        except Exception as exc:  # capture is an optimisation: fall back, and say why
+            self._graph = None
+            first = (str(exc).splitlines() or [""])[0]
+            self._graph_note = f"capture failed, launching one by one: {type(exc).__name__}: "
+            self._graph_note += first[:200]
+            if self.cuda_graph is True:
+                raise LaunchError(
+                    f"CUDA graph capture failed: {type(exc).__name__}: {first}",
+                    "run without CUDA graphs (cuda_graph='auto' falls back by itself)",
+                ) from exc
+
+    def run_window(self, iterations: int, poll: Callable[[], None], poll_s: float) -> float:
+        """``iterations`` launches queued ahead; ``poll()`` every ``poll_s`` while the GPU is
+        busy with them; the GPU time (s) between CUDA events before the first and after the
+        last. The host synchronises once, at the end."""
+        import torch
+
+        if iterations < 1:
+            raise ValueError("iterations must be >= 1")
+        if self._iter_s is None:
+            self.run(1)
+        per = max(self._iter_s or 1e-6, 1e-7)
+        chunk = self._graph_launches if self._graph is not None else 1
+        ahead_s = max(AHEAD_POLLS * poll_s, AHEAD_MIN_S)
+
+        def go() -> float:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            marks: deque[tuple[Any, int]] = deque()  # (event after a chunk, launches so far)
+            start.record()
+            launched = completed = 0
+            end_recorded = False
+            next_poll = time.perf_counter()
+            while True:
+                while marks and marks[0][0].query():
+                    completed = marks.popleft()[1]
+                while launched < iterations and (launched - completed) * per < ahead_s:
+                    k = min(chunk, iterations - launched)
+                    self._enqueue(k)
+                    launched += k
+                    mark = torch.cuda.Event()
+                    mark.record()
+                    marks.append((mark, launched))
+                if launched >= iterations and not end_recorded:
+                    end.record()
+                    end_recorded = True
+                if end_recorded and end.query():
+                    break
+                now = time.perf_counter()
+                if now >= next_poll and start.query():
+                    poll()
+                    next_poll = now + poll_s
+                time.sleep(min(poll_s / 4, 5e-4))
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        gpu_s = self._guarded(go)
+        self._iter_s = gpu_s / iterations
+        return gpu_s
+
     def describe(self) -> dict:
         return {
             "runner": "gpu",
             "executes_kernels": True,
             "cuda_graph": self.cuda_graph,
-            "graph_batch": self._graph_batch if self.cuda_graph else None,
+            "cuda_graph_state": self._graph_note,
+            "graph_launches": self._graph_launches or None,
+            "l2": _describe_l2(self.launch),
         }
+
+
+def _describe_l2(launch: Callable[[], Any]) -> Any:
+    """What the launch says about its L2 policy (input rotation), if it says anything."""
+    describe = getattr(launch, "describe_l2", None)
+    return describe() if callable(describe) else None
 
 
 def _torch_synchronize() -> Callable[[], None]:
@@ -80,7 +205,7 @@ def _torch_synchronize() -> Callable[[], None]:
     return torch.cuda.synchronize
 
 
-def _capture(launch: Callable[[], Any], batch: int):
+def _capture(launch: Callable[[], Any], launches: int) -> Any:
     import torch
 
     stream = torch.cuda.Stream()
@@ -91,7 +216,7 @@ def _capture(launch: Callable[[], Any], batch: int):
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(batch):
+        for _ in range(launches):
             launch()
     torch.cuda.synchronize()
     return graph

@@ -7,6 +7,7 @@ Fault injection, for tests of what happens when a launch fails mid-run: with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wattbench.kernels.work import Work
@@ -58,7 +59,7 @@ class SimulatedRunner:
         fault = sim_env.launch_fault_after_s()
         self._fault_at_s = gpu.now_s + fault if fault is not None else None
 
-    def run(self, iterations: int) -> None:
+    def _check_fault(self) -> None:
         start = self.gpu.now_s
         if self._fault_at_s is not None and start >= self._fault_at_s:
             raise SimulatedLaunchFault(
@@ -66,9 +67,37 @@ class SimulatedRunner:
                 f"t = {start:.3f} s",
                 f"unset {FAULT_ENV}",
             )
+
+    def run(self, iterations: int) -> None:
+        self._check_fault()
+        start = self.gpu.now_s
         result = self.gpu.run(self._workload, iterations)
         if self.keep_log:
             self.log.append(RunLog(start, self.gpu.now_s, iterations, result.energy_j))
+
+    def run_window(self, iterations: int, poll: Callable[[], None], poll_s: float) -> float:
+        """``iterations`` back to back, stepped in parts of about ``poll_s`` of virtual time
+        (a part may end inside a launch) with ``poll()`` after each: the host looking in while
+        the GPU works. Returns the virtual seconds the iterations took."""
+        if iterations < 1:
+            raise ValueError("iterations must be >= 1")
+        if not poll_s > 0:
+            raise ValueError("poll_s must be > 0")
+        self._check_fault()
+        start, energy0 = self.gpu.now_s, self.gpu.energy_j
+        left = float(iterations)
+        step = min(left, 1e-3)  # the first part measures the pace
+        while left > 1e-9:
+            part = min(left, step)
+            result = self.gpu.run(self._workload, part)
+            left -= part
+            if left > 1e-9:
+                poll()
+                per_iter = result.elapsed_s / part
+                step = max(poll_s / per_iter, 1e-6) if per_iter > 0 else left
+        if self.keep_log:
+            self.log.append(RunLog(start, self.gpu.now_s, iterations, self.gpu.energy_j - energy0))
+        return self.gpu.now_s - start
 
     def truth_energy_per_iteration_j(self, start_s: float, end_s: float) -> float:
         """Exact modelled energy per iteration of the runs inside [start_s, end_s]."""

@@ -74,7 +74,7 @@ class Segment:
 class RunResult:
     """Ground truth of one :meth:`SimulatedGpu.run` call (for tests and the simulated runner)."""
 
-    iterations: int
+    iterations: float  # a fraction when a runner steps through a launch (host polls mid-kernel)
     elapsed_s: float
     energy_j: float
     sm_mhz_mean: float
@@ -160,6 +160,9 @@ class SimulatedGpu:
         n_avg = max(1, round(spec.sensors.power_average_s / period))
         idle_w = self._power(None, *self.idle_clocks())
         self._readings: deque[float] = deque([idle_w] * n_avg, maxlen=n_avg)
+        # each reading's sensor noise is drawn once, when it is published: a reading queried
+        # twice between updates answers the same value, as a real sensor's register does
+        self._reading_noise: deque[float] = deque([0.0] * n_avg, maxlen=n_avg)
         self._last: Segment | None = None
         self._busy_until_s = -math.inf
         # persist the counter and virtual time now and then, and at exit, so that a process that
@@ -286,10 +289,11 @@ class SimulatedGpu:
     def _next_tick_s(self) -> float:
         return self._tick * self.spec.sensors.update_period_s
 
-    def run(self, work: Workload, iterations: int) -> RunResult:
-        """Execute ``iterations`` of ``work`` back to back; advance time, energy and temperature."""
-        if iterations < 1:
-            raise ValueError("iterations must be >= 1")
+    def run(self, work: Workload, iterations: float) -> RunResult:
+        """Execute ``iterations`` of ``work`` back to back; advance time, energy and temperature.
+        A fraction is part of one launch: the GPU keeps working while the host looks in."""
+        if not iterations > 0:
+            raise ValueError("iterations must be > 0")
         with self._lock:
             t0, e0 = self.now_s, self.energy_j
             remaining = float(iterations)
@@ -382,6 +386,7 @@ class SimulatedGpu:
         window = sn.power_sample_window_s
         reading_w = (self.energy_j - self._energy_at(self.now_s - window)) / window
         self._readings.append(reading_w)
+        self._reading_noise.append(self._gauss(sn.power_noise_rel))
         if sn.energy_counter_source == "samples":
             inc_j = reading_w * sn.update_period_s
         else:
@@ -414,19 +419,19 @@ class SimulatedGpu:
     def _active(self) -> bool:
         return self.now_s - self._busy_until_s <= IDLE_HOLD_S and self._last is not None
 
-    def _noisy(self, w: float, noisy: bool) -> float:
-        return w * (1.0 + (self._gauss(self.spec.sensors.power_noise_rel) if noisy else 0.0))
-
     def instant_power_w(self, noisy: bool = True) -> float:
         """The latest power reading (NVML_FI_DEV_POWER_INSTANT): the mean power over the sample
-        window at the end of the last update period."""
+        window at the end of the last update period (with its sensor noise when ``noisy``)."""
         with self._lock:
-            return self._noisy(self._readings[-1], noisy)
+            return self._readings[-1] * (1.0 + (self._reading_noise[-1] if noisy else 0.0))
 
     def average_power_w(self, noisy: bool = True) -> float:
         """The mean of the readings of the last ``power_average_s`` (NVML_FI_DEV_POWER_AVERAGE)."""
         with self._lock:
-            return self._noisy(sum(self._readings) / len(self._readings), noisy)
+            if not noisy:
+                return sum(self._readings) / len(self._readings)
+            pairs = zip(self._readings, self._reading_noise, strict=True)
+            return sum(w * (1.0 + n) for w, n in pairs) / len(self._readings)
 
     def power_usage_mw(self) -> int:
         """nvmlDeviceGetPowerUsage: the running average or the latest reading, as the spec says."""

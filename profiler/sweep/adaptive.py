@@ -108,6 +108,13 @@ class AdaptiveSettings:
         return asdict(self)
 
     @classmethod
+    def for_method(cls, method: str) -> AdaptiveSettings:
+        """The defaults for a measurement method: with "fast" a point is measured at most twice
+        (its second pass is held until it has settled, and the figures compared are each
+        carried to their own steady temperature); "steady" keeps its three passes."""
+        return cls(max_passes=2) if method == "fast" else cls()
+
+    @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> AdaptiveSettings:
         """From a recorded ``settings.strategy`` dict (other keys are ignored)."""
         names = {f.name for f in fields(cls)}
@@ -180,6 +187,11 @@ def _rel_error(m: Measurement, fn: Callable[[float, float], float]) -> tuple[flo
     return mean, statistics.stdev(vals) / abs(mean) / math.sqrt(len(vals))
 
 
+def _corrected(m: Measurement) -> bool:
+    """Whether ``m`` was carried to its steady temperature (fast method), with its error."""
+    return "rel_se" in m.thermal and "noise_rel" in m.thermal
+
+
 def _mid_temp_c(m: Measurement) -> float:
     """The GPU's temperature (C) midway through the point's latest pass."""
     return (m.temp_c_start + m.temp_c_end) / 2
@@ -224,7 +236,11 @@ class _Ranker:
         figures, ``thermal_rel_per_c`` times how far the temperature moved during the pass."""
         value, sd = _rel_error(m, fn)
         s = self.s
-        thermal = s.thermal_rel_per_c * abs(m.temp_c_end - m.temp_c_start) if energy else 0.0
+        if _corrected(m):  # fast method: the correction's own uncertainty, beyond trial noise
+            rel_se, noise = float(m.thermal["rel_se"]), float(m.thermal["noise_rel"])
+            thermal = math.sqrt(max(rel_se * rel_se - noise * noise, 0.0)) if energy else 0.0
+        else:
+            thermal = s.thermal_rel_per_c * abs(m.temp_c_end - m.temp_c_start) if energy else 0.0
         return value, math.sqrt(sd * sd + s.noise_floor_rel**2 + thermal * thermal)
 
     def _within(self, m: Measurement) -> tuple[bool, bool]:
@@ -256,7 +272,9 @@ class _Ranker:
         fn = self.fn if ka != 1 else (lambda e, t: t)
         va, ea = self._error(a, fn, energy=ka != 1)
         vb, eb = self._error(b, fn, energy=ka != 1)
-        pair = self.s.thermal_rel_per_c * abs(_mid_temp_c(a) - _mid_temp_c(b)) if ka != 1 else 0
+        pair = 0.0  # corrected figures are each at their own steady temperature already
+        if ka != 1 and not (_corrected(a) and _corrected(b)):
+            pair = self.s.thermal_rel_per_c * abs(_mid_temp_c(a) - _mid_temp_c(b))
         scale = (abs(va) + abs(vb)) / 2 or 1.0
         return abs(va - vb) / scale / (math.sqrt(ea * ea + eb * eb + pair * pair) or 1e-12)
 

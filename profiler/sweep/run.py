@@ -14,6 +14,12 @@ re-measured point keeps one entry in the record whose figures are those of its l
 (its temperature above all) drifts between passes, so only the latest pass is comparable with
 what was measured just before and after it. A resumed run sees exactly what an uninterrupted
 one saw.
+
+Fast measurement (``MeasureSettings.method == "fast"``): before every decision the strategy sees
+every point re-evaluated with the sweep's current thermal model (``PointMeasurer.revalue``), a
+re-measured point is held until it has settled (it can still win, so it is worth the wait), and
+the choices and the record's final figures use the model as it stands at the end. A resumed run
+rebuilds the model from the recorded readings first (``PointMeasurer.adopt``).
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ def run_sweep(
     for m in done.values():
         if on_point:
             on_point(m, True)
+    measurer.adopt(done)
     status = "interrupted"
     try:
         if idle_power_w is None:
@@ -105,7 +112,7 @@ def run_sweep(
             record.set_idle_power_w(idle_power_w)
         else:
             measurer.idle_power_w = idle_power_w
-        while (point := strategy.next_point(done)) is not None:
+        while (point := strategy.next_point(measurer.revalue(done))) is not None:
             old = done.get(point.key)
             if old is not None and passes_of(old) >= MAX_PASSES_PER_POINT:
                 raise RuntimeError(
@@ -113,14 +120,19 @@ def run_sweep(
                     "time; it does not terminate"
                 )
             seq = 1 + sum(passes_of(x) for x in done.values())
-            m = tag_samples(measurer.measure(point), passes_of(old) if old else 0, seq)
+            m = measurer.measure(point, settle=old is not None)
+            m = tag_samples(m, passes_of(old) if old else 0, seq)
             if old is not None:
                 m = merge_measurements(old, m)
             done[point.key] = m
             record.add_point(m)
             if on_point:
                 on_point(m, False)
-        measurements = list(done.values())
+        final = measurer.revalue(done)
+        for key, m in final.items():
+            if m is not done[key]:
+                record.add_point(m)
+        measurements = list(final.values())
         choices = {o.name: o(measurements, max_power_w=max_power_w) for o in objectives}
         record.set_choices(choices)
         status = "complete"

@@ -31,7 +31,7 @@ from wattbench.profiler.measure import (
     VirtualClock,
     WallClock,
 )
-from wattbench.profiler.measure.thermal import ThermalFit, load_model, save_model
+from wattbench.profiler.measure.thermal import ThermalFit, ThermalModel, load_model, save_model
 from wattbench.profiler.paths import state_home
 from wattbench.profiler.runners import GpuRunner, SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
@@ -222,7 +222,7 @@ def sweep_problem(
                 space.points(),
                 objectives=request.objectives,
                 max_power_w=space.max_power_limit_w,
-                adaptive=request.adaptive,
+                adaptive=request.adaptive or AdaptiveSettings.for_method(request.settings.method),
             ),
             space_desc=space.describe(),
             max_power_w=space.max_power_limit_w,
@@ -284,8 +284,15 @@ def _measure(
         found=found.settings,
     )
     thermal_folder = thermal_dir(device)
+    prior = None
     if request.settings.method == "fast":  # start from what earlier sweeps learnt of this GPU
-        measurer.thermal = ThermalFit(prior=load_model(thermal_folder, device.identity.uuid))
+        recorded = record.doc["settings"].get("thermal_prior") if record is not None else None
+        prior = (
+            ThermalModel.from_json(recorded)
+            if recorded is not None  # a resumed run starts from the prior it started from
+            else load_model(thermal_folder, device.identity.uuid)
+        )
+        measurer.thermal = ThermalFit(prior=prior)
     on_start, on_point, on_record = hooks
     if record is None:
         record = RunRecord.create(
@@ -303,6 +310,7 @@ def _measure(
                 "found": found.to_json(),
                 "from_defaults": request.from_defaults,
                 "actuated_knobs": sorted(knobs),
+                **({"thermal_prior": prior.to_json()} if prior is not None else {}),
             },
             simulated=runner.simulated,
         )

@@ -235,11 +235,12 @@ def test_bench_shapes_and_report_rendering():
             "command": "python suites/bench.py",
             "nvml": {"driver_version": "580.1", "power_limit_w": 700.0},
         },
-        "settings": {"dtype": "fp32", "warmup": 5, "reps": 20, "flush_l2": False,
+        "settings": {"dtype": "fp32", "warmup": 5, "reps": 20, "l2": "rotate",
                      "no_verify": False},
     }  # fmt: skip
     md = bench.render_markdown(doc, reports, "vendor")
     assert md.startswith("# matmul fp32 on NVIDIA X")
+    assert "L2 policy rotate;" in md
     assert "driver 580.1" in md and "cupy not installed" in md
     rows = [line for line in md.splitlines() if line.startswith("| 16 |")]
     assert [r.split("|")[2].strip() for r in rows] == ["vendor", "lazy", "missing"]
@@ -314,6 +315,9 @@ def test_comparison_timing_and_its_column():
         (2, 64, 128),
     )
     assert cmp.time_ms > 0 and cmp.reason is None
+    # the comparison is timed under the timing's L2 policy; on the CPU the L2 size is unknown
+    assert cmp.l2["policy"] == "rotate" and cmp.l2["sets"] == 1
+    assert cmp.l2["limited_by"] == "l2-unknown" and cmp.to_json()["l2"] == cmp.l2
     assert check_cli.time_comparison(fam, (2, 64, 128), cpu_env, None).reason == (
         "timed only on a CUDA GPU"
     )
@@ -335,10 +339,11 @@ def test_comparison_timing_and_its_column():
                        "cuda_runtime_torch": "12.8", "versions": {}, "python": "3.12",
                        "command": "c", "nvml": {}},
         "settings": {"kernel": "w4a16", "dtype": "fp16-g32", "warmup": 1, "reps": 3,
-                     "flush_l2": False, "no_verify": False},
+                     "l2": "warm", "no_verify": False},
     }  # fmt: skip
     md = bench.render_markdown(doc, [timed], "vendor", [two_ms])
     assert "| vs vendor | vs bf16 cuBLAS |" in md and "| 4.00x |" in md
+    assert "L2 policy warm;" in md
     assert "vs bf16 cuBLAS (matmul vendor bf16 2x64x128): 2.0000 ms" in md
     assert bench.parse_shapes(catalog.family("w8a8"), "8192,targets@1") == (
         (8192, 8192, 8192),

@@ -201,13 +201,23 @@ def test_gpu_check_times_every_available_impl(dtype):
     for r in rep.results:
         if r.status == "pass":
             assert r.time_ms > 0 and r.tflops > 0 and r.speedup_vs_baseline > 0
+            # timed under the default L2 policy: input sets that together hold twice the L2
+            assert r.l2["policy"] == "rotate" and r.l2["covered"] and r.l2["sets"] > 1
 
 
 @pytest.mark.gpu
 def test_gpu_launch_for_the_sweep_runner():
     from wattbench.kernels.timing import TimingSettings, time_launch_ms
 
-    launch = catalog.gpu_launch("matmul", "vendor", (512, 512, 512), "bf16")
-    for flush in (False, True):
-        times = time_launch_ms(launch, TimingSettings(warmup=2, reps=3, flush_l2=flush))
+    for policy in ("rotate", "warm"):
+        launch = catalog.gpu_launch("matmul", "vendor", (512, 512, 512), "bf16", l2=policy)
+        times = time_launch_ms(launch, TimingSettings(warmup=2, reps=3, l2=policy))
         assert len(times) == 3 and all(t > 0 for t in times)
+        plan = launch.plan
+        assert plan.policy == policy
+        if policy == "rotate":  # 1.5 MiB per set: many sets, together twice the L2
+            assert plan.sets > 1 and plan.covered
+            assert plan.l2_bytes == torch.cuda.get_device_properties(0).L2_cache_size
+        else:
+            assert plan.sets == 1
+        del launch
