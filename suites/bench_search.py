@@ -201,6 +201,9 @@ class _NullRecord:
     def set_choices(self, choices) -> None:
         pass
 
+    def add_gpu_time_s(self, seconds: float) -> None:
+        pass
+
     def finish(self, status: str) -> None:
         pass
 

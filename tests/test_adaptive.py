@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import types
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class FakeMeasurer:
 
     actuator = None
     idle_power_w = None
+    clock = types.SimpleNamespace(now_s=lambda: 0.0)  # no device time passes here
 
     def __init__(self, curve, *, noise_rel=0.001, seed=0):
         self.curve = curve
@@ -102,6 +104,9 @@ class ListSink:
 
     def set_choices(self, choices):
         self.choices = choices
+
+    def add_gpu_time_s(self, seconds):
+        pass
 
     def finish(self, status):
         self.status = status
@@ -320,7 +325,8 @@ def test_interrupted_adaptive_sweep_resumes_deterministically(tmp_path, monkeypa
     out = tmp_path / "out"
     monkeypatch.setenv("WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S", "90")
     # a launch failure is a runtime error: one line, exit 1, saying how to resume
-    assert main(["sweep", "--device", "sim:h100-sxm", *PROBLEM, "--out", str(out)]) == 1
+    argv = ["sweep", "--device", "sim:h100-sxm", *PROBLEM, "--measurement", "steady"]
+    assert main([*argv, "--out", str(out)]) == 1
     monkeypatch.delenv("WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S")
     (path,) = out.glob("*.json")
     (line,) = capsys.readouterr().err.splitlines()

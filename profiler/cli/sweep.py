@@ -106,9 +106,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--measurement",
         choices=METHODS,
-        help="steady: warm each point up until power is steady, trials until their spread is "
-        "small; fast: short windows, each point carried to its steady temperature by the "
-        f"sweep's thermal model (default: {d.method})",
+        help="fast: short asynchronous windows, each point carried to its steady temperature "
+        "by the sweep's thermal model; steady: warm each point up until power is steady, "
+        f"trials until their spread is small (the old method) (default: {d.method})",
     )
     g.add_argument(
         "--max-trials", type=positive_int, help=f"at most this many trials (default {d.max_trials})"
@@ -188,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     result = outcome.result
     print(render_summary(device, problem, result.choices, result.baseline, outcome.simulated))
-    print(render_effort(outcome.record.doc["settings"].get("strategy") or {}, result.measurements))
+    doc = outcome.record.doc
+    print(render_effort(doc["settings"].get("strategy") or {}, result.measurements))
+    print(render_measurement(doc, result.measurements, outcome.simulated))
     print(f"run file: {outcome.record.path}")
     return 0
 
@@ -338,6 +340,29 @@ def render_summary(
     for name, c in choices.items():
         lines.append(row(name, c.chosen, c))
     return "\n".join(lines)
+
+
+def render_measurement(doc: dict, measurements: list[Measurement], simulated: bool) -> str:
+    """One line: the method, the device time the run spent, and how far the fast method carried
+    its points towards their steady temperature (the range of corrections, the largest standard
+    error)."""
+    method = (doc["settings"].get("measurement") or {}).get("method", "steady")
+    gpu_s = doc.get("gpu_time_s")
+    clock = "simulated GPU time" if simulated else "GPU time"
+    text = f"measurement {method}"
+    if gpu_s is not None:
+        text += f": {gpu_s:.0f} s of {clock}"
+    rels = [m.thermal["rel"] for m in measurements if "rel" in m.thermal]
+    if rels:
+        worst_se = max(m.thermal["rel_se"] for m in measurements if "rel_se" in m.thermal)
+        text += (
+            f"; each point carried to its steady temperature by the sweep's thermal model "
+            f"(corrections {percent(min(rels), signed=True)} to {percent(max(rels), signed=True)}, "
+            f"s.e. at most {percent(worst_se)})"
+        )
+    elif method == "steady":
+        text += "; each point warmed up until its power was steady"
+    return text
 
 
 def render_effort(strategy: dict, measurements: list[Measurement]) -> str:

@@ -53,10 +53,11 @@ class MeasureSettings:
     clock_tolerance_mhz: int = 15
     idle_settle_s: float = 2.0
     idle_window_s: float = 2.0
-    #: "steady": warm up until power is steady, then trials until their spread is small;
-    #: "fast": short windows from the start, each point carried to its steady temperature by the
-    #: sweep's thermal model (``measure/thermal.py``), trials until the standard error is small
-    method: str = "steady"
+    #: "fast" (default): short asynchronous windows from the start, each point carried to its
+    #: steady temperature by the sweep's thermal model (``measure/thermal.py``), trials until
+    #: the standard error is small; "steady" (the old method, for comparison): warm up until
+    #: power is steady, then synchronised trials until their spread is small
+    method: str = "fast"
     #: fast: target relative standard error of a point's (corrected) energy per iteration
     sem_target_rel: float = 0.003
     #: fast: shortest window (s) of GPU time

@@ -179,6 +179,7 @@ class WattbenchFixture:
     # --- shared -----------------------------------------------------------------------------------
 
     def _measure(self, device, problem: Problem, notes: list[str]):
+        from wattbench.profiler.measure import MeasureSettings
         from wattbench.profiler.sweep import session
 
         opts = self.state.options
@@ -189,6 +190,7 @@ class WattbenchFixture:
             power=sweep.get("power"),
             objectives=opts.objectives or session.SweepRequest().objectives,
             strategy=session.DEFAULT_STRATEGY,
+            settings=MeasureSettings(method=opts.measurement or MeasureSettings().method),
             # other processes were looked for once, when the GPU was opened: from now on this
             # process's own CUDA context is on the GPU (and its PID need not match in a container)
             allow_shared=True,

@@ -35,6 +35,8 @@ class Options:
     out_dir: Path = field(default_factory=default_results_dir)
     observe_only: bool = False
     allow_shared: bool = False
+    #: measurement method (``MeasureSettings.method``); None: the default
+    measurement: str | None = None
 
     @property
     def given(self) -> bool:
@@ -90,6 +92,7 @@ def from_values(
     out_dir: str | None,
     observe_only: bool,
     allow_shared: bool,
+    measurement: str | None = None,
 ) -> Options:
     """Options from raw option values (raises UsageError for malformed ones)."""
     return Options(
@@ -99,4 +102,5 @@ def from_values(
         out_dir=Path(out_dir) if out_dir else default_results_dir(),
         observe_only=bool(observe_only),
         allow_shared=bool(allow_shared),
+        measurement=measurement or None,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from wattbench.profiler.errors import WattbenchError
+from wattbench.profiler.measure.measure import METHODS
 from wattbench.profiler.pytest_plugin import bench_json, options
 from wattbench.profiler.pytest_plugin.state import PluginState
 
@@ -59,6 +60,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(WATTBENCH_NO_ACTUATE=1 does the same)",
     )
     g.addoption(
+        "--wattbench-measurement",
+        choices=METHODS,
+        help="fast: short asynchronous windows, each point carried to its steady temperature "
+        "by the sweep's thermal model (default); steady: warm each point up until its power is "
+        "steady (the old method, for comparison)",
+    )
+    g.addoption(
         "--wattbench-allow-shared",
         action="store_true",
         default=False,
@@ -77,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
             out_dir=config.getoption("wattbench_out"),
             observe_only=config.getoption("wattbench_observe_only"),
             allow_shared=config.getoption("wattbench_allow_shared"),
+            measurement=config.getoption("wattbench_measurement"),
         )
     except WattbenchError as exc:
         raise pytest.UsageError(f"wattbench: {exc}") from None

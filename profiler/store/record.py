@@ -372,6 +372,12 @@ class RunRecord:
         self.doc["choices"] = out
         self.write()
 
+    def add_gpu_time_s(self, seconds: float) -> None:
+        """Add ``seconds`` of the device's clock (virtual on a simulated GPU) spent by this run
+        (idle power, calibration, warm-up, windows, settings), summed over resumed parts; the
+        next :meth:`finish` or point writes it."""
+        self.doc["gpu_time_s"] = float(self.doc.get("gpu_time_s", 0.0)) + max(0.0, seconds)
+
     def finish(self, status: str = "complete") -> None:
         """Mark the run ``complete`` or ``interrupted`` and rewrite the file."""
         if status not in ("complete", "interrupted"):

@@ -47,6 +47,8 @@ class RecordSink(Protocol):
 
     def set_choices(self, choices: Mapping[str, Choice]) -> None: ...
 
+    def add_gpu_time_s(self, seconds: float) -> None: ...
+
     def finish(self, status: str) -> None: ...
 
 
@@ -104,6 +106,7 @@ def run_sweep(
             on_point(m, True)
     measurer.adopt(done)
     status = "interrupted"
+    t0_s = measurer.clock.now_s()
     try:
         if idle_power_w is None:
             if measurer.actuator is not None:
@@ -138,4 +141,5 @@ def run_sweep(
         status = "complete"
         return SweepResult(measurements, choices, idle_power_w)
     finally:
+        record.add_gpu_time_s(measurer.clock.now_s() - t0_s)
         record.finish(status)

@@ -1,0 +1,178 @@
+"""The real-GPU runner's asynchronous window, over a stand-in for ``torch.cuda``.
+
+MOCK: CUDA cannot exist on this machine, so ``torch.cuda``'s events and synchronisation are
+replaced by a small model of a GPU stream (``FakeStream``): launches queue behind each other,
+each taking ``t_iter_s`` of real time, and an event completes when the work queued before it
+has. The runner's own logic -- queueing ahead, polling only while the GPU is busy, one
+synchronisation at the end, CUDA-graph capture and its fallback -- runs unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+
+import pytest
+
+from wattbench.kernels.work import Work
+from wattbench.profiler.errors import LaunchError
+from wattbench.profiler.runners.gpu import GpuRunner
+
+
+class FakeStream:
+    def __init__(self, t_iter_s: float) -> None:
+        self.t_iter_s = t_iter_s
+        self.busy_until = 0.0
+        self.launches = 0
+        self.syncs = 0
+
+    def launch(self) -> None:
+        now = time.perf_counter()
+        self.busy_until = max(now, self.busy_until) + self.t_iter_s
+        self.launches += 1
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+        while time.perf_counter() < self.busy_until:
+            time.sleep(1e-4)
+
+
+def fake_torch(stream: FakeStream, *, capture_fails: bool = False) -> types.ModuleType:
+    class Event:
+        def __init__(self, enable_timing: bool = False) -> None:
+            self.at: float | None = None
+
+        def record(self) -> None:
+            self.at = max(time.perf_counter(), stream.busy_until)
+
+        def query(self) -> bool:
+            return self.at is not None and time.perf_counter() >= self.at
+
+        def synchronize(self) -> None:
+            while not self.query():
+                time.sleep(1e-4)
+
+        def elapsed_time(self, end: Event) -> float:
+            return (end.at - self.at) * 1e3
+
+    class Graph:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def replay(self) -> None:
+            for _ in range(self.n):
+                stream.launch()
+
+    captured: list[Graph] = []
+
+    class GraphContext:
+        def __init__(self, g: Graph) -> None:
+            self.g = g
+
+        def __enter__(self) -> Graph:
+            if capture_fails:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            self.before = stream.launches
+            return self.g
+
+        def __exit__(self, *exc: object) -> None:
+            # launches made while capturing were recorded, not run: take them off the stream
+            self.g.n = stream.launches - self.before
+            stream.launches = self.before
+            stream.busy_until = time.perf_counter()
+            captured.append(self.g)
+
+    class StreamCtx:
+        def __init__(self, s: object) -> None:
+            pass
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    class CudaStream:
+        def wait_stream(self, other: object) -> None:
+            pass
+
+    cuda = types.SimpleNamespace(
+        Event=Event,
+        CUDAGraph=Graph,
+        graph=GraphContext,
+        stream=StreamCtx,
+        Stream=CudaStream,
+        current_stream=CudaStream,
+        synchronize=stream.synchronize,
+    )
+    mod = types.ModuleType("torch")
+    mod.cuda = cuda  # type: ignore[attr-defined]
+    mod.captured = captured  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    def make(t_iter_s: float = 1e-3, **kw):
+        stream = FakeStream(t_iter_s)
+        torch = fake_torch(stream, **kw)
+        monkeypatch.setitem(sys.modules, "torch", torch)
+        return stream, torch
+
+    return make
+
+
+WORK = Work(1e12, 1e9, "bf16")
+
+
+def test_a_window_queues_ahead_polls_only_while_busy_and_syncs_once(gpu):
+    stream, _ = gpu(t_iter_s=1e-3)
+    runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize, cuda_graph=False)
+    runner.run(5)  # calibration: synchronised
+    syncs = stream.syncs
+    polls: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    gpu_s = runner.run_window(
+        60, lambda: polls.append((time.perf_counter(), stream.busy_until)), 2e-3
+    )
+    assert stream.launches == 65 and stream.syncs == syncs  # no host synchronisation inside
+    assert gpu_s == pytest.approx(0.060, rel=0.1)  # the GPU's own time, from the events
+    assert 10 <= len(polls) <= 40  # about every 2 ms over ~60 ms
+    assert all(t < busy for t, busy in polls)  # every poll while work was still queued
+    assert time.perf_counter() - start < 0.5
+
+
+def test_a_graph_of_at_least_a_millisecond_is_captured_after_the_first_runs(gpu):
+    stream, _ = gpu(t_iter_s=1e-4)
+    runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize)
+    runner.run(10)
+    assert runner.describe()["cuda_graph_state"].startswith("captured")
+    assert runner.describe()["graph_launches"] == 10  # 10 x 0.1 ms >= 1 ms
+    before = stream.launches
+    gpu_s = runner.run_window(95, lambda: None, 1e-3)
+    assert stream.launches - before == 95  # 9 replays of 10, then 5 single launches
+    assert gpu_s == pytest.approx(95e-4, rel=0.2)
+
+
+def test_capture_failure_falls_back_and_says_why_unless_graphs_were_demanded(gpu):
+    stream, _ = gpu(t_iter_s=1e-4, capture_fails=True)
+    runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize)
+    runner.run(3)
+    state = runner.describe()["cuda_graph_state"]
+    assert state.startswith("capture failed, launching one by one: RuntimeError")
+    strict = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize, cuda_graph=True)
+    with pytest.raises(LaunchError, match="CUDA graph capture failed"):
+        strict.run(3)
+
+
+def test_a_launch_failure_inside_a_window_is_one_launch_error(gpu):
+    stream, _ = gpu()
+
+    def broken() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+
+    runner = GpuRunner(broken, WORK, synchronize=stream.synchronize, cuda_graph=False)
+    runner._iter_s = 1e-3
+    with pytest.raises(LaunchError, match="illegal memory access"):
+        runner.run_window(10, lambda: None, 1e-3)
