@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out or "results/search")
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{now.date().isoformat()}-grid-vs-adaptive"
+    stem = f"{now.date().isoformat()}-grid-vs-adaptive-{'-'.join(methods)}"
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (out / f"{stem}.md").write_text(table, encoding="utf-8")
     print(f"written: {out / stem}.json, .md")

@@ -157,5 +157,30 @@ class Drift:
         return slope * span / abs(v_mean), se_slope * span / abs(v_mean)
 
     def drifts(self, times_s: list[float], values: list[float]) -> bool:
+        """True for a change beyond ``threshold_rel`` that is significant at the two-sided
+        level of ``z`` normal standard errors, judged with Student's t for the ``n - 2``
+        degrees of freedom the trend's standard error rests on (with 3 trials that is 1, and a
+        normal ``z = 3`` would call one noisy point in five a drift)."""
         change, se = self.change_rel(times_s, values)
-        return abs(change) > self.threshold_rel and abs(change) > self.z * se
+        return (
+            abs(change) > self.threshold_rel
+            and abs(change) > t_critical(self.z, len(values) - 2) * se
+        )
+
+
+#: two-sided Student's t critical values at the normal z = 3 level (p = 0.0027), by degrees of
+#: freedom (standard tables); between entries the next lower dof's (conservative) is used
+_T_AT_Z3 = {1: 235.8, 2: 19.21, 3: 9.22, 4: 6.62, 5: 5.51, 6: 4.90, 7: 4.53, 8: 4.28, 9: 4.09,
+            10: 3.96, 12: 3.77, 15: 3.59, 20: 3.42, 30: 3.27, 60: 3.13}  # fmt: skip
+
+
+def t_critical(z: float, dof: int) -> float:
+    """The t value with the two-sided tail of ``z`` normal standard errors for ``dof`` degrees
+    of freedom: tabulated for z = 3, scaled in proportion for other z (an approximation that
+    is exact in the normal limit); ``z`` itself beyond 60 dof."""
+    if dof < 1:
+        return math.inf
+    if dof > 60:
+        return z
+    key = max(k for k in _T_AT_Z3 if k <= dof)
+    return _T_AT_Z3[key] * z / 3.0

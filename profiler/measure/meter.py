@@ -155,21 +155,23 @@ class EnergyMeter:
         t0 = self.clock.now_s()
         w = Window(t0, t0, iterations, 0.0)
         seen: list[tuple[float, float]] = []  # (host time, counter J or power W)
-        state = {"last": None, "next_sample": t0, "last_sample": None}
+        last_e: float | None = None
+        next_sample_s, last_sample_s = t0, None
 
         def poll() -> None:
+            nonlocal last_e, next_sample_s, last_sample_s
             now = self.clock.now_s()
             if self.source == "counter":
                 e = self.device.energy_j()
-                if state["last"] is not None and e != state["last"]:
-                    seen.append((now, e))
-                state["last"] = e
+                if last_e is not None and e != last_e:
+                    seen.append((now, e))  # an update, seen at most one poll late
+                last_e = e
             else:
                 seen.append((now, self.device.power_instant_w()))
-            if now >= state["next_sample"]:
-                last = state["last_sample"]
-                self._sample(w, now - last if last is not None else self.poll_s)
-                state["next_sample"], state["last_sample"] = now + self.poll_s, now
+            if now >= next_sample_s:
+                dt = now - last_sample_s if last_sample_s is not None else self.poll_s
+                self._sample(w, dt)
+                next_sample_s, last_sample_s = now + self.poll_s, now
 
         gpu_s = runner.run_window(iterations, poll, poll_s)
         w.end_s = self.clock.now_s()

@@ -163,6 +163,9 @@ class ThermalFit:
     prior: ThermalModel = field(default_factory=ThermalModel)
     points: list[list[WindowReading]] = field(default_factory=list)
     model: ThermalModel = field(default_factory=ThermalModel)
+    #: relative scatter of one window's energy around its point's trend, pooled over the
+    #: sweep's points (0 until two points have 3+ windows)
+    window_noise_rel: float = 0.0
 
     def __post_init__(self) -> None:
         self.model = ThermalModel(**asdict(self.prior))
@@ -193,7 +196,25 @@ class ThermalFit:
                 out.append(temps)
         return out
 
+    def _pooled_noise_rel(self) -> float:
+        """Relative residual SD of window energies about a straight line in time, per point
+        (the trend -- heating, cooling -- is not noise), pooled over the points (by degrees of
+        freedom); the first window of a point (settings taking hold) is left out."""
+        sse, dof = 0.0, 0
+        for w in self.points:
+            rows = [(r.t_s, r.energy_j) for r in w[1:]]
+            if len(rows) < 3:
+                continue
+            t_mean = statistics.fmean(t for t, _ in rows)
+            e_mean = statistics.fmean(e for _, e in rows)
+            stt = sum((t - t_mean) ** 2 for t, _ in rows)
+            slope = sum((t - t_mean) * (e - e_mean) for t, e in rows) / stt if stt > 0 else 0.0
+            sse += sum(((e - e_mean - slope * (t - t_mean)) / e_mean) ** 2 for t, e in rows)
+            dof += len(rows) - 2
+        return math.sqrt(sse / dof) if dof >= 4 else 0.0
+
     def _refit(self) -> None:
+        self.window_noise_rel = self._pooled_noise_rel()
         m = ThermalModel(**asdict(self.prior))
         m.n_points = len(self.points) + self.prior.n_points
         moving = self._moving()
@@ -322,9 +343,9 @@ class ThermalFit:
         energies = [r.energy_j for r in trial]
         raw = statistics.fmean(energies)
         t_mean = statistics.fmean(r.temp_c for r in trial)
-        noise_rel = (
-            statistics.stdev(energies) / math.sqrt(len(energies)) / raw if len(energies) > 1 else 0
-        )
+        own_sd = statistics.stdev(energies) / raw if len(energies) > 1 else 0.0
+        # a few trials can agree by chance: the sweep's pooled window noise is the floor
+        noise_rel = max(own_sd, self.window_noise_rel) / math.sqrt(len(energies))
         m = self.model
         t_ss, t_se, source = self._steady_of(windows, m.tau_s)
         held = m.tau_s is not None and windows[-1].t_s >= 3 * m.tau_s

@@ -239,6 +239,8 @@ class _Ranker:
         if _corrected(m):  # fast method: the correction's own uncertainty, beyond trial noise
             rel_se, noise = float(m.thermal["rel_se"]), float(m.thermal["noise_rel"])
             thermal = math.sqrt(max(rel_se * rel_se - noise * noise, 0.0)) if energy else 0.0
+            if energy:  # trial noise no smaller than the sweep's pooled window noise says
+                sd = max(sd, noise)
         else:
             thermal = s.thermal_rel_per_c * abs(m.temp_c_end - m.temp_c_start) if energy else 0.0
         return value, math.sqrt(sd * sd + s.noise_floor_rel**2 + thermal * thermal)
