@@ -91,6 +91,10 @@ class ActuationForbiddenError(DeviceError):
     """
 
 
+class MeasurementError(WattbenchError):
+    """A measurement could not be made as planned (a sensor that did not update)."""
+
+
 class LaunchError(WattbenchError):
     """A kernel launch failed (a CUDA fault, or a failure the simulator was told to inject)."""
 

@@ -606,14 +606,13 @@ def _methods_main(args: argparse.Namespace, wls: list[Workload], argv: list[str]
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
     command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
-    header[3:3] = [
+    header[4:4] = [
         f"- date (UTC): {now.isoformat(timespec='seconds')}",
         f"- command: `{command}`",
         f"- seeds: {args.first_seed}..{args.first_seed + args.seeds - 1} "
         f"(WATTBENCH_SIM_SEED); bench wall time {elapsed:.0f} s",
         f"- versions: {json.dumps(collect_versions())}",
         "- workloads: " + "; ".join(f"{w.name}: {w.note}" for w in wls),
-        "",
     ]
     table = search_methods.render(rows, header)
     print(table)

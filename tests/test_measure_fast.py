@@ -12,6 +12,7 @@ import pytest
 from wattbench.kernels.costs import make_problem, work_of
 from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import open_device
+from wattbench.profiler.errors import MeasurementError
 from wattbench.profiler.measure.clock import VirtualClock
 from wattbench.profiler.measure.criteria import Drift, Settled, StandardErrorTarget
 from wattbench.profiler.measure.meter import EnergyMeter
@@ -197,6 +198,10 @@ def test_a_window_too_short_for_two_counter_updates_says_so():
     meter = EnergyMeter(device, VirtualClock(gpu))
     with pytest.raises(ValueError, match="needs at least 2"):
         meter.window_async(runner, 1)
+    # the measurer's path doubles the window twice, then says what to do
+    with pytest.raises(MeasurementError, match="did not update") as info:
+        meter.window_async_retrying(runner, 1)
+    assert "--measurement steady" in info.value.remedy
 
 
 def test_settled_waits_for_the_temperature_not_only_for_power():

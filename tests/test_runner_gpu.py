@@ -144,9 +144,22 @@ def test_a_window_queues_ahead_polls_only_while_busy_and_syncs_once(gpu):
 
 
 def test_a_graph_of_at_least_a_millisecond_is_captured_after_the_first_runs(gpu):
+    """The first run compiles and autotunes (here: 50 ms for one launch); the graph is sized
+    from a later synchronised run of at least 2 ms, so it holds >= 1 ms of kernel time."""
     stream, _ = gpu(t_iter_s=1e-4)
-    runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize)
-    runner.run(10)
+    compiled = []
+
+    def launch() -> None:
+        if not compiled:
+            compiled.append(True)
+            time.sleep(0.05)
+        stream.launch()
+
+    runner = GpuRunner(launch, WORK, synchronize=stream.synchronize)
+    runner.run(1)
+    runner.run(4)  # too short to size a graph from
+    assert runner.describe()["cuda_graph_state"] == "not tried yet"
+    runner.run(30)
     assert runner.describe()["cuda_graph_state"].startswith("captured")
     assert runner.describe()["graph_launches"] == 10  # 10 x 0.1 ms >= 1 ms
     before = stream.launches
@@ -158,12 +171,25 @@ def test_a_graph_of_at_least_a_millisecond_is_captured_after_the_first_runs(gpu)
 def test_capture_failure_falls_back_and_says_why_unless_graphs_were_demanded(gpu):
     stream, _ = gpu(t_iter_s=1e-4, capture_fails=True)
     runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize)
-    runner.run(3)
+    runner.run(1)
+    runner.run(30)
     state = runner.describe()["cuda_graph_state"]
     assert state.startswith("capture failed, launching one by one: RuntimeError")
     strict = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize, cuda_graph=True)
+    strict.run(1)
     with pytest.raises(LaunchError, match="CUDA graph capture failed"):
-        strict.run(3)
+        strict.run(30)
+
+
+def test_long_launches_keep_the_gpu_busy_through_a_window(gpu):
+    """8 ms launches: at least two are always queued, so the GPU never waits for the host
+    and the window's GPU time is the launches' own (an idle gap would inflate time and
+    energy)."""
+    stream, _ = gpu(t_iter_s=8e-3)
+    runner = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize, cuda_graph=False)
+    runner.run(1)
+    gpu_s = runner.run_window(12, lambda: time.sleep(4e-4), 1e-3)
+    assert gpu_s == pytest.approx(12 * 8e-3, rel=0.01)
 
 
 def test_a_launch_failure_inside_a_window_is_one_launch_error(gpu):

@@ -29,6 +29,9 @@ from wattbench.profiler.safety.journal import GpuSettings
 
 #: measurement methods (``MeasureSettings.method``)
 METHODS = ("steady", "fast")
+#: fast method: the span (s) a settling point must be flat over before the sweep's model
+#: knows the time constant
+SETTLE_SPAN_UNKNOWN_TAU_S = 3.0
 
 
 @dataclass
@@ -190,7 +193,7 @@ class PointMeasurer:
         readings: list[WindowReading] = []
 
         def take() -> Window:
-            w = self.meter.window_async(self.runner, iters)
+            w = self.meter.window_async_retrying(self.runner, iters)
             windows.append(w)
             readings.append(_reading(w, t0))
             return w
@@ -198,7 +201,10 @@ class PointMeasurer:
         take()
         if point.is_baseline or settle:
             tau = self.thermal.model.tau_s
-            crit = Settled(span_s=max(1.0, 2 * tau) if tau else 1.0, max_s=s.warmup_max_s)
+            # twice the time constant when the model knows it; else a span long enough for
+            # the published time constants (seconds: Yang et al.'s A100 step) to show
+            span = max(1.0, 2 * tau) if tau else SETTLE_SPAN_UNKNOWN_TAU_S
+            crit = Settled(span_s=span, max_s=s.warmup_max_s)
             while True:
                 w, r = take(), readings[-1]
                 if crit.add(r.t_s, r.temp_c, r.energy_j, w.duration_s / w.iterations):
@@ -211,6 +217,8 @@ class PointMeasurer:
             trials += 1
             trial_s += w.duration_s
             if trials >= s.min_trials:
+                # on the total: more trials shrink the noise part, and the model's part too as
+                # the point nears its steady temperature (the correction's dT shrinks)
                 corr = self.thermal.correct(readings, trials)
                 if corr.rel_se <= s.sem_target_rel or trial_s >= s.trial_max_s:
                     break
@@ -260,6 +268,8 @@ class PointMeasurer:
             "trials": trials,
             "raw_time_s": raw_time_s,
         }
+        if "earlier_readings" in m.thermal:
+            out.thermal["earlier_readings"] = m.thermal["earlier_readings"]
         return out
 
     def revalue(self, measured: Mapping[str, Measurement]) -> dict[str, Measurement]:
@@ -275,9 +285,10 @@ class PointMeasurer:
         """Rebuild the sweep's thermal fit from the readings of a resumed run's points, on top
         of the prior the measurer was given."""
         points = [
-            [WindowReading.from_json(r) for r in m.thermal["readings"]]
+            [WindowReading.from_json(r) for r in rows]
             for m in measured.values()
             if m.thermal.get("readings")
+            for rows in (*m.thermal.get("earlier_readings", []), m.thermal["readings"])
         ]
         if points:
             self.thermal = ThermalFit.of_points(self.thermal.prior, points)

@@ -21,11 +21,16 @@ import statistics
 from dataclasses import dataclass, field
 
 from wattbench.profiler.device import Device
+from wattbench.profiler.errors import MeasurementError
 from wattbench.profiler.measure.clock import Clock
 from wattbench.profiler.runners.base import Runner
 
 #: how often the host polls the energy counter during an asynchronous window (s)
 ASYNC_POLL_S = 1e-3
+
+
+class TooFewUpdates(ValueError):
+    """An asynchronous window saw fewer than two sensor updates while the GPU was busy."""
 
 
 @dataclass
@@ -179,7 +184,7 @@ class EnergyMeter:
         if not w.sm_mhz:
             self._sample(w, gpu_s)  # the window was shorter than one sample period
         if len(seen) < 2 or seen[-1][0] <= seen[0][0]:
-            raise ValueError(
+            raise TooFewUpdates(
                 f"an asynchronous window of {gpu_s:.3f} s saw {len(seen)} sensor updates; "
                 "it needs at least 2 (make the window longer than two update periods)"
             )
@@ -194,6 +199,21 @@ class EnergyMeter:
         w.attributed_s = span
         w.energy_j = power_w * gpu_s
         return w
+
+    def window_async_retrying(self, runner: Runner, iterations: int, tries: int = 3) -> Window:
+        """:meth:`window_async`, doubling the window when it saw too few sensor updates (the
+        counter period was misjudged); after ``tries`` a :class:`MeasurementError`."""
+        for _ in range(tries):
+            try:
+                return self.window_async(runner, iterations)
+            except TooFewUpdates:
+                iterations *= 2
+        raise MeasurementError(
+            f"the GPU's energy counter did not update during {tries} windows of up to "
+            f"{iterations // 2} iterations",
+            "run with --measurement steady, or check that the GPU reports energy "
+            "(`wattbench devices`)",
+        )
 
     def _sample(self, w: Window, dt_s: float) -> None:
         d = self.device

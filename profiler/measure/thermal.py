@@ -247,13 +247,17 @@ class ThermalFit:
                 m.r_c_per_w, m.ambient_c = r, t_mean - r * p_mean
         self.model = m
 
-    def _centred(self, capped: bool) -> list[tuple[float, float, float]]:
-        """(temperature - point mean, y - point mean, SM clock) of every window of the points
-        below (``capped`` False; y = power, W) or at the cap (y = relative time per iteration)."""
+    def _centred(self, capped: bool) -> tuple[list[tuple[float, float, float]], int]:
+        """(temperature - point mean, y - point mean, SM clock) of every window but the first
+        (settings taking hold) of the points below (``capped`` False; y = power, W) or at the
+        cap (y = relative time per iteration); and how many points they come from (each point's
+        mean costs a degree of freedom)."""
         rows = []
-        for w in self.points:
+        n_points = 0
+        for w in (p[1:] for p in self.points):
             if len(w) < 3 or _is_capped(w) != capped:
                 continue
+            n_points += 1
             t_mean = statistics.fmean(r.temp_c for r in w)
             if capped:
                 tt = statistics.fmean(r.time_s for r in w)
@@ -263,12 +267,12 @@ class ThermalFit:
             else:
                 p_mean = statistics.fmean(r.power_w for r in w)
                 rows += [(r.temp_c - t_mean, r.power_w - p_mean, r.sm_mhz) for r in w]
-        return rows
+        return rows, n_points
 
     def _leak(self) -> tuple[float, float | None, list[float]] | None:
         """``g(f)`` pooled over the points below the cap: (g at 1 GHz, change per GHz or None,
         covariance); None without a few degrees of movement."""
-        rows = self._centred(capped=False)
+        rows, n_points = self._centred(capped=False)
         xs = [x for x, _, _ in rows]
         if sum(x * x for x in xs) < 4.0 or len(rows) < 4:
             return None
@@ -286,18 +290,18 @@ class ThermalFit:
                 r2 = sum(b * y for (_, b), y in zip(u, ys, strict=True))
                 ga, gb = (s22 * r1 - s12 * r2) / det, (s11 * r2 - s12 * r1) / det
                 sse = sum((y - ga * a - gb * b) ** 2 for (a, b), y in zip(u, ys, strict=True))
-                s2 = sse / max(len(rows) - 2, 1)
+                s2 = sse / max(len(rows) - n_points - 2, 1)
                 return ga, gb, [s2 * s22 / det, s2 * s11 / det, -s2 * s12 / det]
-        k, k_se = _through_origin([(x, y) for x, y, _ in rows])
+        k, k_se = _through_origin([(x, y) for x, y, _ in rows], n_points)
         return k, None, [k_se * k_se, 0.0, 0.0]
 
     def _cap_slope(self) -> tuple[float | None, float | None]:
         """Relative time per iteration per C, pooled over the points at the cap (else the
         prior's)."""
-        rows = self._centred(capped=True)
+        rows, n_points = self._centred(capped=True)
         if sum(x * x for x, _, _ in rows) < 4.0 or len(rows) < 4:
             return self.prior.cap_time_rel_per_c, self.prior.cap_time_rel_per_c_se
-        return _through_origin([(x, y) for x, y, _ in rows])
+        return _through_origin([(x, y) for x, y, _ in rows], n_points)
 
     def _steady_of(
         self, windows: list[WindowReading], tau_s: float | None
@@ -367,17 +371,20 @@ class ThermalFit:
         )
 
 
-def _through_origin(rows: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope of y on x through the origin, and its standard error."""
+def _through_origin(rows: list[tuple[float, float]], centred_on: int = 0) -> tuple[float, float]:
+    """Least-squares slope of y on x through the origin, and its standard error; the rows were
+    centred on ``centred_on`` group means (a degree of freedom each)."""
     sxx = sum(x * x for x, _ in rows)
     k = sum(x * y for x, y in rows) / sxx
     sse = sum((y - k * x) ** 2 for x, y in rows)
-    return k, math.sqrt(sse / max(len(rows) - 1, 1) / sxx)
+    return k, math.sqrt(sse / max(len(rows) - centred_on - 1, 1) / sxx)
 
 
 def _is_capped(windows: list[WindowReading]) -> bool:
-    """A point is at the cap when most of its windows saw the power cap hold the clock."""
-    return sum(r.capped for r in windows) * 2 > len(windows)
+    """A point is at the cap when most of its windows (past the first, where the settings take
+    hold) saw the power cap hold the clock."""
+    rest = windows[1:] or windows
+    return sum(r.capped for r in rest) * 2 > len(rest)
 
 
 # --- persistence per GPU -------------------------------------------------------------------------

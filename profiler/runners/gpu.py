@@ -29,9 +29,13 @@ from wattbench.profiler.errors import LaunchError, UsageError, WattbenchError
 GRAPH_MIN_S = 1e-3
 #: at most this many launches in one graph (bounds capture time and graph memory)
 GRAPH_MAX_LAUNCHES = 1024
-#: work queued ahead of the GPU in a window: this many polling periods, and at least 5 ms
+#: work queued ahead of the GPU in a window: this many polling periods, and at least 5 ms;
+#: never fewer than two chunks in flight (a long launch must not leave the GPU waiting)
 AHEAD_POLLS = 4
 AHEAD_MIN_S = 5e-3
+#: a graph is captured on a synchronised run at least this long (s): the first launches'
+#: compilation and autotuning are over, and the time per launch it gives is the kernel's
+CAPTURE_AFTER_RUN_S = 2e-3
 
 
 class GpuRunner:
@@ -96,8 +100,16 @@ class GpuRunner:
             t0 = time.perf_counter()
             self._enqueue(iterations)
             self.synchronize()
-            self._iter_s = (time.perf_counter() - t0) / iterations
-            if self.cuda_graph and self._graph is None and self._graph_note == "not tried yet":
+            elapsed = time.perf_counter() - t0
+            first = self._iter_s is None
+            self._iter_s = elapsed / iterations
+            if (
+                self.cuda_graph
+                and self._graph is None
+                and self._graph_note == "not tried yet"
+                and not first
+                and elapsed >= CAPTURE_AFTER_RUN_S
+            ):
                 self._try_capture()
 
         self._guarded(go)
@@ -141,6 +153,8 @@ class GpuRunner:
         per = max(self._iter_s or 1e-6, 1e-7)
         chunk = self._graph_launches if self._graph is not None else 1
         ahead_s = max(AHEAD_POLLS * poll_s, AHEAD_MIN_S)
+        # a completion mark per chunk, but not more often than once per polling period
+        mark_every = max(chunk, math.ceil(poll_s / per))
 
         def go() -> float:
             start = torch.cuda.Event(enable_timing=True)
@@ -153,8 +167,10 @@ class GpuRunner:
             while True:
                 while marks and marks[0][0].query():
                     completed = marks.popleft()[1]
-                while launched < iterations and (launched - completed) * per < ahead_s:
-                    k = min(chunk, iterations - launched)
+                while launched < iterations and (
+                    launched - completed < 2 * mark_every or (launched - completed) * per < ahead_s
+                ):
+                    k = min(mark_every, iterations - launched)
                     self._enqueue(k)
                     launched += k
                     mark = torch.cuda.Event()
@@ -167,7 +183,11 @@ class GpuRunner:
                     break
                 now = time.perf_counter()
                 if now >= next_poll and start.query():
-                    poll()
+                    try:
+                        poll()
+                    except BaseException:
+                        self.synchronize()  # leave no queued work behind the error
+                        raise
                     next_poll = now + poll_s
                 time.sleep(min(poll_s / 4, 5e-4))
             end.synchronize()

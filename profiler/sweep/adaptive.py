@@ -225,6 +225,10 @@ class _Ranker:
     ) -> None:
         self.fn = cost_function(objective, max_power_w)
         self.s = settings
+        #: how many factors of time the objective's figure holds beyond energy (E t: 1, E t^2:
+        #: 2; Zeus's mix counted as 1): at the power cap a thermal correction moves time and
+        #: energy together, so its error enters the figure once per factor
+        self.t_power = {"edp": 1, "ed2p": 2, "zeus": 1}.get(objective.kind, 0)
         self.limit_s = None
         if objective.kind == "slowdown":
             self.limit_s = (
@@ -238,9 +242,13 @@ class _Ranker:
         s = self.s
         if _corrected(m):  # fast method: the correction's own uncertainty, beyond trial noise
             rel_se, noise = float(m.thermal["rel_se"]), float(m.thermal["noise_rel"])
-            thermal = math.sqrt(max(rel_se * rel_se - noise * noise, 0.0)) if energy else 0.0
-            if energy:  # trial noise no smaller than the sweep's pooled window noise says
-                sd = max(sd, noise)
+            model = math.sqrt(max(rel_se * rel_se - noise * noise, 0.0))
+            capped = bool(m.thermal.get("capped"))
+            if energy:
+                thermal = model * (1 + self.t_power if capped else 1)
+                sd = max(sd, noise)  # no smaller than the sweep's pooled window noise says
+            else:  # a time figure is corrected only at the cap (where the clock gives way)
+                thermal = model if capped else 0.0
         else:
             thermal = s.thermal_rel_per_c * abs(m.temp_c_end - m.temp_c_start) if energy else 0.0
         return value, math.sqrt(sd * sd + s.noise_floor_rel**2 + thermal * thermal)

@@ -80,6 +80,11 @@ def merge_measurements(old: Measurement, new: Measurement) -> Measurement:
         raise ValueError(f"cannot merge measurements of {old.point} and {new.point}")
     merged = dataclasses.replace(new, samples=[*old.samples, *new.samples])
     merged.warmup_s = old.warmup_s + new.warmup_s
+    if "readings" in old.thermal and "readings" in new.thermal:
+        # the thermal fit learnt from every pass: keep the earlier passes' readings, so that a
+        # resumed run rebuilds the same fit
+        earlier = [*old.thermal.get("earlier_readings", []), old.thermal["readings"]]
+        merged.thermal = {**new.thermal, "earlier_readings": earlier}
     return merged
 
 
