@@ -305,7 +305,7 @@ def test_insufficient_size_answer_at_the_c_level(sim_nvml):
 def test_unimplemented_function_is_function_not_found(sim_nvml):
     _, nv, h = sim_nvml
     with pytest.raises(nv.NVMLError_FunctionNotFound):
-        nv.nvmlDeviceGetFanSpeed(h)
+        nv.nvmlDeviceGetBAR1MemoryInfo(h)
 
 
 def test_calls_before_init_and_after_shutdown_are_uninitialized():
@@ -544,3 +544,58 @@ def test_power_usage_is_instantaneous_without_averaging(make_sim):
     usage, inst, _ = _idle_then_burst(g, nv, h)
     assert usage == inst == pytest.approx(1000 * readings_w(g, 1)[0], abs=1)
     assert usage > 1000 * trace_mean_power_w(g.trace, g.now_s - 1.0, g.now_s) * 1.5
+
+
+# --- what NVML tools (Zeus, codecarbon, nvitop, gpustat) read ----------------------------------
+
+
+def test_the_calls_nvml_tools_make_answer_through_pynvml(make_sim):
+    """Every call the NVML tools in the issue make, through pynvml's own wrappers, on the
+    simulated H100: idle first, then while a GEMM runs."""
+    g, nv, h = make_sim("h100-sxm", noise=False)
+    assert nv.nvmlDeviceGetPersistenceMode(h) == nv.NVML_FEATURE_ENABLED
+    assert nv.nvmlDeviceGetComputeMode(h) == nv.NVML_COMPUTEMODE_DEFAULT
+    assert nv.nvmlDeviceGetDisplayMode(h) == nv.NVML_FEATURE_DISABLED
+    assert nv.nvmlDeviceGetDisplayActive(h) == nv.NVML_FEATURE_DISABLED
+    assert nv.nvmlDeviceGetMigMode(h) == [0, 0]
+    assert not nv.nvmlDeviceIsMigDeviceHandle(h).value
+    assert nv.nvmlDeviceGetC2cModeInfoV(h).isC2cEnabled == 0
+    for err in (nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED):
+        assert nv.nvmlDeviceGetTotalEccErrors(h, err, nv.NVML_VOLATILE_ECC) == 0
+    assert nv.nvmlDeviceGetPcieThroughput(h, nv.NVML_PCIE_UTIL_TX_BYTES) == 0
+    assert nv.nvmlDeviceGetEncoderUtilization(h)[0] == 0
+    assert nv.nvmlDeviceGetDecoderUtilization(h)[0] == 0
+    with pytest.raises(nv.NVMLError_NotSupported):
+        nv.nvmlDeviceGetFanSpeed(h)  # an SXM module has no fan
+    with pytest.raises(nv.NVMLError_NotSupported):
+        nv.nvmlDeviceGetDriverModel(h)  # Windows only
+    mem = nv.nvmlDeviceGetMemoryInfo(h, version=nv.nvmlMemory_v2)
+    assert mem.total == g.spec.identity.memory_total_mib * 2**20 == mem.free + mem.used
+    g.idle(2.0)
+    assert nv.nvmlDeviceGetUtilizationRates(h).gpu == 0
+    assert nv.nvmlDeviceGetPerformanceState(h) == nv.NVML_PSTATE_8
+    temp = nv.nvmlDeviceGetTemperatureV(h, nv.NVML_TEMPERATURE_GPU)
+    assert temp == nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)
+    g.run(GEMM, 2000)  # ~2.9 s of GEMMs at the cap
+    util = nv.nvmlDeviceGetUtilizationRates(h)
+    assert util.gpu == 100 and 0 < util.memory < 100  # compute-bound: DRAM partly busy
+    assert nv.nvmlDeviceGetPerformanceState(h) == nv.NVML_PSTATE_0
+    assert nv.nvmlDeviceGetTemperatureV(h, nv.NVML_TEMPERATURE_GPU) > temp
+    g.idle(0.5)  # half of the last second busy
+    assert nv.nvmlDeviceGetUtilizationRates(h).gpu == 50
+
+
+def test_mig_c2c_and_struct_versions_follow_the_chip(make_sim):
+    """MIG exists on compute capability 8.0 / 9.0 parts only (A100, H100, H200; not L4); C2C
+    from Hopper on; a versioned struct with the wrong version is refused as NVML does."""
+    _, nv, h = make_sim("l4")
+    with pytest.raises(nv.NVMLError_NotSupported):
+        nv.nvmlDeviceGetMigMode(h)
+    with pytest.raises(nv.NVMLError_NotSupported):
+        nv.nvmlDeviceGetC2cModeInfoV(h)
+    _, nv_a, h_a = make_sim("a100-sxm")
+    assert nv_a.nvmlDeviceGetMigMode(h_a) == [0, 0]
+    with pytest.raises(nv.NVMLError_ArgumentVersionMismatch):
+        nv.nvmlDeviceGetMemoryInfo(h, version=0x01000028)
+    with pytest.raises(nv.NVMLError_InvalidArgument):
+        nv.nvmlDeviceGetTotalEccErrors(h, 7, nv.NVML_VOLATILE_ECC)

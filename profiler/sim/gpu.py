@@ -52,6 +52,9 @@ __all__ = [
 
 #: After work ends, clocks stay up this long before dropping to idle (real GPUs hold ~100s of ms).
 IDLE_HOLD_S = 0.25
+#: the sample period of nvmlDeviceGetUtilizationRates, s: "between 1 second and 1/6 second
+#: depending on the product" (NVML API reference); [U] which one for each simulated GPU
+UTILIZATION_PERIOD_S = 1.0
 
 #: "0" makes every unit the nominal chip (no unit-to-unit spread); default "1"
 UNIT_VARIATION_ENV = sim_env.UNIT_VARIATION_ENV
@@ -164,6 +167,7 @@ class SimulatedGpu:
         # twice between updates answers the same value, as a real sensor's register does
         self._reading_noise: deque[float] = deque([0.0] * n_avg, maxlen=n_avg)
         self._last: Segment | None = None
+        self._busy_log: deque[tuple[float, float, float]] = deque()
         self._busy_until_s = -math.inf
         # persist the counter and virtual time now and then, and at exit, so that a process that
         # ends without nvmlShutdown (or is killed) does not make the next one's counter go back
@@ -306,7 +310,8 @@ class SimulatedGpu:
             try:
                 while remaining > 1e-9:
                     sm, mem, why, p = self.governed_clock(work)
-                    t_iter = self._timing(work, sm, mem).time_s
+                    timing = self._timing(work, sm, mem)
+                    t_iter = timing.time_s
                     to_tick = self._next_tick_s() - self.now_s
                     at_tick = remaining * t_iter >= to_tick
                     if at_tick:
@@ -314,6 +319,7 @@ class SimulatedGpu:
                     else:  # the work ends before the next tick
                         dt, done = remaining * t_iter, remaining
                     seg = self._advance(dt, p, sm, mem, why, busy=True, at_tick=at_tick)
+                    self._note_busy(seg, timing.memory_activity)
                     segs.append(seg)
                     remaining -= done
                     sm_time += sm * dt
@@ -347,6 +353,36 @@ class SimulatedGpu:
                 dt = min(to_tick, left)
                 self._advance(dt, p, sm, mem, REASON_GPU_IDLE, busy=False, at_tick=dt == to_tick)
                 left -= dt
+
+    def _note_busy(self, seg: Segment, memory_activity: float) -> None:
+        """Keep the busy stretches of the last utilisation sample period (and a little more)."""
+        log = self._busy_log
+        log.append((seg.t_start, seg.t_end, memory_activity))
+        while log and log[0][1] < self.now_s - UTILIZATION_PERIOD_S - 1.0:
+            log.popleft()
+
+    def utilization_pct(self) -> tuple[int, int]:
+        """(GPU, memory) utilisation, %, over the last ``UTILIZATION_PERIOD_S``: the share of
+        the period during which a kernel ran, and the share during which device memory was
+        read or written (a kernel's DRAM activity: its fraction of peak bandwidth) -- NVML's
+        definitions of ``nvmlDeviceGetUtilizationRates``."""
+        with self._lock:
+            t0 = self.now_s - UTILIZATION_PERIOD_S
+            busy = mem = 0.0
+            for a, b, activity in self._busy_log:
+                overlap = max(0.0, min(b, self.now_s) - max(a, t0))
+                busy += overlap
+                mem += overlap * activity
+            return (
+                round(100 * min(1.0, busy / UTILIZATION_PERIOD_S)),
+                round(100 * min(1.0, mem / UTILIZATION_PERIOD_S)),
+            )
+
+    def performance_state(self) -> int:
+        """P0 while work ran within ``IDLE_HOLD_S``, else P8 (an idle data-centre GPU's state
+        in nvidia-smi) [U: no source gives the simulated GPUs' idle P-state]."""
+        with self._lock:
+            return 0 if self._active() else 8
 
     def idle_clocks(self) -> tuple[int, int]:
         lock = self.sm_locked_mhz()

@@ -58,6 +58,7 @@ ERROR_NOT_SUPPORTED = 3
 ERROR_NO_PERMISSION = 4
 ERROR_NOT_FOUND = 6
 ERROR_INSUFFICIENT_SIZE = 7
+ERROR_ARGUMENT_VERSION_MISMATCH = 25
 ERROR_UNKNOWN = 999
 
 CLOCK_GRAPHICS, CLOCK_SM, CLOCK_MEM = 0, 1, 2
@@ -71,6 +72,19 @@ FI_DEV_ENERGY = 191
 VALUE_TYPE_UNSIGNED_INT = 1
 VALUE_TYPE_UNSIGNED_LONG_LONG = 3
 ARCH_VOLTA, ARCH_AMPERE = 5, 7
+ARCH_HOPPER = 9
+#: struct versions as nvml.h builds them: sizeof(struct) | (version << 24)
+TEMPERATURE_V1 = 0x100000C
+MEMORY_V2 = 0x02000028
+FEATURE_DISABLED, FEATURE_ENABLED = 0, 1
+COMPUTEMODE_DEFAULT = 0
+MEMORY_ERROR_TYPES = (0, 1)  # corrected, uncorrected
+ECC_COUNTER_TYPES = (0, 1)  # volatile, aggregate
+PCIE_UTIL_COUNTERS = (0, 1)  # TX bytes, RX bytes
+#: encoder / decoder utilisation sampling period reported, us [U]
+CODEC_SAMPLING_US = 167_000
+#: compute capabilities whose GPUs support MIG (A100 / A30: 8.0; H100 / H200: 9.0)
+MIG_CAPABLE_CC = ("8.0", "9.0")
 
 _ERROR_STRINGS = {
     0: b"Success",
@@ -80,6 +94,7 @@ _ERROR_STRINGS = {
     4: b"Insufficient Permissions",
     6: b"Not Found",
     7: b"Insufficient Size",
+    25: b"Argument Version Mismatch",
     13: b"Function Not Found",
     999: b"Unknown Error",
 }
@@ -146,6 +161,24 @@ class _ProcessInfo(Structure):  # nvmlProcessInfo_v2_t == v3
 
 class _Memory(Structure):  # nvmlMemory_t
     _fields_ = [("total", c_ulonglong), ("free", c_ulonglong), ("used", c_ulonglong)]
+
+
+class _MemoryV2(Structure):  # nvmlMemory_v2_t
+    _fields_ = [
+        ("version", c_uint),
+        ("total", c_ulonglong),
+        ("reserved", c_ulonglong),
+        ("free", c_ulonglong),
+        ("used", c_ulonglong),
+    ]
+
+
+class _Temperature(Structure):  # nvmlTemperature_v1_t
+    _fields_ = [("version", c_uint), ("sensorType", c_int), ("temperature", c_int)]
+
+
+class _Utilization(Structure):  # nvmlUtilization_t
+    _fields_ = [("gpu", c_uint), ("memory", c_uint)]
 
 
 def _out(ptr: int, ctype):
@@ -446,6 +479,123 @@ class SimulatedNvmlLibrary:
         m.free = max(0, m.total - m.used)
         return SUCCESS
 
+    @_export("nvmlDeviceGetMemoryInfo_v2", _P, _P)
+    @_device_call
+    def _memory_v2(self, gpu: SimulatedGpu, out: int) -> int:
+        m = _out(out, _MemoryV2).contents
+        if m.version != MEMORY_V2:
+            return ERROR_ARGUMENT_VERSION_MISMATCH
+        m.total = gpu.spec.identity.memory_total_mib * 2**20
+        m.reserved = 0  # [U] the driver's reservation is not modelled
+        m.used = sum(p.get("used_memory_bytes", 0) for p in gpu.processes())
+        m.free = max(0, m.total - m.reserved - m.used)
+        return SUCCESS
+
+    # --- state that tools display (constant on a simulated data-centre GPU) ----------------------
+
+    @_export("nvmlDeviceGetPersistenceMode", _P, _P)
+    @_device_call
+    def _persistence(self, gpu: SimulatedGpu, out: int) -> int:
+        # [U] enabled, as nvidia-persistenced leaves data-centre nodes; never settable here
+        _out(out, c_int)[0] = FEATURE_ENABLED
+        return SUCCESS
+
+    @_export("nvmlDeviceGetComputeMode", _P, _P)
+    @_device_call
+    def _compute_mode(self, gpu: SimulatedGpu, out: int) -> int:
+        _out(out, c_int)[0] = COMPUTEMODE_DEFAULT
+        return SUCCESS
+
+    @_export("nvmlDeviceGetDisplayMode", _P, _P)
+    @_device_call
+    def _display_mode(self, gpu: SimulatedGpu, out: int) -> int:
+        _out(out, c_int)[0] = FEATURE_DISABLED  # data-centre boards drive no display
+        return SUCCESS
+
+    @_export("nvmlDeviceGetDisplayActive", _P, _P)
+    @_device_call
+    def _display_active(self, gpu: SimulatedGpu, out: int) -> int:
+        _out(out, c_int)[0] = FEATURE_DISABLED
+        return SUCCESS
+
+    @_export("nvmlDeviceGetDriverModel_v2", _P, _P, _P)
+    @_device_call
+    def _driver_model(self, gpu: SimulatedGpu, current: int, pending: int) -> int:
+        return ERROR_NOT_SUPPORTED  # Windows only (NVML API reference); the simulator is Linux
+
+    @_export("nvmlDeviceGetFanSpeed", _P, _P)
+    @_device_call
+    def _fan_speed(self, gpu: SimulatedGpu, out: int) -> int:
+        # the built-in boards are passively cooled (SXM modules; PCIe A100 and L4: "passive"
+        # thermal solution in their datasheets): no fan to report
+        return ERROR_NOT_SUPPORTED
+
+    @_export("nvmlDeviceGetMigMode", _P, _P, _P)
+    @_device_call
+    def _mig_mode(self, gpu: SimulatedGpu, current: int, pending: int) -> int:
+        if gpu.spec.identity.compute_capability not in MIG_CAPABLE_CC:
+            return ERROR_NOT_SUPPORTED
+        _out(current, c_uint)[0] = FEATURE_DISABLED  # never enabled: MIG is not simulated
+        _out(pending, c_uint)[0] = FEATURE_DISABLED
+        return SUCCESS
+
+    @_export("nvmlDeviceIsMigDeviceHandle", _P, _P)
+    @_device_call
+    def _is_mig_handle(self, gpu: SimulatedGpu, out: int) -> int:
+        _out(out, c_uint)[0] = 0
+        return SUCCESS
+
+    @_export("nvmlDeviceGetC2cModeInfoV", _P, _P)
+    @_device_call
+    def _c2c(self, gpu: SimulatedGpu, out: int) -> int:
+        if gpu.spec.identity.architecture_id < ARCH_HOPPER:
+            return ERROR_NOT_SUPPORTED
+        _out(out, c_uint)[0] = 0  # C2C is a Grace Hopper link; these are PCIe / SXM boards
+        return SUCCESS
+
+    @_export("nvmlDeviceGetTotalEccErrors", _P, c_uint, c_uint, _P)
+    @_device_call
+    def _ecc_errors(self, gpu: SimulatedGpu, error_type: int, counter: int, out: int) -> int:
+        if error_type not in MEMORY_ERROR_TYPES or counter not in ECC_COUNTER_TYPES:
+            return ERROR_INVALID_ARGUMENT
+        _out(out, c_ulonglong)[0] = 0  # no memory errors are simulated
+        return SUCCESS
+
+    @_export("nvmlDeviceGetPcieThroughput", _P, c_uint, _P)
+    @_device_call
+    def _pcie_throughput(self, gpu: SimulatedGpu, counter: int, out: int) -> int:
+        if counter not in PCIE_UTIL_COUNTERS:
+            return ERROR_INVALID_ARGUMENT
+        _out(out, c_uint)[0] = 0  # [U] host traffic is not simulated (kernels run on-device)
+        return SUCCESS
+
+    @_export("nvmlDeviceGetEncoderUtilization", _P, _P, _P)
+    @_device_call
+    def _encoder(self, gpu: SimulatedGpu, util: int, period: int) -> int:
+        _out(util, c_uint)[0], _out(period, c_uint)[0] = 0, CODEC_SAMPLING_US
+        return SUCCESS
+
+    @_export("nvmlDeviceGetDecoderUtilization", _P, _P, _P)
+    @_device_call
+    def _decoder(self, gpu: SimulatedGpu, util: int, period: int) -> int:
+        _out(util, c_uint)[0], _out(period, c_uint)[0] = 0, CODEC_SAMPLING_US
+        return SUCCESS
+
+    # --- activity --------------------------------------------------------------------------------
+
+    @_export("nvmlDeviceGetUtilizationRates", _P, _P)
+    @_device_call
+    def _utilization(self, gpu: SimulatedGpu, out: int) -> int:
+        u = _out(out, _Utilization).contents
+        u.gpu, u.memory = gpu.utilization_pct()
+        return SUCCESS
+
+    @_export("nvmlDeviceGetPerformanceState", _P, _P)
+    @_device_call
+    def _pstate(self, gpu: SimulatedGpu, out: int) -> int:
+        _out(out, c_int)[0] = gpu.performance_state()
+        return SUCCESS
+
     # --- capabilities ----------------------------------------------------------------------------
 
     @staticmethod
@@ -526,6 +676,17 @@ class SimulatedNvmlLibrary:
         if sensor != TEMPERATURE_GPU:
             return ERROR_INVALID_ARGUMENT
         _out(out, c_uint)[0] = gpu.temperature_c()
+        return SUCCESS
+
+    @_export("nvmlDeviceGetTemperatureV", _P, _P)
+    @_device_call
+    def _temperature_v(self, gpu: SimulatedGpu, out: int) -> int:
+        t = _out(out, _Temperature).contents
+        if t.version != TEMPERATURE_V1:
+            return ERROR_ARGUMENT_VERSION_MISMATCH
+        if t.sensorType != TEMPERATURE_GPU:
+            return ERROR_INVALID_ARGUMENT
+        t.temperature = gpu.temperature_c()
         return SUCCESS
 
     @_export("nvmlDeviceGetPowerUsage", _P, _P)
