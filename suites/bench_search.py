@@ -11,8 +11,10 @@ the CLI's default objectives together (``energy, edp, slowdown:0.05``: what ``wa
 does). Each sweep starts from a fresh simulated GPU at idle and is driven in-process through the
 real measurement path (``PointMeasurer``, ``Actuator``, an actuation session, ``run_sweep``).
 
-Every sweep runs once per measurement method named (``--measurement``; ``steady`` is wattbench's
-default, ``fast`` the short-window method with the thermal model), side by side.
+Every sweep runs once per measurement method named (``--measurement``; ``fast`` is wattbench's
+default, ``steady`` the old method), side by side. ``--study methods`` compares the two methods
+instead, with the default objectives together, on robustness variants too
+(``suites/search_methods.py``; results in ``results/measurement/``).
 
 Figures per sweep:
 
