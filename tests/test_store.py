@@ -6,6 +6,9 @@ import copy
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -17,6 +20,7 @@ from wattbench.profiler.store import (
     REMEDY,
     SCHEMA_ID,
     RecordError,
+    RecordExistsError,
     RunRecord,
     collect_versions,
     default_run_path,
@@ -516,3 +520,46 @@ def test_points_validators_agree_on_errors(use_jsonschema):
         assert problems and all(p.startswith(f"{where}: ") for p in problems), (where, problems)
     assert validate_points({"schema": "wattbench.points/2", "points": []},
                            use_jsonschema=use_jsonschema)  # fmt: skip
+
+
+CREATE_CHILD = """
+import json, sys, time
+from wattbench.profiler.store import RunRecord
+header = json.loads(sys.argv[3])
+start = float(sys.argv[2])
+while time.time() < start:  # all children claim at the same moment
+    time.sleep(0.0005)
+record = RunRecord.create_new(sys.argv[1], "sim-h100-sxm", **header)
+print(record.path)
+"""
+
+
+def test_concurrent_runs_into_one_folder_each_keep_their_own_file(tmp_path, header):
+    """Eight processes start a run with the same name in one folder at the same moment (as 8
+    sweeps of one node's GPUs do): each claims its own file exclusively, none is overwritten,
+    and every file is a valid record."""
+    header = json.loads(json.dumps({**header, "work": header["work"].to_json()}))
+    out = tmp_path / "runs"
+    start = time.time() + 1.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_CHILD, str(out), str(start), json.dumps(header)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    paths = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(paths)) == 8
+    assert sorted(str(p) for p in out.glob("*.json")) == sorted(paths)
+    for path in paths:
+        assert RunRecord.load(path).status == "running"
+
+
+def test_creating_over_an_existing_record_is_refused_and_leaves_it(tmp_path, header):
+    path = tmp_path / "run.json"
+    first = RunRecord.create(path, **header)
+    with pytest.raises(RecordExistsError, match="already exists"):
+        RunRecord.create(path, **header)
+    assert RunRecord.load(path).doc["created_utc"] == first.doc["created_utc"]

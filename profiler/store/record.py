@@ -52,6 +52,10 @@ class RecordError(UsageError):
     """A run record that cannot be read, written or trusted (names the file and what to do)."""
 
 
+class RecordExistsError(RecordError):
+    """The path of a new run record is taken (by an earlier run, or a concurrent one)."""
+
+
 def now_utc() -> str:
     """The current UTC time, ISO-8601 with milliseconds (``2025-01-31T12:00:00.000+00:00``)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -180,14 +184,11 @@ class RunRecord:
         ``problem`` with family, impl, shape and dtype, ``work`` a Work (or its JSON),
         ``settings`` with ``measurement`` (dict), ``space`` (``Space.describe()`` or None) and
         ``objectives`` (names). A header that breaks the schema is a caller bug (ValueError).
-        Raises :class:`RecordError` if ``path`` exists or cannot be written.
+        Raises :class:`RecordExistsError` if ``path`` exists -- claimed with ``O_CREAT |
+        O_EXCL``, so of two processes creating the same path exactly one wins -- and
+        :class:`RecordError` if it cannot be written.
         """
         path = Path(path)
-        if path.exists():
-            raise RecordError(
-                f"run record {path} already exists",
-                "pass --resume to continue it, or another --out for a new run",
-            )
         stamp = now_utc()
         doc = {
             "schema": SCHEMA_ID,
@@ -210,11 +211,42 @@ class RunRecord:
             raise ValueError(f"run record header breaks the schema: {'; '.join(problems[:5])}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise RecordExistsError(
+                f"run record {path} already exists",
+                "pass --resume to continue it, or another --out for a new run",
+            ) from None
         except OSError as exc:
             raise _write_error(path, exc) from exc
         record = cls(path, doc)
-        record.write()
+        try:
+            record.write()  # replaces the empty claim atomically
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return record
+
+    @classmethod
+    def create_new(
+        cls,
+        out_dir: str | os.PathLike[str],
+        device_key: str,
+        **header: Any,
+    ) -> RunRecord:
+        """:meth:`create` (``header``: its keyword arguments) at :func:`default_run_path`,
+        taking the next free name when a concurrent run claims the same one first: sweeps
+        started together into one folder each keep their own file (none overwrites another)."""
+        for _ in range(1000):
+            path = default_run_path(out_dir, device_key, header["problem"])
+            try:
+                return cls.create(path, **header)
+            except RecordExistsError:
+                continue  # claimed between the name's choice and the claim: the next one
+        raise RecordError(
+            f"no free run-record name in {out_dir} after 1000 tries",
+            "pass another --out",
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunRecord:

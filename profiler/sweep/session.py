@@ -41,7 +41,6 @@ from wattbench.profiler.select.objectives import Objective, parse_objective
 from wattbench.profiler.store import (
     RunRecord,
     collect_versions,
-    default_run_path,
     device_json,
     ensure_writable_dir,
 )
@@ -295,8 +294,9 @@ def _measure(
         measurer.thermal = ThermalFit(prior=prior)
     on_start, on_point, on_record = hooks
     if record is None:
-        record = RunRecord.create(
-            default_run_path(out_dir, device_key(device), problem),
+        record = RunRecord.create_new(
+            out_dir,
+            device_key(device),
             device=device_json(device),
             versions=collect_versions(device.identity),
             problem=problem,
