@@ -345,6 +345,14 @@ def methods_study(args: argparse.Namespace, wls: list[Workload], scratch: Path) 
     return rows, runs, header
 
 
+def _write(out: Path, stem: str, doc: dict[str, Any], table: str) -> None:
+    """``doc`` as ``<out>/<stem>.json`` and ``table`` as ``<out>/<stem>.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(table, encoding="utf-8")
+    print(f"written: {out / stem}.json, .md")
+
+
 def _map(fn, tasks: list, jobs: int) -> list:
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
@@ -529,11 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in seeds
             for m in methods
         ]
-        if args.jobs > 1:
-            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-                runs = pool.map(run_task, tasks, chunksize=1)
-        else:
-            runs = [run_task(t) for t in tasks]
+        runs = _map(run_task, tasks, args.jobs)
     rows = summarise(runs, wls, objective_names)
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
@@ -592,12 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "runs": runs,
     }
-    out = Path(args.out or "results/search")
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"{now.date().isoformat()}-grid-vs-adaptive-{'-'.join(methods)}"
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    (out / f"{stem}.md").write_text(table, encoding="utf-8")
-    print(f"written: {out / stem}.json, .md")
+    _write(Path(args.out or "results/search"), stem, doc, table)
     return 0 if all(meets(r) for r in rows if r["adaptive_run"] == "single") else 1
 
 
@@ -636,12 +636,8 @@ def _methods_main(args: argparse.Namespace, wls: list[Workload], argv: list[str]
         "rows": rows,
         "runs": runs,
     }
-    out = Path(args.out or "results/measurement")
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"{now.date().isoformat()}-steady-vs-fast"
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    (out / f"{stem}.md").write_text(table, encoding="utf-8")
-    print(f"written: {out / stem}.json, .md")
+    _write(Path(args.out or "results/measurement"), stem, doc, table)
     fast = [r for r in rows if r["measurement"] == "fast"]
     return 0 if all(search_methods.meets(r) for r in fast) else 1
 

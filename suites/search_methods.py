@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from wattbench.profiler.device.select import load_sim_selection
 from wattbench.profiler.sim import spec as sim_spec
 
 #: issue targets (simulated): GPU time per sweep and regret / bias
@@ -81,10 +82,8 @@ def gpu_selections(gpus: list[str], variants: list[str], scratch: Path) -> dict[
 
 
 def load_spec(selection: str) -> sim_spec.GpuSpec:
-    """A built-in key or a spec file path."""
-    if selection.endswith(".toml"):
-        return sim_spec.load_file(selection)
-    return sim_spec.load_builtin(selection)
+    """A built-in key or a spec file, as ``sim:<selection>`` selects it."""
+    return load_sim_selection(f"sim:{selection}")[0]
 
 
 def summarise(runs: list[dict[str, Any]], truths: dict, regret_fn, objectives) -> list[dict]:

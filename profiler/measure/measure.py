@@ -253,14 +253,8 @@ class PointMeasurer:
             flags.append("unstable")
         raw_time_s = float(m.thermal["raw_time_s"])
         time_s = raw_time_s * (1 + corr.time_rel)
-        out = dataclasses.replace(m, flags=flags, energy_j=corr.energy_j, time_s=time_s)
-        out.avg_power_w = corr.energy_j / time_s
-        if self.idle_power_w is not None:
-            out.energy_above_idle_j = corr.energy_j - self.idle_power_w * time_s
-        work = self.runner.work
-        out.tflops = work.flops / time_s / 1e12
-        out.gbs = work.bytes / time_s / 1e9
-        out.tflop_per_j = work.flops / 1e12 / corr.energy_j if corr.energy_j > 0 else None
+        out = dataclasses.replace(m, flags=flags)
+        self._set_figures(out, corr.energy_j, time_s)
         out.thermal = {
             **corr.to_json(),
             "model": self.thermal.model.to_json(),
@@ -324,7 +318,6 @@ class PointMeasurer:
         flags = ClockHoldCheck(self.settings.clock_tolerance_mhz).flags(point, sm_min, reasons)
         if not crit.converged:
             flags.append("unstable")
-        work = self.runner.work
         m = Measurement(
             point=point,
             time_s=time_s,
@@ -358,10 +351,20 @@ class PointMeasurer:
                 for w in windows
             ],
         )
+        self._set_figures(m, energy, time_s)
+        return m
+
+    def _set_figures(self, m: Measurement, energy_j: float, time_s: float) -> None:
+        """Set ``m``'s energy and time per iteration and every figure derived from them (power,
+        energy above idle, TFLOP/s, GB/s, TFLOP/J)."""
+        work = self.runner.work
+        m.energy_j, m.time_s = energy_j, time_s
+        m.avg_power_w = energy_j / time_s
+        if self.idle_power_w is not None:
+            m.energy_above_idle_j = energy_j - self.idle_power_w * time_s
         m.tflops = work.flops / time_s / 1e12
         m.gbs = work.bytes / time_s / 1e9
-        m.tflop_per_j = work.flops / 1e12 / energy if energy > 0 else None
-        return m
+        m.tflop_per_j = work.flops / 1e12 / energy_j if energy_j > 0 else None
 
 
 def _reading(w: Window, t0_s: float) -> WindowReading:
