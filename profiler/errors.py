@@ -64,6 +64,10 @@ class DeviceError(WattbenchError):
         self.nvml_code = nvml_code
 
 
+class SimServiceError(DeviceError):
+    """The shared simulator service could not start or answer (the message says why)."""
+
+
 class DriverNotFoundError(DeviceError):
     """libnvidia-ml could not be loaded: no NVIDIA driver on this machine."""
 

@@ -332,6 +332,7 @@ SETTER_ARGS = {
     "nvmlDeviceSetMemoryLockedClocks": (2619, 2619),
     "nvmlDeviceResetMemoryLockedClocks": (),
     "nvmlDeviceSetPowerManagementLimit": (400_000,),
+    "nvmlDeviceSetPersistenceMode": (0,),
 }
 
 

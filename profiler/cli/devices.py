@@ -1,4 +1,5 @@
-"""``wattbench devices``: the real GPUs (if any) and the built-in simulated ones.
+"""``wattbench devices``: the real GPUs (if any), the built-in simulated ones, and the shared
+simulated node when ``WATTBENCH_SIM_NVML`` selects one.
 
 Reads only; never changes a setting. ``--json`` prints a document with stable keys
 (``schema: wattbench.devices/1``) for machines.
@@ -9,15 +10,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 from typing import Any
 
 from wattbench.profiler.device import Device, open_device, visible_real_indices
-from wattbench.profiler.device.nvml import real_backend
+from wattbench.profiler.device.nvml import real_backend, shared_backend
 from wattbench.profiler.errors import DeviceError, DriverNotFoundError
 from wattbench.profiler.safety import stale_journal_warning
 from wattbench.profiler.safety.found import settings_found
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.node import NVML_ENV
 
 SCHEMA = "wattbench.devices/1"
 
@@ -62,6 +65,7 @@ def collect(selection: str | None = None) -> dict[str, Any]:
         "driver": {"found": False},
         "real": [],
         "simulated": [],
+        "shared": [],
     }
     if selection:
         dev = open_device(selection)
@@ -82,7 +86,25 @@ def collect(selection: str | None = None) -> dict[str, Any]:
         doc["driver"] = {"found": False, "error": exc.message, "remedy": exc.remedy}
     for key in sim_spec.builtin_keys():
         doc["simulated"].append(describe(open_device(f"sim:{key}"), with_reading=False))
+    doc["shared"] = _shared()
     return doc
+
+
+def _shared() -> list[dict[str, Any]]:
+    """The units of the shared simulated node ``WATTBENCH_SIM_NVML`` names (what the other
+    NVML tools of this environment see), with their readings; none when it is unset."""
+    backend = shared_backend()
+    if backend is None:
+        return []
+    count = backend.call("nvmlDeviceGetCount", what="counting the shared node's GPUs")
+    out = []
+    for i in range(count):
+        dev = Device(backend, i, f"shared:{i}", observe_only=True)
+        entry = describe(dev, with_reading=False)
+        entry["shared"] = True
+        entry["reading"] = _reading(dev)
+        out.append(entry)
+    return out
 
 
 def _driver_info(dev: Device) -> dict[str, Any]:
@@ -225,6 +247,14 @@ def render(doc: dict[str, Any], full_clocks: bool = False) -> str:
                 f"{(f'{bf16:g}' if bf16 else '-'):>13}{e['spec']['memory_bandwidth_gbs']:>7g}"
             )
         lines.append("  Results from simulated GPUs are model outputs, not measurements.")
+    if doc.get("shared"):
+        lines.append("")
+        lines.append(
+            f"Shared simulated node ({NVML_ENV}={os.environ.get(NVML_ENV, '')}): what NVML "
+            "tools in this environment see, on the wall clock"
+        )
+        for e in doc["shared"]:
+            lines.extend(_render_one(e, full_clocks))
     return "\n".join(lines)
 
 

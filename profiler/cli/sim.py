@@ -2,7 +2,8 @@
 
 ``sim check`` runs the published observations of a GPU model on its simulated GPU and prints
 published value, simulated value, band and verdict (exit 1 when one is out of band); ``sim units``
-shows the units of a simulated node side by side.
+shows the units of a simulated node side by side; the shared node's commands are in
+:mod:`~wattbench.profiler.cli.sim_shared`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 
 from wattbench.kernels.costs import parse_shape
+from wattbench.profiler.cli import sim_shared
 from wattbench.profiler.cli.args import positive_int
 from wattbench.profiler.device.select import load_sim_selection
 from wattbench.profiler.errors import UsageError
@@ -24,9 +26,12 @@ from wattbench.profiler.sim.calibration.units import spread, unit_rows
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sim",
-        help="check simulated GPUs against published measurements; compare units",
+        help="check simulated GPUs against published measurements; compare units; the shared "
+        "node for other NVML tools",
         description="Simulated GPUs: `check` reproduces published real-GPU observations and says "
-        "which lie in their band; `units` shows how the units of a simulated node differ.",
+        "which lie in their band; `units` shows how the units of a simulated node differ; "
+        "`run`, `load`, `serve`, `status`, `stop`: the shared simulated node that every NVML "
+        "tool sees when WATTBENCH_SIM_NVML is set.",
     )
     s = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
     c = s.add_parser(
@@ -64,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     u.add_argument("--json", action="store_true", help="machine-readable output")
     u.set_defaults(run=run_units)
+    sim_shared.add_parsers(s)
 
 
 def run_check(args: argparse.Namespace) -> int:

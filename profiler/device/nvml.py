@@ -25,7 +25,12 @@ from wattbench.profiler.errors import (
 )
 from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
-from wattbench.profiler.sim.nvml_lib import SimulatedNvmlLibrary, load_pynvml, take_raised
+from wattbench.profiler.sim.nvml_lib import (
+    SimulatedNvmlLibrary,
+    fresh_pynvml,
+    load_pynvml,
+    take_raised,
+)
 from wattbench.profiler.sim.spec import GpuSpec
 
 T = TypeVar("T")
@@ -133,16 +138,15 @@ _sims: dict[str, NvmlBackend] = {}
 
 
 def real_backend() -> NvmlBackend:
-    """The real driver through the global pynvml module (initialised once).
+    """The real driver through a private copy of pynvml (initialised once): the NVML switch,
+    which routes the global ``pynvml`` to a simulated node, never hides a real GPU from us.
 
     Raises :class:`DriverNotFoundError` when there is no NVIDIA driver.
     """
     global _real
     with _lock:
         if _real is None:
-            import pynvml
-
-            backend = NvmlBackend(pynvml)
+            backend = NvmlBackend(fresh_pynvml())
             backend.call("nvmlInit", what="initialising NVML")
             _real = backend
         return _real
@@ -162,6 +166,26 @@ def sim_backend(spec: GpuSpec, *, noise: bool = True, units: int = 1) -> NvmlBac
             lib = SimulatedNvmlLibrary([SimulatedGpu(spec, i, noise=noise) for i in range(units)])
             backend = NvmlBackend(load_pynvml(lib), lib)
             backend.call("nvmlInit", what="initialising the simulated NVML")
+            _sims[key] = backend
+        return backend
+
+
+def shared_backend() -> NvmlBackend | None:
+    """The shared simulated node that ``WATTBENCH_SIM_NVML`` names (what other NVML tools see),
+    through the simulator service; None when the variable is unset."""
+    from wattbench.profiler.sim.client import shared_library
+    from wattbench.profiler.sim.node import from_env
+
+    name = from_env()
+    if name is None:
+        return None
+    with _lock:
+        key = f"shared:{name.text}"
+        backend = _sims.get(key)
+        if backend is None:
+            lib = shared_library(name)
+            backend = NvmlBackend(load_pynvml(lib), lib)
+            backend.call("nvmlInit", what="initialising the shared simulated NVML")
             _sims[key] = backend
         return backend
 

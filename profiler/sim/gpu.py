@@ -27,6 +27,7 @@ import uuid
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -107,7 +108,9 @@ class SimulatedGpu:
 
     ``unit_variation`` (default: ``WATTBENCH_SIM_UNIT_VARIATION``, on) makes this unit depart from
     the nominal chip as its UUID dictates; ``persist=False`` keeps settings, counter and time in
-    this process only (experiments that must not touch the user's simulated GPUs).
+    this process only (experiments that must not touch the user's simulated GPUs);
+    ``state_folder`` keeps the state file elsewhere than the state folder (the shared service's
+    node is another machine than ``sim:<key>``: same cards, its own settings and counters).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class SimulatedGpu:
         record_trace: bool = False,
         unit_variation: bool | None = None,
         persist: bool = True,
+        state_folder: Path | None = None,
     ) -> None:
         self.spec = spec
         self.index = index
@@ -144,6 +148,8 @@ class SimulatedGpu:
         self.trace: list[Segment] = []
 
         path = state_path(spec.key, spec.source, index)
+        if state_folder is not None:
+            path = state_folder / path.name
         self._file = StateFile(path) if persist else MemoryState()
         st = self._file.read()
         self.state: SimState = st
@@ -215,6 +221,13 @@ class SimulatedGpu:
     def mem_locked_mhz(self) -> tuple[int, int] | None:
         with self._lock:
             return self._settings().mem_locked_mhz
+
+    def persistence_enabled(self) -> bool:
+        """Persistence mode; enabled unless set otherwise [U: as nvidia-persistenced leaves
+        data-centre nodes]."""
+        with self._lock:
+            mode = self._settings().persistence_mode
+            return True if mode is None else mode
 
     def processes(self) -> list[dict[str, int]]:
         with self._lock:
@@ -298,6 +311,18 @@ class SimulatedGpu:
         A fraction is part of one launch: the GPU keeps working while the host looks in."""
         if not iterations > 0:
             raise ValueError("iterations must be > 0")
+        return self._run(work, float(iterations), math.inf)
+
+    def run_for(
+        self, work: Workload, seconds: float, max_iterations: float = math.inf
+    ) -> RunResult:
+        """Execute ``work`` back to back for ``seconds`` of virtual time, or until
+        ``max_iterations`` are done if that comes first (the real-time service's loads)."""
+        if not seconds > 0 or not max_iterations > 0:
+            raise ValueError("seconds and max_iterations must be > 0")
+        return self._run(work, float(max_iterations), float(seconds))
+
+    def _run(self, work: Workload, iterations: float, max_s: float) -> RunResult:
         with self._lock:
             t0, e0 = self.now_s, self.energy_j
             remaining = float(iterations)
@@ -307,21 +332,26 @@ class SimulatedGpu:
             reasons = 0
             self._pinned = self._settings()
             mem = self.effective_mem_mhz()
+            end_s = t0 + max_s
+            done_total = 0.0
             try:
-                while remaining > 1e-9:
+                while remaining > 1e-9 and end_s - self.now_s > 1e-12:
                     sm, mem, why, p = self.governed_clock(work)
                     timing = self._timing(work, sm, mem)
                     t_iter = timing.time_s
                     to_tick = self._next_tick_s() - self.now_s
-                    at_tick = remaining * t_iter >= to_tick
+                    left_s = min(remaining * t_iter, end_s - self.now_s)
+                    at_tick = left_s >= to_tick
                     if at_tick:
                         dt, done = to_tick, to_tick / t_iter
-                    else:  # the work ends before the next tick
-                        dt, done = remaining * t_iter, remaining
+                    else:  # the work (or the time given) ends before the next tick
+                        dt = left_s
+                        done = remaining if dt >= remaining * t_iter else dt / t_iter
                     seg = self._advance(dt, p, sm, mem, why, busy=True, at_tick=at_tick)
                     self._note_busy(seg, timing.memory_activity)
                     segs.append(seg)
                     remaining -= done
+                    done_total += done
                     sm_time += sm * dt
                     sm_min = min(sm_min, sm)
                     reasons |= why
@@ -330,7 +360,7 @@ class SimulatedGpu:
             self._busy_until_s = self.now_s
             elapsed = self.now_s - t0
             return RunResult(
-                iterations=iterations,
+                iterations=done_total if math.isfinite(max_s) else iterations,
                 elapsed_s=elapsed,
                 energy_j=self.energy_j - e0,
                 sm_mhz_mean=sm_time / elapsed if elapsed > 0 else float(sm_min),

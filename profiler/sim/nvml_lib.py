@@ -110,6 +110,7 @@ SETTERS = (
     "nvmlDeviceSetMemoryLockedClocks",
     "nvmlDeviceResetMemoryLockedClocks",
     "nvmlDeviceSetPowerManagementLimit",
+    "nvmlDeviceSetPersistenceMode",
 )
 
 
@@ -496,8 +497,17 @@ class SimulatedNvmlLibrary:
     @_export("nvmlDeviceGetPersistenceMode", _P, _P)
     @_device_call
     def _persistence(self, gpu: SimulatedGpu, out: int) -> int:
-        # [U] enabled, as nvidia-persistenced leaves data-centre nodes; never settable here
-        _out(out, c_int)[0] = FEATURE_ENABLED
+        _out(out, c_int)[0] = FEATURE_ENABLED if gpu.persistence_enabled() else FEATURE_DISABLED
+        return SUCCESS
+
+    @_export("nvmlDeviceSetPersistenceMode", _P, c_uint)
+    @_device_call
+    def _set_persistence(self, gpu: SimulatedGpu, mode: int) -> int:
+        if gpu.privilege != "root":
+            return ERROR_NO_PERMISSION
+        if mode not in (FEATURE_DISABLED, FEATURE_ENABLED):
+            return ERROR_INVALID_ARGUMENT
+        gpu.update_settings(persistence_mode=None if mode == FEATURE_ENABLED else False)
         return SUCCESS
 
     @_export("nvmlDeviceGetComputeMode", _P, _P)
@@ -866,11 +876,13 @@ class SimulatedNvmlLibrary:
 _copies = 0
 
 
-def load_pynvml(lib: SimulatedNvmlLibrary) -> ModuleType:
-    """A private instance of the real pynvml module whose ``nvmlLib`` is ``lib``.
+def fresh_pynvml() -> ModuleType:
+    """A private instance of the real pynvml module, executed afresh: its ``nvmlLib`` is its own
+    (None until ``nvmlInit`` loads the driver's library, unless a simulated one is put there).
 
-    The module's code is pynvml's own, executed afresh, so simulated and real GPUs can be used in
-    one process without touching the global ``pynvml`` module.
+    wattbench's devices use such copies, never the global ``pynvml``, so simulated and real GPUs
+    can be used in one process, and the NVML switch (``WATTBENCH_SIM_NVML``, which routes the
+    global module to the shared simulated node) never hides a real GPU from wattbench.
     """
     origin = importlib.util.find_spec("pynvml")
     if origin is None or origin.origin is None:  # pragma: no cover - nvidia-ml-py is a dependency
@@ -879,14 +891,18 @@ def load_pynvml(lib: SimulatedNvmlLibrary) -> ModuleType:
     # name first.
     global _copies
     _copies += 1
-    name = f"_wattbench_sim_pynvml_{_copies}"
+    name = f"_wattbench_pynvml_{_copies}"
     spec = importlib.util.spec_from_file_location(name, origin.origin)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    install(module, lib)
     return module
+
+
+def load_pynvml(lib: SimulatedNvmlLibrary) -> ModuleType:
+    """A private instance of pynvml (:func:`fresh_pynvml`) whose ``nvmlLib`` is ``lib``."""
+    return install(fresh_pynvml(), lib)
 
 
 def install(pynvml_module: ModuleType | None, lib: SimulatedNvmlLibrary) -> ModuleType:
@@ -901,4 +917,4 @@ def install(pynvml_module: ModuleType | None, lib: SimulatedNvmlLibrary) -> Modu
     return pynvml_module
 
 
-__all__ = ["SETTERS", "SimulatedNvmlLibrary", "install", "load_pynvml"]
+__all__ = ["SETTERS", "SimulatedNvmlLibrary", "fresh_pynvml", "install", "load_pynvml"]

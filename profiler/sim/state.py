@@ -67,6 +67,7 @@ class SimSettings:
     power_limit_mw: int | None = None
     sm_locked_mhz: tuple[int, int] | None = None
     mem_locked_mhz: tuple[int, int] | None = None
+    persistence_mode: bool | None = None
 
 
 @dataclass
@@ -95,6 +96,7 @@ class SimState:
                 power_limit_mw=s.get("power_limit_mw"),
                 sm_locked_mhz=tuple(lock) if lock else None,
                 mem_locked_mhz=tuple(mlock) if mlock else None,
+                persistence_mode=_bool_or_none(s.get("persistence_mode")),
             ),
             energy_mj=int(d.get("energy_mj", 0)),
             time_s=float(d.get("time_s", 0.0)),
@@ -185,6 +187,10 @@ class MemoryState:
         state = self.read()
         yield state
         self._state = state
+
+
+def _bool_or_none(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
 
 
 def _floats(v: Any) -> list[float] | None:
