@@ -15,7 +15,7 @@ import sys
 
 from wattbench.profiler.cli.args import non_negative_int, positive_float
 from wattbench.profiler.errors import SimServiceError, UsageError
-from wattbench.profiler.sim import client
+from wattbench.profiler.sim import client, smi
 from wattbench.profiler.sim.node import NVML_ENV, NodeName, from_env, node_name, socket_path
 from wattbench.profiler.sim.service import serve
 
@@ -31,7 +31,8 @@ def add_parsers(s: argparse._SubParsersAction) -> None:
         help="run a command whose NVML tools all see the shared simulated node",
         description=f"Run COMMAND with {NVML_ENV} set: every `import pynvml` in it and in its "
         "child processes talks to the shared simulated node (started on demand, on the wall "
-        "clock), never to a real driver. wattbench's own --device selection is not affected.",
+        "clock), never to a real driver; an nvidia-smi stand-in for that node comes first on "
+        "its PATH. wattbench's own --device selection is not affected.",
     )
     r.add_argument("--node", help=node_help)
     r.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
@@ -98,6 +99,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError("no command to run", "use: wattbench sim run [--node N] -- COMMAND ...")
     name = _node(args)
     os.environ[NVML_ENV] = args.node or os.environ.get(NVML_ENV) or DEFAULT_NODE
+    # tools that look for nvidia-smi before they use NVML find the stand-in first
+    os.environ["PATH"] = f"{smi.shim_folder()}{os.pathsep}{os.environ.get('PATH', '')}"
     sys.stdout.flush()
     sys.stderr.flush()
     try:

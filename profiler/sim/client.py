@@ -67,9 +67,13 @@ class Connection:
             self._sock.close()
 
 
-def _gone(name: NodeName, exc: OSError | None) -> SimServiceError:
+class ServiceGone(SimServiceError):
+    """The connection to the service broke (it stopped, or was killed)."""
+
+
+def _gone(name: NodeName, exc: OSError | None) -> ServiceGone:
     why = f" ({exc.strerror or exc})" if exc else ""
-    return SimServiceError(
+    return ServiceGone(
         f"the simulator service of {name.text} went away{why}",
         f"run the command again (it starts a new one); its log: {log_path(name)}",
     )
@@ -282,11 +286,20 @@ class SharedNode:
         self.gpus = [RemoteGpu(self, info) for info in hello["gpus"]]
 
     def request(self, op: str, **args: Any) -> Any:
-        with self._lock:
-            if self._conn is None or self._conn.pid != os.getpid():
-                self._conn = connect(self.name)
-            conn = self._conn
-        return conn.request(op, **args)
+        """Ask the service; when it went away (stopped, killed), start it again once and ask
+        again: its state was saved, so the node goes on where it was."""
+        for attempt in (0, 1):
+            with self._lock:
+                stale = self._conn is None or self._conn.pid != os.getpid()
+                if stale or attempt:
+                    self._conn = connect(self.name)
+                conn = self._conn
+            try:
+                return conn.request(op, **args)
+            except ServiceGone:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def truth(self, gpu: int = 0) -> Truth:
         return Truth(**self.request("truth", gpu=gpu))

@@ -105,8 +105,13 @@ def state_dir_checked() -> None:
 
 def check_all() -> None:
     """Read every simulator variable once (the CLI does this before any command runs)."""
+    from wattbench.profiler.sim.client import idle_stop_s
+    from wattbench.profiler.sim.node import from_env
+
     privilege()
     seed()
     unit_variation()
     launch_fault_after_s()
     state_dir_checked()
+    from_env()  # WATTBENCH_SIM_NVML
+    idle_stop_s()  # WATTBENCH_SIM_SERVICE_IDLE_S

@@ -222,6 +222,11 @@ class SimulatedGpu:
         with self._lock:
             return self._settings().mem_locked_mhz
 
+    @property
+    def state_path(self) -> Path:
+        """The state file (a path that does not exist for ``persist=False``)."""
+        return getattr(self._file, "path", Path("/nonexistent/in-memory-state"))
+
     def persistence_enabled(self) -> bool:
         """Persistence mode; enabled unless set otherwise [U: as nvidia-persistenced leaves
         data-centre nodes]."""

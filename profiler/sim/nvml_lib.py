@@ -540,6 +540,12 @@ class SimulatedNvmlLibrary:
         # thermal solution in their datasheets): no fan to report
         return ERROR_NOT_SUPPORTED
 
+    @_export("nvmlDeviceGetConfComputeMemSizeInfo", _P, _P)
+    @_device_call
+    def _conf_compute_mem(self, gpu: SimulatedGpu, out: int) -> int:
+        # [U] confidential computing is not modelled: answered as a GPU without it
+        return ERROR_NOT_SUPPORTED
+
     @_export("nvmlDeviceGetMigMode", _P, _P, _P)
     @_device_call
     def _mig_mode(self, gpu: SimulatedGpu, current: int, pending: int) -> int:

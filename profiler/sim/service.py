@@ -93,6 +93,9 @@ class Service:
         ]
         self._catch_up_downtime(folder)
         self.node = PacedNode(self.gpus)
+        #: the energy counter as last saved, per unit: a value a client has seen is saved
+        #: before it is answered, so a killed service never makes the counter go back
+        self._saved_mj = [g.energy_counter_mj() for g in self.gpus]
         self.idle_stop_s = idle_stop_s
         self.clients = 0
         self._last_activity = time.monotonic()
@@ -102,29 +105,26 @@ class Service:
 
     # --- lifetime ------------------------------------------------------------------------------
 
-    def _stamp_path(self) -> Path:
-        return shared_folder() / f"{self.name.text}.saved"
-
     def _catch_up_downtime(self, folder: Path) -> None:
-        """While no service ran, the cards sat idle: let them cool for that long (at most
-        twenty times the slowest thermal time constant, after which nothing changes)."""
-        try:
-            saved = float(self._stamp_path().read_text())
-        except (OSError, ValueError):
-            return
+        """While no service ran, the cards sat idle: let them cool for that long (from each state
+        file's last write; at most twenty times the slowest thermal time constant, after which
+        nothing changes)."""
         slowest = max(p.time_constant_s for p in self.name.spec.thermal.poles)
-        gap = min(max(0.0, time.time() - saved), 20 * slowest)
-        if gap > 0:
-            for g in self.gpus:
+        for g in self.gpus:
+            try:
+                saved = g.state_path.stat().st_mtime
+            except OSError:
+                continue
+            gap = min(max(0.0, time.time() - saved), 20 * slowest)
+            if gap > 0:
                 g.idle(gap)
 
     def save(self) -> None:
         with self.node.lock:
             self.node.catch_up()
-            for g in self.gpus:
+            for i, g in enumerate(self.gpus):
                 g.save()
-            with contextlib.suppress(OSError):
-                self._stamp_path().write_text(f"{time.time():.3f}\n")
+                self._saved_mj[i] = g.energy_counter_mj()
 
     def pace(self) -> None:
         """The pacer: keep the node on the wall clock; stop when idle for ``idle_stop_s``."""
@@ -225,7 +225,11 @@ class Service:
         for k in _TUPLE_SETTINGS:
             if kwargs.get(k) is not None:
                 kwargs[k] = tuple(kwargs[k])
-        return getattr(g, method)(*(req.get("args") or ()), **kwargs)
+        value = getattr(g, method)(*(req.get("args") or ()), **kwargs)
+        if method == "energy_counter_mj" and value > self._saved_mj[g.index]:
+            g.save()
+            self._saved_mj[g.index] = value
+        return value
 
     def _submit(self, req: dict[str, Any], owner: object) -> Any:
         i = self._index(req)
