@@ -29,6 +29,7 @@ from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.sim import env as sim_env
+from wattbench.profiler.store.record import fleet_run_id_from_env
 
 COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim)
 
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         sim_env.check_all()  # a bad WATTBENCH_SIM_* value is a usage error before anything runs
+        fleet_run_id_from_env()  # so is a bad WATTBENCH_FLEET_RUN_ID
         return int(args.run(args) or 0)
     except WattbenchError as exc:
         if os.environ.get("WATTBENCH_DEBUG"):

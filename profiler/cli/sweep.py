@@ -261,8 +261,12 @@ def _resumed(args: argparse.Namespace) -> tuple[RunRecord, Problem, Device, Swee
     adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
     pj = record.doc["problem"]
     problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
-    device = open_device(record.doc["device"]["selection"], observe_only=args.observe_only)
-    if device.identity.uuid != record.doc["device"]["uuid"]:
+    recorded_device = record.doc["device"]
+    # a real GPU by its UUID (a requeued job may see the GPUs in another order); a simulated
+    # one by its selection, which names its node and unit
+    how = recorded_device["selection"] if record.doc["simulated"] else recorded_device["uuid"]
+    device = open_device(how, observe_only=args.observe_only)
+    if device.identity.uuid != recorded_device["uuid"]:
         raise UsageError(
             f"run file {record.path} was measured on {record.doc['device']['uuid']}, "
             f"not on {device.identity.uuid}",

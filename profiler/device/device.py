@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class DeviceIdentity:
     vbios_version: str
     simulated: bool
     spec_source: str | None = None  # for simulated devices: builtin:<key> or a file path
+    serial: str | None = None  # the board serial, where NVML has it
+    module_id: int | None = None  # the module's place on its baseboard (SXM), where NVML has it
 
     def __str__(self) -> str:
         sim = " [simulated]" if self.simulated else ""
@@ -173,7 +175,16 @@ class Device:
             vbios_version=_text(self._nvml("nvmlDeviceGetVbiosVersion")),
             simulated=sim is not None,
             spec_source=sim.spec.source if sim is not None else None,
+            serial=self._optional("nvmlDeviceGetSerial", _text),
+            module_id=self._optional("nvmlDeviceGetModuleId", int),
         )
+
+    def _optional(self, fn_name: str, convert: Callable[[Any], Any]) -> Any:
+        """An identity field some boards or drivers lack: None when NVML has none."""
+        try:
+            return convert(self._nvml(fn_name))
+        except DeviceError:
+            return None
 
     @functools.cached_property
     def capabilities(self) -> Capabilities:

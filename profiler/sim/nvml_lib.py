@@ -441,6 +441,13 @@ class SimulatedNvmlLibrary:
     def _serial(self, gpu: SimulatedGpu, buf: int, length: int) -> int:
         return _write_str(buf, length, gpu.serial)
 
+    @_export("nvmlDeviceGetModuleId", _P, _P)
+    @_device_call
+    def _module_id(self, gpu: SimulatedGpu, out: int) -> int:
+        # [U] the unit's place on its baseboard: index + 1 (HGX boards number modules 1-8)
+        _out(out, c_uint)[0] = gpu.index + 1
+        return SUCCESS
+
     @_export("nvmlDeviceGetVbiosVersion", _P, _P, c_uint)
     @_device_call
     def _vbios(self, gpu: SimulatedGpu, buf: int, length: int) -> int:

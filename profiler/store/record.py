@@ -22,12 +22,13 @@ import json
 import os
 import platform
 import re
+import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wattbench.profiler.errors import UsageError
+from wattbench.profiler.errors import EnvironmentVariableError, UsageError
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.paths import data_home
 from wattbench.profiler.select.objectives import Choice
@@ -101,6 +102,29 @@ def collect_versions(identity: DeviceIdentity | None = None) -> dict[str, str | 
     }
 
 
+FLEET_RUN_ENV = "WATTBENCH_FLEET_RUN_ID"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def host_json() -> dict[str, Any]:
+    """The machine that measures: its hostname."""
+    return {"hostname": socket.gethostname()}
+
+
+def fleet_run_id_from_env() -> str | None:
+    """``WATTBENCH_FLEET_RUN_ID``: the fleet characterisation a run belongs to (letters, digits,
+    ``.``, ``_``, ``-``; at most 64), or None when unset."""
+    value = (os.environ.get(FLEET_RUN_ENV) or "").strip()
+    if not value:
+        return None
+    if not _RUN_ID.match(value):
+        raise EnvironmentVariableError(
+            f"{FLEET_RUN_ENV}={value!r} is not a run id",
+            "use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
+        )
+    return value
+
+
 def _as_dict(obj: Any, what: str) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         return dict(obj)
@@ -129,17 +153,25 @@ def default_run_path(
     problem: Mapping[str, Any] | Any,
     *,
     today: dt.date | None = None,
+    host: str | None = None,
+    uuid: str | None = None,
+    when: dt.datetime | None = None,
 ) -> Path:
-    """``<out_dir>/<date>-<device>-<family>-<impl>-<dtype>-<shape>.json``, e.g.
-    ``results/2025-01-31-sim-h100-sxm-matmul-vendor-bf16-8192x8192x8192.json``.
+    """``<out_dir>/<date>-<device>-<family>-<impl>-<dtype>-<shape>[-<host>][-<uuid>][-<time>]
+    .json``, e.g. ``2025-01-31-sim-h100-sxm-matmul-vendor-bf16-8192x8192x8192-node7-0c33802c-
+    120501.json``: host, the first 8 hex digits of the GPU's UUID and the UTC time (HHMMSS) when
+    given, so runs of many GPUs and hosts into one tree never compete for a name.
 
     ``problem`` has ``family``, ``dtype`` and ``shape`` (a sequence, mapping or text) and
     usually ``impl`` (left out of the name when absent). The date
     is UTC. An existing file is never reused: ``-2``, ``-3``, ... is appended instead.
     """
     p = _as_dict(problem, "problem")
-    day = (today or dt.datetime.now(dt.timezone.utc).date()).isoformat()
+    day = (today or (when.date() if when else dt.datetime.now(dt.timezone.utc).date())).isoformat()
+    short_uuid = uuid.removeprefix("GPU-").split("-")[0][:8] if uuid else None
     parts = [day, device_key, p["family"], p.get("impl"), p["dtype"], _shape_text(p["shape"])]
+    parts += [host.split(".")[0] if host else None, short_uuid]
+    parts += [when.strftime("%H%M%S") if when else None]
     parts = [x for x in parts if x]
     stem = "-".join(_slug(str(x)) for x in parts)
     out = Path(out_dir)
@@ -177,13 +209,17 @@ class RunRecord:
         simulated: bool,
         idle_power_w: float | None = None,
         baseline_key: str = OperatingPoint().key,
+        host: Mapping[str, Any] | None = None,
+        fleet_run_id: str | None = None,
     ) -> RunRecord:
         """Start a new record at ``path`` (status ``running``, no points) and write it.
 
         ``device`` as from :func:`device_json`, ``versions`` from :func:`collect_versions`,
         ``problem`` with family, impl, shape and dtype, ``work`` a Work (or its JSON),
         ``settings`` with ``measurement`` (dict), ``space`` (``Space.describe()`` or None) and
-        ``objectives`` (names). A header that breaks the schema is a caller bug (ValueError).
+        ``objectives`` (names), ``host`` (default :func:`host_json`), ``fleet_run_id`` (default
+        :func:`fleet_run_id_from_env`). A header that breaks the schema is a caller bug
+        (ValueError).
         Raises :class:`RecordExistsError` if ``path`` exists -- claimed with ``O_CREAT |
         O_EXCL``, so of two processes creating the same path exactly one wins -- and
         :class:`RecordError` if it cannot be written.
@@ -196,6 +232,8 @@ class RunRecord:
             "created_utc": stamp,
             "updated_utc": stamp,
             "simulated": bool(simulated),
+            "host": dict(host) if host is not None else host_json(),
+            "fleet_run_id": fleet_run_id if fleet_run_id is not None else fleet_run_id_from_env(),
             "device": dict(device),
             "versions": dict(versions),
             "problem": _as_dict(problem, "problem"),
@@ -237,8 +275,14 @@ class RunRecord:
         """:meth:`create` (``header``: its keyword arguments) at :func:`default_run_path`,
         taking the next free name when a concurrent run claims the same one first: sweeps
         started together into one folder each keep their own file (none overwrites another)."""
+        header.setdefault("host", host_json())
+        uuid = (header.get("device") or {}).get("uuid")
+        when = dt.datetime.now(dt.timezone.utc)
         for _ in range(1000):
-            path = default_run_path(out_dir, device_key, header["problem"])
+            path = default_run_path(
+                out_dir, device_key, header["problem"], host=header["host"].get("hostname"),
+                uuid=uuid, when=when,
+            )  # fmt: skip
             try:
                 return cls.create(path, **header)
             except RecordExistsError:
