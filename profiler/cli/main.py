@@ -19,6 +19,7 @@ from wattbench.profiler.cli import (
     compare,
     devices,
     export,
+    fleet,
     kernels,
     plot,
     reset,
@@ -31,7 +32,7 @@ from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.store.record import fleet_run_id_from_env
 
-COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim)
+COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim, fleet)
 
 
 class _Parser(argparse.ArgumentParser):

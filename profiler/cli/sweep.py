@@ -20,12 +20,12 @@ from wattbench.profiler.measure.measure import METHODS
 from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.select.objectives import Choice, parse_objective
 from wattbench.profiler.store import RunRecord, default_results_dir
-from wattbench.profiler.sweep.adaptive import AdaptiveSettings
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,
     DEFAULT_STRATEGY,
     STRATEGIES,
     SweepRequest,
+    resume_request,
     sweep_problem,
 )
 from wattbench.profiler.textfmt import percent
@@ -254,34 +254,8 @@ def _resumed(args: argparse.Namespace) -> tuple[RunRecord, Problem, Device, Swee
     """A resumed run continues with the device, problem, settings, space, objectives and
     strategy it was started with."""
     record = RunRecord.resume(Path(args.resume))
-    recorded = record.doc["settings"]
-    specs = (recorded.get("space") or {}).get("specs") or {}
-    recorded_strategy = recorded.get("strategy") or {}
-    strategy = recorded_strategy.get("strategy", "grid")
-    adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
-    pj = record.doc["problem"]
-    problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
-    recorded_device = record.doc["device"]
-    # a real GPU by its UUID (a requeued job may see the GPUs in another order); a simulated
-    # one by its selection, which names its node and unit
-    how = recorded_device["selection"] if record.doc["simulated"] else recorded_device["uuid"]
-    device = open_device(how, observe_only=args.observe_only)
-    if device.identity.uuid != recorded_device["uuid"]:
-        raise UsageError(
-            f"run file {record.path} was measured on {record.doc['device']['uuid']}, "
-            f"not on {device.identity.uuid}",
-            "resume it on the same GPU, or start a new run without --resume",
-        )
-    request = SweepRequest(
-        sm=specs.get("sm"),
-        mem=specs.get("mem"),
-        power=specs.get("power"),
-        objectives=tuple(parse_objective(o) for o in recorded["objectives"]),
-        settings=MeasureSettings(**recorded["measurement"]),
-        strategy=strategy,
-        allow_shared=args.allow_shared,
-        adaptive=adaptive,
-        from_defaults=bool(recorded.get("from_defaults", False)),
+    problem, device, request = resume_request(
+        record, observe_only=args.observe_only, allow_shared=args.allow_shared
     )
     return record, problem, device, request
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wattbench.kernels.costs import Problem, work_of
-from wattbench.profiler.device import Device, visible_real_indices
+from wattbench.kernels.costs import Problem, make_problem, work_of
+from wattbench.profiler.device import Device, open_device, visible_real_indices
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure import (
     Actuator,
@@ -99,6 +99,42 @@ class SweepOutcome:
     result: SweepResult
     simulated: bool
     observe_only: bool
+
+
+def resume_request(
+    record: RunRecord, *, observe_only: bool = False, allow_shared: bool = False
+) -> tuple[Problem, Device, SweepRequest]:
+    """What continues ``record`` as it was started: its problem, its GPU (a real one reopened by
+    UUID -- a requeued job may see the GPUs in another order -- a simulated one by its
+    selection, which names its node and unit) and the request it was recorded with."""
+    recorded = record.doc["settings"]
+    specs = (recorded.get("space") or {}).get("specs") or {}
+    recorded_strategy = recorded.get("strategy") or {}
+    strategy = recorded_strategy.get("strategy", "grid")
+    adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
+    pj = record.doc["problem"]
+    problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
+    recorded_device = record.doc["device"]
+    how = recorded_device["selection"] if record.doc["simulated"] else recorded_device["uuid"]
+    device = open_device(how, observe_only=observe_only)
+    if device.identity.uuid != recorded_device["uuid"]:
+        raise UsageError(
+            f"run file {record.path} was measured on {recorded_device['uuid']}, "
+            f"not on {device.identity.uuid}",
+            "resume it on the same GPU, or start a new run without --resume",
+        )
+    request = SweepRequest(
+        sm=specs.get("sm"),
+        mem=specs.get("mem"),
+        power=specs.get("power"),
+        objectives=tuple(parse_objective(o) for o in recorded["objectives"]),
+        settings=MeasureSettings(**recorded["measurement"]),
+        strategy=strategy,
+        allow_shared=allow_shared,
+        adaptive=adaptive,
+        from_defaults=bool(recorded.get("from_defaults", False)),
+    )
+    return problem, device, request
 
 
 def make_strategy(

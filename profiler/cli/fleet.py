@@ -1,0 +1,77 @@
+"""``wattbench fleet node | status``: characterise every GPU of a node from a plan file.
+
+The mechanism is in :mod:`wattbench.profiler.fleet`; plan format in
+:mod:`wattbench.profiler.fleet.plan` and docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wattbench.profiler.fleet.node import InterruptedBySignal, plan_runs, render, run_node
+from wattbench.profiler.fleet.plan import load_plan
+from wattbench.profiler.fleet.status import fleet_status, render_status
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fleet",
+        help="characterise every GPU of a node (or a fleet) from a plan file",
+        description="Fleet characterisation: `node` sweeps every problem of a plan on every GPU "
+        "of this node, one worker process per GPU, resuming incomplete runs and skipping "
+        "complete ones; `status` says which GPUs of a fleet run are complete.",
+    )
+    s = p.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND", required=True)
+    n = s.add_parser(
+        "node",
+        help="sweep the plan on every GPU of this node",
+        description="Sweep every problem of PLAN on every GPU of this node in parallel (one "
+        "guarded worker process per GPU), writing under <results>/<run id>/<host>/<gpu uuid>/. "
+        "Incomplete records are resumed and complete ones skipped, so running it again after a "
+        "failure or a requeue finishes the rest. Exit status 1 if a GPU did not complete "
+        "(the others' results are kept).",
+    )
+    n.add_argument("plan", metavar="PLAN", help="a fleet plan file (wattbench.fleet-plan/1)")
+    n.add_argument("--devices", metavar="SEL", help="override the plan's devices")
+    n.add_argument("--dry-run", action="store_true", help="list the GPUs and folders; run nothing")
+    n.set_defaults(run=run_node_command)
+    st = s.add_parser(
+        "status",
+        help="which GPUs of a fleet run are complete",
+        description="For every host and GPU under the plan's results folder: problems complete, "
+        "incomplete and missing. Exit status 0 when every GPU found is complete, else 1.",
+    )
+    st.add_argument("plan", metavar="PLAN")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(run=run_status)
+
+
+def run_node_command(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    runs = plan_runs(plan, args.devices)
+    if args.dry_run:
+        for r in runs:
+            print(f"{r.uuid}  {r.name}  ({r.selection}) -> {r.folder}")
+        return 0
+    try:
+        run_node(plan, runs)
+    except InterruptedBySignal as exc:
+        print(render(runs, plan))
+        print(f"wattbench: fleet node {exc}; run it again to resume", file=sys.stderr)
+        return 128 + exc.signum
+    print(render(runs, plan))
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import json
+
+    plan = load_plan(args.plan)
+    status = fleet_status(plan)
+    if args.json:
+        json.dump(status, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_status(status))
+    return 0 if status["gpus"] and all(g["complete"] for g in status["gpus"]) else 1

@@ -1,0 +1,112 @@
+"""Sweep every problem of a plan on one GPU: the worker process the node agent starts per GPU.
+
+For each problem, in the plan's order: a complete record of it in the GPU's folder means done
+(skipped); an incomplete one (a killed or requeued job's) is resumed, keeping every point it
+has; otherwise a new sweep starts. A problem that fails is reported and the next one is tried.
+Exit status 0 when every problem is complete, 1 otherwise, 128 + N on signal N (the GPU is
+restored either way, by each sweep's actuation guard).
+
+Run as ``python -m wattbench.profiler.fleet.worker PLAN --device SEL --folder DIR``; prints one
+JSON line per problem (``wattbench.fleet-worker/1``) for the node agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from wattbench.kernels.costs import Problem
+from wattbench.profiler.device import open_device
+from wattbench.profiler.device.nvml import shutdown_all
+from wattbench.profiler.errors import WattbenchError
+from wattbench.profiler.fleet.plan import FleetPlan, load_plan
+from wattbench.profiler.safety.signals import Terminated
+from wattbench.profiler.store import RunRecord
+from wattbench.profiler.store.record import FLEET_RUN_ENV, RecordError
+from wattbench.profiler.sweep.session import resume_request, sweep_problem
+
+SCHEMA = "wattbench.fleet-worker/1"
+
+
+@dataclass
+class ProblemOutcome:
+    problem: str
+    status: str  # complete (measured now), skipped (complete before), resumed, failed
+    record: str | None = None
+    points: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, **self.__dict__}
+
+
+def records_of(folder: Path, problem: Problem) -> list[RunRecord]:
+    """The readable run records of ``problem`` in ``folder``, oldest first."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = RunRecord.load(path)
+        except RecordError:
+            continue  # not a record (or a damaged one): never ours to overwrite
+        if record.doc["problem"] == problem.to_json():
+            out.append(record)
+    return out
+
+
+def sweep_one(plan: FleetPlan, selection: str, folder: Path, problem: Problem) -> ProblemOutcome:
+    records = records_of(folder, problem)
+    done = [r for r in records if r.status == "complete"]
+    if done:
+        return ProblemOutcome(problem.label, "skipped", str(done[-1].path), len(done[-1].points))
+    try:
+        if records:
+            record = RunRecord.resume(records[-1].path)
+            _, device, request = resume_request(record)
+            how = "resumed"
+        else:
+            record, device, request = None, open_device(selection), plan.request()
+            how = "complete"
+        outcome = sweep_problem(device, problem, request, out_dir=folder, record=record)
+    except WattbenchError as exc:
+        return ProblemOutcome(problem.label, "failed", None, 0, str(exc))
+    rec = outcome.record
+    return ProblemOutcome(problem.label, how, str(rec.path), len(rec.points))
+
+
+def run_gpu(plan: FleetPlan, selection: str, folder: Path) -> list[ProblemOutcome]:
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[FLEET_RUN_ENV] = plan.run_id  # every record says which fleet run it is
+    outcomes = []
+    for problem in plan.problems:
+        outcome = sweep_one(plan, selection, folder, problem)
+        print(json.dumps(outcome.to_json()), flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m wattbench.profiler.fleet.worker")
+    p.add_argument("plan")
+    p.add_argument("--device", required=True)
+    p.add_argument("--folder", required=True)
+    args = p.parse_args(argv)
+    try:
+        outcomes = run_gpu(load_plan(args.plan), args.device, Path(args.folder))
+    except Terminated as exc:
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        return 130
+    except WattbenchError as exc:
+        print(f"wattbench fleet worker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        shutdown_all()
+    return 0 if all(o.status != "failed" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
