@@ -1,4 +1,4 @@
-"""``wattbench fleet node | status``: characterise every GPU of a node from a plan file.
+"""``wattbench fleet node | status | slurm submit``: characterise the GPUs of nodes from a plan.
 
 The mechanism is in :mod:`wattbench.profiler.fleet`; plan format in
 :mod:`wattbench.profiler.fleet.plan` and docs/fleet.md.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wattbench.profiler.cli.args import positive_int
+from wattbench.profiler.fleet import slurm
 from wattbench.profiler.fleet.node import InterruptedBySignal, plan_runs, render, run_node
 from wattbench.profiler.fleet.plan import load_plan
 from wattbench.profiler.fleet.status import fleet_status, render_status
@@ -45,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("plan", metavar="PLAN")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(run=run_status)
+    add_slurm_parser(s)
 
 
 def run_node_command(args: argparse.Namespace) -> int:
@@ -75,3 +78,43 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print(render_status(status))
     return 0 if status["gpus"] and all(g["complete"] for g in status["gpus"]) else 1
+
+
+def add_slurm_parser(s: argparse._SubParsersAction) -> None:
+    sl = s.add_parser(
+        "slurm",
+        help="run the plan on a Slurm cluster: one exclusive job per node",
+        description="Submit one exclusive, requeueable job per node (all its GPUs) running "
+        "`wattbench fleet node PLAN`, then an aggregation job after them (afterany). Nodes "
+        "whose GPUs are all complete are not submitted again, so running `submit` again after "
+        "failures or cancelled jobs finishes only the rest.",
+    )
+    ss = sl.add_subparsers(dest="slurm_command", metavar="SUBCOMMAND", required=True)
+    sub = ss.add_parser("submit", help="submit the node jobs and the aggregation job")
+    sub.add_argument("plan", metavar="PLAN")
+    sub.add_argument("--nodes", metavar="HOSTLIST", help="Slurm host list (default: sinfo's)")
+    sub.add_argument("--partition")
+    sub.add_argument("--constraint", metavar="FEATURE", help="node feature, e.g. the GPU model")
+    sub.add_argument("--gres", default="gpu", help="gpu or gpu:<type> (default gpu)")
+    sub.add_argument("--gpus-per-node", type=positive_int, help="default: from sinfo")
+    sub.add_argument("--max-nodes", type=positive_int, help="nodes at once (default: all)")
+    sub.add_argument("--time", dest="time_limit", help="job time limit (sbatch --time)")
+    sub.add_argument("--dry-run", action="store_true", help="print the scripts; submit nothing")
+    sub.set_defaults(run=run_slurm_submit)
+
+
+def run_slurm_submit(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    opts = slurm.SlurmOptions(
+        partition=args.partition,
+        constraint=args.constraint,
+        gres=args.gres,
+        gpus_per_node=args.gpus_per_node,
+        max_nodes=args.max_nodes,
+        time_limit=args.time_limit,
+    )
+    result = slurm.plan_submission(plan, slurm.choose_nodes(args.nodes, opts), opts)
+    if not args.dry_run and result.jobs:
+        slurm.submit(result, opts, plan)
+    print(slurm.render(result, args.dry_run))
+    return 0

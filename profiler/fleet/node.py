@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -64,8 +65,13 @@ def node_gpus(plan: FleetPlan, devices: str | None = None) -> list[Device]:
     return [open_device(s.strip(), observe_only=True) for s in selections if s.strip()]
 
 
+HOST_ENV = "WATTBENCH_FLEET_HOST"
+
+
 def host_name() -> str:
-    return socket.gethostname().split(".")[0]
+    """This node's name in the results tree: ``WATTBENCH_FLEET_HOST`` (the launchers set it to
+    the scheduler's node name, e.g. ``$SLURMD_NODENAME``), else the short hostname."""
+    return (os.environ.get(HOST_ENV) or "").strip() or socket.gethostname().split(".")[0]
 
 
 def plan_runs(plan: FleetPlan, devices: str | None = None) -> list[GpuRun]:

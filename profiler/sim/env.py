@@ -17,6 +17,7 @@ SEED_ENV = "WATTBENCH_SIM_SEED"
 UNIT_VARIATION_ENV = "WATTBENCH_SIM_UNIT_VARIATION"
 FAULT_ENV = "WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S"
 STATE_DIR_ENV = "WATTBENCH_SIM_STATE_DIR"
+HOST_ENV = "WATTBENCH_SIM_HOST"
 
 PRIVILEGES = ("root", "user", "power-only")
 
@@ -78,6 +79,18 @@ def launch_fault_after_s() -> float | None:
     return t
 
 
+def sim_host() -> str | None:
+    """``WATTBENCH_SIM_HOST``: the machine the simulated GPUs are in (several emulated nodes on
+    one machine, e.g. a local Slurm cluster): it changes their UUIDs, serials and state files,
+    so each emulated node has cards of its own. Unset: the one machine."""
+    value = _raw(HOST_ENV)
+    if value is None:
+        return None
+    if not all(c.isalnum() or c in "._-" for c in value) or len(value) > 64:
+        raise _bad(HOST_ENV, value, "a host name (letters, digits, '.', '_', '-')")
+    return value
+
+
 def state_dir_checked() -> None:
     """``WATTBENCH_SIM_STATE_DIR``, when set, must be a folder (or not exist yet) that this
     process can write."""
@@ -113,5 +126,6 @@ def check_all() -> None:
     unit_variation()
     launch_fault_after_s()
     state_dir_checked()
+    sim_host()
     from_env()  # WATTBENCH_SIM_NVML
     idle_stop_s()  # WATTBENCH_SIM_SERVICE_IDLE_S

@@ -128,7 +128,9 @@ class SimulatedGpu:
     ) -> None:
         self.spec = spec
         self.index = index
-        ident = uuid.uuid5(uuid.NAMESPACE_URL, f"wattbench-sim/{spec.source}/{index}")
+        host = sim_env.sim_host()  # an emulated node's cards are its own
+        where = f"wattbench-sim/{spec.source}/{index}" + (f"@{host}" if host else "")
+        ident = uuid.uuid5(uuid.NAMESPACE_URL, where)
         self.uuid = "GPU-" + str(ident)
         self.serial = f"{1650000000000 + ident.int % 10**12:013d}"
         self.pci_bus_id = f"00000000:{0x18 + index:02X}:00.0"
@@ -147,7 +149,7 @@ class SimulatedGpu:
         self.record_trace = record_trace
         self.trace: list[Segment] = []
 
-        path = state_path(spec.key, spec.source, index)
+        path = state_path(spec.key, spec.source, index, host)
         if state_folder is not None:
             path = state_folder / path.name
         self._file = StateFile(path) if persist else MemoryState()

@@ -52,9 +52,10 @@ def _unusable(folder: Path, exc: OSError):
     )
 
 
-def state_path(spec_key: str, spec_source: str, index: int = 0) -> Path:
-    """State file of one simulated device; user spec files get a digest of their path."""
-    name = spec_key
+def state_path(spec_key: str, spec_source: str, index: int = 0, host: str | None = None) -> Path:
+    """State file of one simulated device; user spec files get a digest of their path, units of
+    an emulated host (``WATTBENCH_SIM_HOST``) its name in front."""
+    name = f"{host}-{spec_key}" if host else spec_key
     if not spec_source.startswith("builtin:"):
         name += "-" + hashlib.sha1(spec_source.encode()).hexdigest()[:8]
     return state_dir() / f"{name}-{index}.json"

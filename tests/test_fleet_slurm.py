@@ -1,0 +1,117 @@
+"""Fleet characterisation through a real local Slurm cluster (tests/slurm_cluster.py): two
+emulated nodes of four simulated GPUs each, `wattbench fleet slurm submit`, a GPU that fails, a
+node job cancelled mid-sweep, re-submission that finishes only the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_run import wb
+from tests.slurm_cluster import LocalSlurm, needs_slurm
+from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim import state
+from wattbench.profiler.store import RunRecord
+from wattbench.profiler.store.record import RecordError
+
+H100 = sim_spec.load_builtin("h100-sxm")
+
+PLAN = """\
+schema = "wattbench.fleet-plan/1"
+run_id = "slurm-1"
+results = "{results}"
+devices = "sim:4xh100-sxm"
+
+[sweep]
+strategy = "grid"
+sm_clocks = "every:6"
+
+[[problems]]
+kernel = "matmul"
+shape = "4096x4096x4096"
+dtype = "bf16"
+
+[[problems]]
+kernel = "matmul"
+shape = "2048x2048x2048"
+dtype = "fp16"
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    folder = Path(tempfile.mkdtemp(prefix="wbslurm", dir="/tmp"))  # short: socket paths
+    cluster = LocalSlurm(folder).start()
+    yield cluster
+    cluster.stop()
+
+
+def _records(root: Path) -> dict[Path, RunRecord]:
+    out = {}
+    for p in root.glob("*/*/*.json"):
+        try:
+            out[p] = RunRecord.load(p)
+        except RecordError:
+            continue
+    return out
+
+
+def _planted(host: str, unit: int, pids: list[dict]) -> None:
+    path = state.state_path(H100.key, H100.source, unit, host)
+    with state.StateFile(path).locked() as st:
+        st.processes = pids
+
+
+@needs_slurm
+def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.format(results=tmp_path / "results"))
+    root = tmp_path / "results" / "slurm-1"
+    env = {**os.environ, **{"SLURM_CONF": slurm.env["SLURM_CONF"]}}
+    _planted("wbnode1", 1, [{"pid": 4242, "used_memory_bytes": 2**30}])  # unit 1 is "busy"
+
+    r = wb("fleet", "slurm", "submit", str(plan), "--constraint", "h100", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "wbnode1: job" in r.stdout and "wbnode2: job" in r.stdout and "aggregate" in r.stdout
+    deadline = time.monotonic() + 120  # cancel wbnode1's job once it has measured something
+    while time.monotonic() < deadline:
+        if any(len(x.points) >= 2 for p, x in _records(root).items() if "wbnode1" in str(p)):
+            break
+        time.sleep(0.1)
+    job = [j for j, name, _ in slurm.jobs() if name == "wattbench-slurm-1-wbnode1"]
+    assert job, slurm.jobs()
+    slurm.run("scancel", job[0])
+    slurm.wait_idle()
+
+    first = _records(root)
+    status = json.loads(wb("fleet", "status", str(plan), "--json", env=env).stdout)
+    complete = {(g["host"], g["uuid"]) for g in status["gpus"] if g["complete"]}
+    assert status["incomplete_hosts"] == ["wbnode1"]  # the cancelled node; wbnode2 is done
+    assert sum(h == "wbnode2" for h, _ in complete) == 4
+    cut = {p: x for p, x in first.items() if x.status != "complete"}
+    assert cut, "the cancelled job left an incomplete record"
+
+    _planted("wbnode1", 1, [])
+    again = wb("fleet", "slurm", "submit", str(plan), "--constraint", "h100", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "complete, not submitted: wbnode2" in again.stdout and "wbnode2: job" not in again.stdout
+    slurm.wait_idle()
+
+    final = _records(root)
+    status = json.loads(wb("fleet", "status", str(plan), "--json", env=env).stdout)
+    assert len(status["gpus"]) == 8 and all(g["complete"] for g in status["gpus"])
+    assert len({g["uuid"] for g in status["gpus"]}) == 8  # eight distinct units
+    for path, old in first.items():
+        new = final[path]
+        keys = [m.point.key for m in new.points]
+        assert keys[: len(old.points)] == [m.point.key for m in old.points]  # kept, not redone
+        if old.status == "complete":
+            assert new.doc["updated_utc"] == old.doc["updated_utc"]  # untouched
+    assert all(len(set(m.point.key for m in x.points)) == len(x.points) for x in final.values())
+    aggregate = json.loads((root / "status.json").read_text())  # the afterany job's output
+    assert len(aggregate["gpus"]) == 8
