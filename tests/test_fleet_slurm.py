@@ -113,5 +113,9 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm):
         if old.status == "complete":
             assert new.doc["updated_utc"] == old.doc["updated_utc"]  # untouched
     assert all(len(set(m.point.key for m in x.points)) == len(x.points) for x in final.values())
-    aggregate = json.loads((root / "status.json").read_text())  # the afterany job's output
-    assert len(aggregate["gpus"]) == 8
+    status = json.loads((root / "status.json").read_text())  # the afterany job's output
+    assert len(status["gpus"]) == 8
+    aggregate = json.loads((root / "aggregate.json").read_text())
+    assert aggregate["groups"] and all(
+        g["units_measured"] == g["units_total"] == 8 for g in aggregate["groups"]
+    )

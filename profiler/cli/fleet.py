@@ -11,6 +11,8 @@ import sys
 
 from wattbench.profiler.cli.args import positive_int
 from wattbench.profiler.fleet import slurm
+from wattbench.profiler.fleet.aggregate import POLICIES, aggregate
+from wattbench.profiler.fleet.aggregate import render as render_aggregate
 from wattbench.profiler.fleet.node import InterruptedBySignal, plan_runs, render, run_node
 from wattbench.profiler.fleet.plan import load_plan
 from wattbench.profiler.fleet.status import fleet_status, render_status
@@ -47,6 +49,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("plan", metavar="PLAN")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(run=run_status)
+    ag = s.add_parser(
+        "aggregate",
+        help="per-model operating points from every unit, with their spread",
+        description="For each GPU model, problem and objective of a fleet run: the model point "
+        "under a policy (median: the median unit's time and energy ratios to its own baseline; "
+        "worst: the largest ratios of any unit), n/N units, min / median / max saving and "
+        "slowdown at the model point, outliers, and each unit's own point. Written to "
+        "<results>/<run id>/aggregate.json (wattbench.fleet-aggregate/1) and printed.",
+    )
+    ag.add_argument("plan", metavar="PLAN")
+    ag.add_argument("--policy", choices=POLICIES, default="median")
+    ag.add_argument("--json", action="store_true", help="print the document instead of a table")
+    ag.set_defaults(run=run_aggregate)
     add_slurm_parser(s)
 
 
@@ -118,3 +133,21 @@ def run_slurm_submit(args: argparse.Namespace) -> int:
         slurm.submit(result, opts, plan)
     print(slurm.render(result, args.dry_run))
     return 0
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    import json
+
+    from wattbench.profiler.jsonio import write_json_atomic
+
+    plan = load_plan(args.plan)
+    doc = aggregate(plan, args.policy)
+    path = plan.results / plan.run_id / "aggregate.json"
+    write_json_atomic(path, doc)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_aggregate(doc))
+        print(f"written: {path}")
+    return 0 if doc["groups"] else 1

@@ -136,7 +136,8 @@ def aggregate_script(plan: FleetPlan, opts: SlurmOptions) -> str:
     lines += [f"#SBATCH --partition={opts.partition}"] if opts.partition else []
     status = plan.results / plan.run_id / "status.json"
     lines += [" ".join(shlex.quote(c) for c in cmd) + " --json > " + shlex.quote(str(status))]
-    lines += [" ".join(shlex.quote(c) for c in cmd)]
+    agg = [*cmd[:-2], "aggregate", str(plan.path)]
+    lines += [" ".join(shlex.quote(c) for c in agg)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,207 @@
+"""Per-model operating points from every unit of a fleet run, under an explicit policy.
+
+Same-model GPUs differ; a scheduler that sets one point per model needs the point that serves
+the units best, and to know how much the units spread around it. For each GPU model, problem and
+objective of a fleet run (``<results>/<run id>/<host>/<uuid>/``, complete records only):
+
+* every unit is normalised to its own baseline: at each operating point measured on *every*
+  unit, the unit's time and energy relative to its baseline;
+* the **policy** combines the units point by point: ``median`` takes the median unit's ratios,
+  ``worst`` the largest ratios (the slowest time and the highest energy of any unit); the ratios
+  are scaled back to joules and seconds by the median baseline, and the objective itself (the
+  same function a single sweep uses) chooses among these combined points: the **model point**;
+* each unit's saving and slowdown at the model point give min / median / max; a unit whose
+  energy ratio there lies more than 3 scaled MADs from the median is an **outlier**;
+* each unit's own choice is kept beside it (``units[]``: per-unit points, for schedulers that
+  set each GPU by UUID; the model point is the fallback for a UUID not in the document).
+
+Only points measured on every unit can be the model point: with an adaptive search units may
+share nothing but the baseline, which the document says (``note``); a common grid avoids it.
+Stable keys: ``wattbench.fleet-aggregate/1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from wattbench.profiler.errors import UsageError
+from wattbench.profiler.fleet.plan import FleetPlan
+from wattbench.profiler.measure.types import Measurement
+from wattbench.profiler.select.objectives import find_baseline
+from wattbench.profiler.store import RunRecord
+from wattbench.profiler.store.record import RecordError
+
+SCHEMA = "wattbench.fleet-aggregate/1"
+POLICIES = ("median", "worst")
+#: a unit this many scaled MADs from the median energy ratio at the model point is an outlier
+OUTLIER_MADS = 3.0
+
+
+@dataclasses.dataclass
+class Unit:
+    host: str
+    uuid: str
+    record: RunRecord
+
+
+def _point_json(m: Measurement) -> dict[str, Any]:
+    p = m.point
+    return {
+        "key": p.key,
+        "sm_mhz": p.sm_mhz,
+        "mem_mhz": p.mem_mhz,
+        "power_limit_w": p.power_limit_w,
+    }
+
+
+def _spread(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple, int]]:
+    """(GPU name, simulated, problem label) -> the units with a complete record of it; and GPU
+    name, simulated -> how many unit folders of that model the run has (N)."""
+    root = plan.results / plan.run_id
+    groups: dict[tuple, list[Unit]] = {}
+    seen: dict[tuple, set[str]] = {}
+    labels = {p.label: p for p in plan.problems}
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir() and p.name.startswith("GPU-")):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = RunRecord.load(path)
+            except RecordError:
+                continue
+            name, sim = record.doc["device"]["name"], bool(record.doc["simulated"])
+            seen.setdefault((name, sim), set()).add(folder.name)
+            pj = record.doc["problem"]
+            label = f"{pj['family']}-{pj['impl']}-{pj['dtype']}-" + "x".join(map(str, pj["shape"]))
+            if record.status != "complete" or label not in labels:
+                continue
+            units = groups.setdefault((name, sim, label), [])
+            units[:] = [u for u in units if u.uuid != folder.name]  # the newest record per unit
+            units.append(Unit(folder.parent.name, folder.name, record))
+    return groups, {k: len(v) for k, v in seen.items()}
+
+
+def aggregate(plan: FleetPlan, policy: str = "median") -> dict[str, Any]:
+    if policy not in POLICIES:
+        raise UsageError(f"unknown policy {policy!r}", f"use {' or '.join(POLICIES)}")
+    groups, totals = collect_units(plan)
+    objectives = plan.request().objectives
+    out = []
+    for (name, sim, label), units in sorted(groups.items()):
+        for objective in objectives:
+            out.append(_group(name, sim, label, units, totals[(name, sim)], objective, policy))
+    return {"schema": SCHEMA, "run_id": plan.run_id, "policy": policy, "groups": out}
+
+
+def _group(name, sim, label, units: list[Unit], total: int, objective, policy: str) -> dict:
+    points = [{m.point.key: m for m in u.record.points} for u in units]
+    bases = [find_baseline(u.record.points) for u in units]
+    usable = [i for i, b in enumerate(bases) if b is not None and b.time_s > 0 and b.energy_j > 0]
+    common = set.intersection(*(set(points[i]) for i in usable)) if usable else set()
+    combine = statistics.median if policy == "median" else max
+    t0 = statistics.median(bases[i].time_s for i in usable) if usable else 0.0
+    e0 = statistics.median(bases[i].energy_j for i in usable) if usable else 0.0
+    synthetic = []
+    for key in sorted(common):
+        t = combine(points[i][key].time_s / bases[i].time_s for i in usable)
+        e = combine(points[i][key].energy_j / bases[i].energy_j for i in usable)
+        flags = sorted({f for i in usable for f in points[i][key].flags})
+        m = points[usable[0]][key]
+        synthetic.append(dataclasses.replace(m, time_s=t * t0, energy_j=e * e0, flags=flags))
+    doc: dict[str, Any] = {
+        "gpu_name": name,
+        "simulated": sim,
+        "problem": label,
+        "objective": objective.name,
+        "units_total": total,
+        "units_measured": len(usable),
+        "model_point": None,
+        "saving_rel": None,
+        "slowdown_rel": None,
+        "outliers": [],
+        "units": [],
+        "note": None,
+    }
+    max_power = max((u.record.doc["settings"].get("space") or {}).get("max_power_limit_w") or 0
+                    for u in units) or None  # fmt: skip
+    chosen = None
+    if synthetic:
+        chosen = objective(synthetic, max_power_w=max_power or _default_limit(units))
+        doc["model_point"] = _point_json(chosen.chosen)
+    if len(common) <= 1:
+        doc["note"] = (
+            "only the baseline was measured on every unit: sweep a common grid (--strategy "
+            "grid) or verify the model point on every unit"
+        )
+    savings, slowdowns, ratios = [], [], []
+    for i, u in enumerate(units):
+        own = u.record.choices().get(objective.name)
+        entry: dict[str, Any] = {
+            "host": u.host,
+            "uuid": u.uuid,
+            "serial": u.record.doc["device"].get("serial"),
+            "own_point": _point_json(own.chosen) if own else None,
+            "own_saving_rel": own.saving_rel if own else None,
+            "own_slowdown_rel": own.slowdown_rel if own else None,
+            "saving_rel_at_model_point": None,
+            "slowdown_rel_at_model_point": None,
+        }
+        if chosen is not None and i in usable:
+            m, b = points[i][chosen.chosen.point.key], bases[i]
+            entry["saving_rel_at_model_point"] = 1.0 - m.energy_j / b.energy_j
+            entry["slowdown_rel_at_model_point"] = m.time_s / b.time_s - 1.0
+            savings.append(entry["saving_rel_at_model_point"])
+            slowdowns.append(entry["slowdown_rel_at_model_point"])
+            ratios.append((m.energy_j / b.energy_j, entry))
+        doc["units"].append(entry)
+    doc["saving_rel"], doc["slowdown_rel"] = _spread(savings), _spread(slowdowns)
+    if len(ratios) >= 3:
+        med = statistics.median(r for r, _ in ratios)
+        mad = 1.4826 * statistics.median(abs(r - med) for r, _ in ratios)
+        if mad > 0:
+            doc["outliers"] = [e["uuid"] for r, e in ratios if abs(r - med) > OUTLIER_MADS * mad]
+    return doc
+
+
+def _default_limit(units: list[Unit]) -> float:
+    """Zeus prices time at the highest power limit considered; without a power-limit sweep,
+    the GPU's default limit as found (recorded), else 1 W (the ratio still ranks points)."""
+    for u in units:
+        found = (u.record.doc["settings"].get("found") or {}).get("power_limit_w")
+        if found:
+            return float(found)
+    return 1.0
+
+
+def render(doc: dict[str, Any]) -> str:
+    from wattbench.profiler.textfmt import percent
+
+    lines = [f"fleet run {doc['run_id']}: per-model points, policy {doc['policy']}"]
+    for g in doc["groups"]:
+        sim = " [sim]" if g["simulated"] else ""
+        mp = g["model_point"]
+        point = mp["key"] if mp else "none"
+        head = (
+            f"  {g['gpu_name']}{sim} {g['problem']} {g['objective']}: "
+            f"{g['units_measured']}/{g['units_total']} units, model point {point}"
+        )
+        lines.append(head)
+        s, d = g["saving_rel"], g["slowdown_rel"]
+        if s and d:
+            lines.append(
+                f"      saving {percent(s['min'])} / {percent(s['median'])} / {percent(s['max'])}"
+                f" (min / median / max); slowdown median {percent(d['median'], signed=True)}, "
+                f"max {percent(d['max'], signed=True)}"
+            )
+        if g["outliers"]:
+            lines.append(f"      outliers: {', '.join(g['outliers'])}")
+        if g["note"]:
+            lines.append(f"      note: {g['note']}")
+    return "\n".join(lines)
