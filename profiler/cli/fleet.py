@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wattbench.profiler.cli.args import positive_int
-from wattbench.profiler.fleet import slurm
+from wattbench.profiler.cli.args import bounded, positive_int
+from wattbench.profiler.errors import UsageError
+from wattbench.profiler.fleet import report, slurm
 from wattbench.profiler.fleet.aggregate import POLICIES, aggregate
 from wattbench.profiler.fleet.aggregate import render as render_aggregate
 from wattbench.profiler.fleet.node import InterruptedBySignal, plan_runs, render, run_node
@@ -62,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ag.add_argument("--policy", choices=POLICIES, default="median")
     ag.add_argument("--json", action="store_true", help="print the document instead of a table")
     ag.set_defaults(run=run_aggregate)
+    add_report_parser(s)
     add_slurm_parser(s)
 
 
@@ -151,3 +153,77 @@ def run_aggregate(args: argparse.Namespace) -> int:
         print(render_aggregate(doc))
         print(f"written: {path}")
     return 0 if doc["groups"] else 1
+
+
+def add_report_parser(s: argparse._SubParsersAction) -> None:
+    rp = s.add_parser(
+        "report",
+        help="energy, GPU-hours, cost and carbon per year with and without the points",
+        description="Turn a fleet run's aggregate into a year of use: energy at driver defaults "
+        "and at the model points, the extra GPU-hours the slowdown costs, electricity cost and "
+        "carbon (C = E x PUE x intensity x (1 - renewable share)). Busy hours only.",
+    )
+    rp.add_argument("plan", metavar="PLAN")
+    rp.add_argument("--objective", default="slowdown:0.05", help="default slowdown:0.05")
+    rp.add_argument("--policy", choices=POLICIES, default="median")
+    rp.add_argument("--utilisation", type=bounded(float, minimum=0, maximum=1, open_min=True),
+                    default=0.5, help="busy share of the year, default 0.5")  # fmt: skip
+    rp.add_argument("--gpus", action="append", default=[], metavar="NAME=COUNT",
+                    help="GPUs of a model in the fleet (default: the units measured)")  # fmt: skip
+    rp.add_argument("--mix", action="append", default=[], metavar="PROBLEM=SHARE",
+                    help="share of busy GPU-hours per problem (default: equal)")  # fmt: skip
+    rp.add_argument("--price-per-kwh", type=bounded(float, minimum=0), default=0.10)
+    rp.add_argument("--pue", type=bounded(float, minimum=1), default=1.3)
+    rp.add_argument(
+        "--intensity",
+        default="400",
+        metavar="G_PER_KWH|FILE.csv",
+        help="grid carbon intensity, gCO2e/kWh, or an hourly CSV (its mean)",
+    )
+    rp.add_argument("--renewable-share", type=bounded(float, minimum=0, maximum=1), default=0.0)
+    rp.add_argument("--json", action="store_true")
+    rp.add_argument("--plot", metavar="FILE.png", help="also draw energy per year, bars")
+    rp.set_defaults(run=run_report)
+
+
+def _pairs(items: list[str], kind: type, what: str) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            out[name.strip()] = kind(value)
+        except ValueError:
+            name = ""
+        if not sep or not name.strip():
+            raise UsageError(f"--{what} {item!r}", f"use --{what} NAME=VALUE")
+    return out
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import json
+
+    plan = load_plan(args.plan)
+    try:
+        intensity, source = float(args.intensity), "given"
+    except ValueError:
+        intensity, source = report.mean_intensity(args.intensity), f"mean of {args.intensity}"
+    use = report.FleetUse(
+        objective=args.objective,
+        utilisation=args.utilisation,
+        gpus=_pairs(args.gpus, int, "gpus"),
+        mix=_pairs(args.mix, float, "mix"),
+        price_per_kwh=args.price_per_kwh,
+        pue=args.pue,
+        intensity_g_per_kwh=intensity,
+        intensity_source=source,
+        renewable_share=args.renewable_share,
+    )
+    doc = report.report(aggregate(plan, args.policy), use)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+    else:
+        print(report.render(doc))
+    if args.plot:
+        report.plot(doc, args.plot)
+    return 0

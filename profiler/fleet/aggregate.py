@@ -122,6 +122,13 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
         "objective": objective.name,
         "units_total": total,
         "units_measured": len(usable),
+        "baseline": {  # the median unit's baseline: per iteration
+            "time_s": t0,
+            "energy_j": e0,
+            "power_w": statistics.median(bases[i].energy_j / bases[i].time_s for i in usable)
+            if usable
+            else None,
+        },
         "model_point": None,
         "saving_rel": None,
         "slowdown_rel": None,
