@@ -60,7 +60,7 @@ def copy_record(src: Path, dst: Path, edit) -> Path:
 
 
 def record_of(runs: Path, key: str, shape: str) -> Path:
-    (path,) = [p for p in runs.glob(f"*{key}*-{shape}.json")]
+    (path,) = [p for p in runs.glob(f"*{key}*-{shape}-*.json")]
     return path
 
 

@@ -104,7 +104,7 @@ def test_normalised_and_power_capped(runs, tmp_path):
 
 
 def test_hostile_names_are_drawn_as_text(runs, tmp_path):
-    (src,) = (runs / "runs").glob(f"*l4*{COMPUTE}.json")
+    (src,) = (runs / "runs").glob(f"*l4*{COMPUTE}-*.json")
     doc = json.loads(src.read_text())
     doc["device"]["name"] = "_$x^2$ GPU\n\x1b[31m"
     doc["problem"]["impl"] = "ve$ndor"
