@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ag.set_defaults(run=run_aggregate)
     add_report_parser(s)
     add_slurm_parser(s)
+    add_k8s_parser(s)
 
 
 def run_node_command(args: argparse.Namespace) -> int:
@@ -226,4 +227,48 @@ def run_report(args: argparse.Namespace) -> int:
         print(report.render(doc))
     if args.plot:
         report.plot(doc, args.plot)
+    return 0
+
+
+def add_k8s_parser(s: argparse._SubParsersAction) -> None:
+    k = s.add_parser(
+        "k8s",
+        help="render Kubernetes Jobs for the plan: one per GPU node",
+        description="Render (offline) a ConfigMap with the plan and one Job per node: pinned to "
+        "the node, all its GPUs, SYS_ADMIN, the results volume mounted at the plan's results "
+        "folder, running `wattbench fleet node`. Apply with kubectl.",
+    )
+    ks = k.add_subparsers(dest="k8s_command", metavar="SUBCOMMAND", required=True)
+    r = ks.add_parser("render", help="print (or write) the manifests")
+    r.add_argument("plan", metavar="PLAN")
+    r.add_argument("--nodes", required=True, help="node names, comma-separated")
+    r.add_argument("--gpus-per-node", type=positive_int, required=True)
+    r.add_argument("--image", required=True, help="a container image with wattbench installed")
+    r.add_argument("--namespace", default="default")
+    r.add_argument("--results-pvc", required=True, metavar="CLAIM", help="ReadWriteMany claim")
+    r.add_argument("--gpu-product", help="nvidia.com/gpu.product label the nodes carry")
+    r.add_argument("-o", "--output", help="write to this file instead of printing")
+    r.set_defaults(run=run_k8s_render)
+
+
+def run_k8s_render(args: argparse.Namespace) -> int:
+    from wattbench.profiler.fleet import kubernetes
+
+    plan = load_plan(args.plan)
+    opts = kubernetes.K8sOptions(
+        image=args.image,
+        gpus_per_node=args.gpus_per_node,
+        namespace=args.namespace,
+        results_pvc=args.results_pvc,
+        gpu_product=args.gpu_product,
+    )
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    text = kubernetes.render(kubernetes.manifests(plan, nodes, opts), plan)
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"written: {args.output} ({len(nodes)} Job(s) and the plan's ConfigMap)")
+    else:
+        sys.stdout.write(text)
     return 0
