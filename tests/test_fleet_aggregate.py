@@ -14,6 +14,7 @@ from wattbench.profiler.fleet import aggregate as agg
 from wattbench.profiler.fleet.plan import load_plan
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.select.objectives import find_baseline, parse_objective
+from wattbench.profiler.store.points import PointsDocument
 
 PLAN = """\
 schema = "wattbench.fleet-plan/1"
@@ -107,3 +108,40 @@ def test_a_unit_far_from_the_others_at_the_model_point_is_an_outlier():
     assert g["model_point"]["sm_mhz"] == 1410 and g["units_measured"] == 6
     assert g["outliers"] == ["GPU-odd"]
     assert g["saving_rel"]["min"] == pytest.approx(0.01)
+
+
+def _export(plan_path, env, *extra):
+    r = wb("export", str(plan_path.parent / "results"), *extra, env=env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_a_model_export_combines_every_unit_not_the_newest_one(fleet_run, tmp_path):
+    plan_path, env = fleet_run
+    out = tmp_path / "points.json"
+    r = _export(plan_path, env, "-o", str(out))
+    assert "model point from 4 units" in r.stderr
+    doc = PointsDocument.load(out)
+    (energy,) = [p for p in doc.points if p.objective == "energy"]
+    assert energy.gpu_uuid is None and len(energy.source_runs) == 4
+    model = agg.aggregate(load_plan(plan_path), "median")
+    (group,) = [g for g in model["groups"] if g["objective"] == "energy"]
+    assert energy.sm_mhz == group["model_point"]["sm_mhz"]
+    assert energy.expected_energy_saving_rel == pytest.approx(group["saving_rel"]["median"])
+
+
+def test_a_per_device_export_falls_back_to_the_model_for_an_unknown_unit(fleet_run, tmp_path):
+    plan_path, env = fleet_run
+    out = tmp_path / "points.json"
+    _export(plan_path, env, "--per-device", "-o", str(out))
+    doc = PointsDocument.load(out)
+    own = [p for p in doc.points if p.gpu_uuid and p.objective == "energy"]
+    assert len(own) == 4
+    workload, name = own[0].workload, own[0].gpu_name
+    assert doc.lookup(name, workload, "energy", gpu_uuid=own[1].gpu_uuid) == own[1]
+    fallback = doc.lookup(name, workload, "energy", gpu_uuid="GPU-a-replaced-card")
+    assert fallback.gpu_uuid is None and len(fallback.source_runs) == 4
+    labels = tmp_path / "k8s"
+    _export(plan_path, env, "--per-device", "--format", "k8s", "-o", str(labels))
+    texts = [p.read_text() for p in labels.rglob("*label*")]
+    assert texts and all('"wattbench.dev/simulated": "true"' in t for t in texts), texts

@@ -75,7 +75,9 @@ def node_labels(doc: PointsDocument, gpu_name: str) -> str:
     labels = {
         f"{LABEL_PREFIX}/gpu": safe_name(gpu_name),
         f"{LABEL_PREFIX}/points-digest": digest(doc),
-        f"{LABEL_PREFIX}/simulated": str(any(p.simulated for p in entries)).lower(),
+        f"{LABEL_PREFIX}/simulated": str(
+            any(p.simulated for p in doc.points if p.gpu_name == gpu_name)
+        ).lower(),
     }
     for p in entries:
         labels[point_label_key(p)] = point_value(p)

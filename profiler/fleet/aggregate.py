@@ -30,12 +30,11 @@ from typing import Any
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.measure.types import Measurement
-from wattbench.profiler.select.objectives import find_baseline
+from wattbench.profiler.select.units import POLICIES, at_point, combine
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import RecordError
 
 SCHEMA = "wattbench.fleet-aggregate/1"
-POLICIES = ("median", "worst")
 #: a unit this many scaled MADs from the median energy ratio at the model point is an outlier
 OUTLIER_MADS = 3.0
 
@@ -101,33 +100,19 @@ def aggregate(plan: FleetPlan, policy: str = "median") -> dict[str, Any]:
 
 
 def _group(name, sim, label, units: list[Unit], total: int, objective, policy: str) -> dict:
-    points = [{m.point.key: m for m in u.record.points} for u in units]
-    bases = [find_baseline(u.record.points) for u in units]
-    usable = [i for i, b in enumerate(bases) if b is not None and b.time_s > 0 and b.energy_j > 0]
-    common = set.intersection(*(set(points[i]) for i in usable)) if usable else set()
-    combine = statistics.median if policy == "median" else max
-    t0 = statistics.median(bases[i].time_s for i in usable) if usable else 0.0
-    e0 = statistics.median(bases[i].energy_j for i in usable) if usable else 0.0
-    synthetic = []
-    for key in sorted(common):
-        t = combine(points[i][key].time_s / bases[i].time_s for i in usable)
-        e = combine(points[i][key].energy_j / bases[i].energy_j for i in usable)
-        flags = sorted({f for i in usable for f in points[i][key].flags})
-        m = points[usable[0]][key]
-        synthetic.append(dataclasses.replace(m, time_s=t * t0, energy_j=e * e0, flags=flags))
+    measured = [u.record.points for u in units]
+    combined = combine(measured, policy)
     doc: dict[str, Any] = {
         "gpu_name": name,
         "simulated": sim,
         "problem": label,
         "objective": objective.name,
         "units_total": total,
-        "units_measured": len(usable),
+        "units_measured": len(combined.usable),
         "baseline": {  # the median unit's baseline: per iteration
-            "time_s": t0,
-            "energy_j": e0,
-            "power_w": statistics.median(bases[i].energy_j / bases[i].time_s for i in usable)
-            if usable
-            else None,
+            "time_s": combined.baseline_time_s,
+            "energy_j": combined.baseline_energy_j,
+            "power_w": combined.baseline_power_w,
         },
         "model_point": None,
         "saving_rel": None,
@@ -139,10 +124,10 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
     max_power = max((u.record.doc["settings"].get("space") or {}).get("max_power_limit_w") or 0
                     for u in units) or None  # fmt: skip
     chosen = None
-    if synthetic:
-        chosen = objective(synthetic, max_power_w=max_power or _default_limit(units))
+    if combined.measurements:
+        chosen = objective(combined.measurements, max_power_w=max_power or _default_limit(units))
         doc["model_point"] = _point_json(chosen.chosen)
-    if len(common) <= 1:
+    if len(combined.measurements) <= 1:
         doc["note"] = (
             "only the baseline was measured on every unit: sweep a common grid (--strategy "
             "grid) or verify the model point on every unit"
@@ -160,13 +145,14 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
             "saving_rel_at_model_point": None,
             "slowdown_rel_at_model_point": None,
         }
-        if chosen is not None and i in usable:
-            m, b = points[i][chosen.chosen.point.key], bases[i]
-            entry["saving_rel_at_model_point"] = 1.0 - m.energy_j / b.energy_j
-            entry["slowdown_rel_at_model_point"] = m.time_s / b.time_s - 1.0
-            savings.append(entry["saving_rel_at_model_point"])
-            slowdowns.append(entry["slowdown_rel_at_model_point"])
-            ratios.append((m.energy_j / b.energy_j, entry))
+        there = at_point(measured[i], chosen.chosen.point.key) if chosen is not None else None
+        if there is not None and i in combined.usable:
+            saving, slowdown = there
+            entry["saving_rel_at_model_point"] = saving
+            entry["slowdown_rel_at_model_point"] = slowdown
+            savings.append(saving)
+            slowdowns.append(slowdown)
+            ratios.append((1.0 - saving, entry))
         doc["units"].append(entry)
     doc["saving_rel"], doc["slowdown_rel"] = _spread(savings), _spread(slowdowns)
     if len(ratios) >= 3:

@@ -28,6 +28,7 @@ The Python API is :meth:`PointsDocument.load` and :meth:`PointsDocument.lookup`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import json
@@ -335,6 +336,16 @@ class PointsDocument:
             p for p in self.points if p.gpu_uuid is None and p.gpu_name == gpu_name
         ]
         if not for_gpu:
+            units = sorted(
+                {p.gpu_uuid for p in self.points if p.gpu_name == gpu_name and p.gpu_uuid}
+            )
+            if units:
+                raise PointsFileError(
+                    f"no operating points for {gpu_uuid or gpu_name}: the file has points for "
+                    f"{len(units)} other unit(s) of {gpu_name} and no entry for the model",
+                    "export again (per-device documents now carry model points as the "
+                    "fallback), or sweep this GPU and export its run too",
+                )
             names = sorted({p.gpu_name for p in self.points})
             raise PointsFileError(
                 f"no operating points for {gpu_name}",
@@ -454,75 +465,141 @@ def shape_presets(family: str, shape: tuple[int, ...]) -> tuple[str, ...]:
 def points_from_runs(
     records: Iterable[Any], *, per_device: bool = False, notes: list[str] | None = None
 ) -> PointsDocument:
-    """One entry per (GPU, workload, objective) from run records (``store.RunRecord``).
+    """Entries per (GPU model, workload, objective) from run records (``store.RunRecord``),
+    and with ``per_device`` per (GPU UUID, workload, objective) as well.
 
-    Several runs for one (GPU, workload): the newest complete one (``report.runs``); a GPU name
-    with both simulated and real runs of one workload is refused (they would share entries).
-    ``notes`` receives what was left out.
+    Each unit counts with its newest complete run (``report.runs``). A model measured on several
+    units gets the point that serves them all (:func:`select.units.combine`, median policy: the
+    median unit's ratios to its own baseline), with the median unit's saving and slowdown there;
+    a per-device document keeps these model entries as the fallback for a UUID it does not list.
+    A GPU name with both simulated and real runs of one workload is refused (they would share
+    entries). ``notes`` receives what was left out and how model points were made.
     """
-    from wattbench.profiler.report.peaks import bound_of, peaks_of
     from wattbench.profiler.report.runs import ProblemKey, newest_complete
 
-    by_key: dict[tuple[str, str | None, ProblemKey], list[Any]] = {}
+    by_key: dict[tuple[str, ProblemKey], dict[str, list[Any]]] = {}
     for rec in records:
         dev = rec.doc["device"]
-        key = (str(dev["name"]), str(dev["uuid"]) if per_device else None, ProblemKey.of(rec))
-        by_key.setdefault(key, []).append(rec)
+        key = (str(dev["name"]), ProblemKey.of(rec))
+        by_key.setdefault(key, {}).setdefault(str(dev["uuid"]), []).append(rec)
     out: list[PointEntry] = []
     gpus: dict[str, GpuInfo] = {}
-    for (gpu_name, gpu_uuid, problem), recs in sorted(by_key.items(), key=lambda kv: str(kv[0])):
-        if len({bool(r.doc.get("simulated")) for r in recs}) > 1:
+    for (gpu_name, problem), per_unit in sorted(by_key.items(), key=lambda kv: str(kv[0])):
+        recs_all = [r for recs in per_unit.values() for r in recs]
+        if len({bool(r.doc.get("simulated")) for r in recs_all}) > 1:
             raise UsageError(
                 f"both simulated and real runs of {problem.label} on {gpu_name}",
                 "export simulated and real runs into separate documents",
             )
-        rec, left_out = newest_complete(recs)
-        if notes is not None:
-            notes.extend(left_out)
-        if rec is None:
+        units = []
+        for uuid in sorted(per_unit):
+            rec, left_out = newest_complete(per_unit[uuid])
+            if notes is not None:
+                notes.extend(left_out)
+            if rec is not None:
+                units.append((uuid, rec))
+        if not units:
             continue
-        doc = rec.doc
-        info = gpu_info_of_run(doc)
-        old = gpus.get(gpu_name)
-        if old is not None and old.simulated != info.simulated:
-            raise UsageError(
-                f"both simulated and real runs on a GPU named {gpu_name}",
-                "export simulated and real runs into separate documents",
-            )
-        gpus[gpu_name] = info if old is None else old.merged(info)
-        work = doc["work"]
-        flops, nbytes = float(work["flops"]), float(work["bytes"])
-        intensity = flops / nbytes if nbytes else None
-        peaks = peaks_of(doc["device"], str(work["dtype"]))
-        shape_class = bound_of(intensity if intensity is not None else math.inf, peaks) + "-bound"
-        shape = doc["problem"]["shape"]
-        presets = (
-            shape_presets(problem.family, tuple(int(s) for s in shape))
-            if isinstance(shape, list) and all(isinstance(s, int) for s in shape)
-            else ()
-        )
-        for name, c in rec.choices().items():
-            p = c.chosen.effective_point
-            out.append(
-                PointEntry(
-                    gpu_name=gpu_name,
-                    gpu_uuid=gpu_uuid,
-                    workload=problem.label,
-                    family=problem.family,
-                    impl=problem.impl,
-                    dtype=problem.dtype,
-                    shape=problem.shape,
-                    shape_class=shape_class,
-                    shape_presets=presets,
-                    arithmetic_intensity=intensity,
-                    objective=name,
-                    sm_mhz=p.sm_mhz,
-                    mem_mhz=p.mem_mhz,
-                    power_limit_w=p.power_limit_w,
-                    expected_slowdown_rel=c.slowdown_rel,
-                    expected_energy_saving_rel=c.saving_rel,
-                    source_runs=(str(rec.path),),
-                    simulated=bool(doc.get("simulated")),
+        for _, rec in units:
+            info = gpu_info_of_run(rec.doc)
+            old = gpus.get(gpu_name)
+            if old is not None and old.simulated != info.simulated:
+                raise UsageError(
+                    f"both simulated and real runs on a GPU named {gpu_name}",
+                    "export simulated and real runs into separate documents",
                 )
-            )
+            gpus[gpu_name] = info if old is None else old.merged(info)
+        if per_device:
+            for uuid, rec in units:
+                out.extend(_entries(gpu_name, uuid, problem, rec, rec.choices()))
+        if len(units) == 1:
+            out.extend(_entries(gpu_name, None, problem, units[0][1], units[0][1].choices()))
+        else:
+            out.extend(_model_entries(gpu_name, problem, [r for _, r in units], notes))
     return PointsDocument(out, gpus=gpus)
+
+
+def _entries(gpu_name, gpu_uuid, problem, rec, choices, runs=None) -> list[PointEntry]:
+    """Entries of one run's (or a model's) choices: ``choices`` maps objective names to
+    objects with ``chosen`` (a Measurement), ``saving_rel`` and ``slowdown_rel``."""
+    from wattbench.profiler.report.peaks import bound_of, peaks_of
+
+    doc = rec.doc
+    work = doc["work"]
+    flops, nbytes = float(work["flops"]), float(work["bytes"])
+    intensity = flops / nbytes if nbytes else None
+    peaks = peaks_of(doc["device"], str(work["dtype"]))
+    shape_class = bound_of(intensity if intensity is not None else math.inf, peaks) + "-bound"
+    shape = doc["problem"]["shape"]
+    presets = (
+        shape_presets(problem.family, tuple(int(s) for s in shape))
+        if isinstance(shape, list) and all(isinstance(s, int) for s in shape)
+        else ()
+    )
+    out = []
+    for name, c in choices.items():
+        p = c.chosen.effective_point
+        out.append(
+            PointEntry(
+                gpu_name=gpu_name,
+                gpu_uuid=gpu_uuid,
+                workload=problem.label,
+                family=problem.family,
+                impl=problem.impl,
+                dtype=problem.dtype,
+                shape=problem.shape,
+                shape_class=shape_class,
+                shape_presets=presets,
+                arithmetic_intensity=intensity,
+                objective=name,
+                sm_mhz=p.sm_mhz,
+                mem_mhz=p.mem_mhz,
+                power_limit_w=p.power_limit_w,
+                expected_slowdown_rel=c.slowdown_rel,
+                expected_energy_saving_rel=c.saving_rel,
+                source_runs=tuple(runs or (str(rec.path),)),
+                simulated=bool(doc.get("simulated")),
+            )
+        )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelChoice:
+    chosen: Any
+    saving_rel: float | None
+    slowdown_rel: float | None
+
+
+def _model_entries(gpu_name, problem, recs: list[Any], notes: list[str] | None) -> list[PointEntry]:
+    """The model point of several units for every objective all of them chose for."""
+    import statistics
+
+    from wattbench.profiler.select.objectives import parse_objective
+    from wattbench.profiler.select.units import at_point, combine
+
+    measured = [r.points for r in recs]
+    combined = combine(measured, "median")
+    names = set.intersection(*(set(r.doc["choices"]) for r in recs))
+    spaces = [r.doc["settings"].get("space") or {} for r in recs]
+    max_power = max((s.get("max_power_limit_w") or 0 for s in spaces), default=0) or None
+    choices = {}
+    for name in sorted(names):
+        if not combined.measurements:
+            continue
+        c = parse_objective(name)(combined.measurements, max_power_w=max_power or 1.0)
+        there = [at_point(m, c.chosen.point.key) for m in measured]
+        got = [x for x in there if x is not None]
+        choices[name] = _ModelChoice(
+            c.chosen,
+            statistics.median(s for s, _ in got) if got else None,
+            statistics.median(d for _, d in got) if got else None,
+        )
+    if notes is not None:
+        notes.append(
+            f"{gpu_name} {problem.label}: model point from {len(recs)} units (median of each "
+            f"unit's ratios to its own baseline, over the {len(combined.measurements)} points "
+            "every unit measured)"
+        )
+    newest = max(recs, key=lambda r: r.doc.get("created_utc", ""))
+    return _entries(gpu_name, None, problem, newest, choices, [str(r.path) for r in recs])
