@@ -15,7 +15,7 @@ import pytest
 from tests.cli_run import wb
 from tests.slurm_cluster import LocalSlurm, needs_slurm
 from wattbench.profiler.sim import spec as sim_spec
-from wattbench.profiler.sim import state
+from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import RecordError
 
@@ -61,28 +61,36 @@ def _records(root: Path) -> dict[Path, RunRecord]:
     return out
 
 
-def _planted(host: str, unit: int, pids: list[dict]) -> None:
-    path = state.state_path(H100.key, H100.source, unit, host)
-    with state.StateFile(path).locked() as st:
-        st.processes = pids
+def _uuid_of(host: str, unit: int, monkeypatch) -> str:
+    with monkeypatch.context() as m:
+        m.setenv("WATTBENCH_SIM_HOST", host)
+        return SimulatedGpu(H100, unit, persist=False).uuid
 
 
 @needs_slurm
-def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm):
+def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, monkeypatch):
+    """wbnode1's job is cancelled mid-sweep, after its GPU 2 failed mid-sweep (a launch fault
+    injected on that GPU only); wbnode2 completes. The second submission runs wbnode1 only, and
+    finishes every record without measuring a finished point again."""
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN.format(results=tmp_path / "results"))
     root = tmp_path / "results" / "slurm-1"
     env = {**os.environ, **{"SLURM_CONF": slurm.env["SLURM_CONF"]}}
-    _planted("wbnode1", 1, [{"pid": 4242, "used_memory_bytes": 2**30}])  # unit 1 is "busy"
+    failing = _uuid_of("wbnode1", 2, monkeypatch)
+    faulty = {**env, "WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S": f"20@{failing}"}
 
-    r = wb("fleet", "slurm", "submit", str(plan), "--constraint", "h100", env=env)
+    r = wb("fleet", "slurm", "submit", str(plan), "--constraint", "h100", env=faulty)
     assert r.returncode == 0, r.stderr
     assert "wbnode1: job" in r.stdout and "wbnode2: job" in r.stdout and "aggregate" in r.stdout
-    deadline = time.monotonic() + 120  # cancel wbnode1's job once it has measured something
+    deadline = time.monotonic() + 120  # cancel wbnode1 once GPU 2 failed and others measure
     while time.monotonic() < deadline:
-        if any(len(x.points) >= 2 for p, x in _records(root).items() if "wbnode1" in str(p)):
+        recs = {p: x for p, x in _records(root).items() if "wbnode1" in str(p)}
+        failed = any(failing in str(p) and x.status == "interrupted" for p, x in recs.items())
+        busy = any(x.status == "running" and len(x.points) >= 2 for x in recs.values())
+        if failed and busy:
             break
         time.sleep(0.1)
+    assert failed, "GPU 2 of wbnode1 did not fail mid-sweep"
     job = [j for j, name, _ in slurm.jobs() if name == "wattbench-slurm-1-wbnode1"]
     assert job, slurm.jobs()
     slurm.run("scancel", job[0])
@@ -94,9 +102,8 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm):
     assert status["incomplete_hosts"] == ["wbnode1"]  # the cancelled node; wbnode2 is done
     assert sum(h == "wbnode2" for h, _ in complete) == 4
     cut = {p: x for p, x in first.items() if x.status != "complete"}
-    assert cut, "the cancelled job left an incomplete record"
+    assert any(failing in str(p) and len(x.points) > 0 for p, x in cut.items())  # mid-sweep
 
-    _planted("wbnode1", 1, [])
     again = wb("fleet", "slurm", "submit", str(plan), "--constraint", "h100", env=env)
     assert again.returncode == 0, again.stderr
     assert "complete, not submitted: wbnode2" in again.stdout and "wbnode2: job" not in again.stdout

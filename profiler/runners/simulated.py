@@ -2,7 +2,8 @@
 
 Fault injection, for tests of what happens when a launch fails mid-run: with
 ``WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S=<s>`` a launch raises :class:`SimulatedLaunchFault` once
-``s`` seconds of virtual time have passed since the runner was created.
+``s`` seconds of virtual time have passed since the runner was created (``<s>@<uuid prefix>``:
+only on that GPU).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class SimulatedRunner:
         gpu.spec.peak_tflops(work.dtype)  # unknown dtype: fail now with the spec's message
         self.keep_log = keep_log
         self.log: list[RunLog] = []
-        fault = sim_env.launch_fault_after_s()
+        fault = sim_env.launch_fault_after_s(gpu.uuid)
         self._fault_at_s = gpu.now_s + fault if fault is not None else None
 
     def _check_fault(self) -> None:

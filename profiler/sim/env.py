@@ -65,17 +65,23 @@ def unit_variation() -> bool:
     raise _bad(UNIT_VARIATION_ENV, value, "0 or 1")
 
 
-def launch_fault_after_s() -> float | None:
-    """Virtual seconds after which simulated launches fail (tests), or None."""
+def launch_fault_after_s(uuid: str | None = None) -> float | None:
+    """Virtual seconds after which simulated launches fail (tests), or None.
+
+    ``<s>`` applies to every simulated GPU; ``<s>@<uuid prefix>`` only to the GPU whose UUID
+    starts with the prefix (one GPU of a node failing mid-sweep), None for the others."""
     value = _raw(FAULT_ENV)
     if value is None:
         return None
+    text, _, prefix = value.partition("@")
     try:
-        t = float(value)
+        t = float(text)
     except ValueError:
-        raise _bad(FAULT_ENV, value, "a number of seconds >= 0") from None
+        raise _bad(FAULT_ENV, value, "seconds >= 0, optionally @<GPU UUID prefix>") from None
     if not math.isfinite(t) or t < 0:
-        raise _bad(FAULT_ENV, value, "a number of seconds >= 0")
+        raise _bad(FAULT_ENV, value, "seconds >= 0, optionally @<GPU UUID prefix>")
+    if prefix and uuid is not None and not uuid.lower().startswith(prefix.strip().lower()):
+        return None
     return t
 
 
