@@ -145,3 +145,18 @@ def test_a_per_device_export_falls_back_to_the_model_for_an_unknown_unit(fleet_r
     _export(plan_path, env, "--per-device", "--format", "k8s", "-o", str(labels))
     texts = [p.read_text() for p in labels.rglob("*label*")]
     assert texts and all('"wattbench.dev/simulated": "true"' in t for t in texts), texts
+
+
+def test_equal_time_points_cost_a_synchronous_job_no_time_and_least_energy(fleet_run):
+    plan_path, _ = fleet_run
+    plan = load_plan(plan_path)
+    (g,) = [x for x in agg.aggregate(plan)["groups"] if x["objective"] == "energy"]
+    (units,) = agg.collect_units(plan)[0].values()
+    key = g["model_point"]["key"]
+    pace = max(next(m for m in u.record.points if m.point.key == key).time_s for u in units)
+    assert g["equal_time_s"] == pytest.approx(pace)
+    for u, entry in zip(units, g["units"], strict=True):
+        fits = [m for m in u.record.points if m.time_s <= pace * (1 + 1e-9)]
+        best = min(fits, key=lambda m: (m.energy_j, m.time_s))
+        assert entry["equal_time_point"]["key"] == best.point.key
+        assert entry["equal_time_saving_rel"] >= entry["saving_rel_at_model_point"] - 1e-12

@@ -13,7 +13,10 @@ objective of a fleet run (``<results>/<run id>/<host>/<uuid>/``, complete record
 * each unit's saving and slowdown at the model point give min / median / max; a unit whose
   energy ratio there lies more than 3 scaled MADs from the median is an **outlier**;
 * each unit's own choice is kept beside it (``units[]``: per-unit points, for schedulers that
-  set each GPU by UUID; the model point is the fallback for a UUID not in the document).
+  set each GPU by UUID; the model point is the fallback for a UUID not in the document);
+* for synchronous multi-GPU jobs, **equal-time** per-unit points: each unit's least-energy point
+  no slower than the slowest unit at the model point (``equal_time_s``), which therefore costs
+  the job no time.
 
 Only points measured on every unit can be the model point: with an adaptive search units may
 share nothing but the baseline, which the document says (``note``); a common grid avoids it.
@@ -30,6 +33,7 @@ from typing import Any
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.measure.types import Measurement
+from wattbench.profiler.select.objectives import find_baseline
 from wattbench.profiler.select.units import POLICIES, at_point, combine
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import RecordError
@@ -155,12 +159,35 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
             ratios.append((1.0 - saving, entry))
         doc["units"].append(entry)
     doc["saving_rel"], doc["slowdown_rel"] = _spread(savings), _spread(slowdowns)
+    if chosen is not None:
+        _equal_time(doc, measured, chosen.chosen.point.key)
     if len(ratios) >= 3:
         med = statistics.median(r for r, _ in ratios)
         mad = 1.4826 * statistics.median(abs(r - med) for r, _ in ratios)
         if mad > 0:
             doc["outliers"] = [e["uuid"] for r, e in ratios if abs(r - med) > OUTLIER_MADS * mad]
     return doc
+
+
+def _equal_time(doc: dict[str, Any], measured: list[list[Measurement]], key: str) -> None:
+    """Per-unit points for synchronous multi-GPU jobs: every GPU waits for the slowest, so the
+    pace is the slowest unit's time at the model point; each unit's least-energy point that is
+    no slower than that costs the job no time (``equal_time_*``; ``equal_time_s`` the pace)."""
+    at_model = [next((m for m in unit if m.point.key == key), None) for unit in measured]
+    times = [m.time_s for m in at_model if m is not None]
+    if not times:
+        return
+    pace = max(times) * (1.0 + 1e-9)
+    doc["equal_time_s"] = max(times)
+    for unit, entry in zip(measured, doc["units"], strict=True):
+        base = find_baseline(unit)
+        fits = [m for m in unit if m.time_s <= pace]
+        if not fits or base is None or base.energy_j <= 0:
+            entry["equal_time_point"] = entry["equal_time_saving_rel"] = None
+            continue
+        best = min(fits, key=lambda m: (m.energy_j, m.time_s))
+        entry["equal_time_point"] = _point_json(best)
+        entry["equal_time_saving_rel"] = 1.0 - best.energy_j / base.energy_j
 
 
 def _default_limit(units: list[Unit]) -> float:
