@@ -160,3 +160,17 @@ def test_equal_time_points_cost_a_synchronous_job_no_time_and_least_energy(fleet
         best = min(fits, key=lambda m: (m.energy_j, m.time_s))
         assert entry["equal_time_point"]["key"] == best.point.key
         assert entry["equal_time_saving_rel"] >= entry["saving_rel_at_model_point"] - 1e-12
+
+
+def test_compare_and_plot_show_how_far_the_units_of_a_model_differ(fleet_run, tmp_path):
+    plan_path, env = fleet_run
+    tree = str(plan_path.parent / "results")
+    r = wb("compare", tree, env=env)
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stdout.splitlines() if "4 units, baseline TFLOP/J" in x]
+    assert "apart), energy saving" in line
+    out = tmp_path / "plots"
+    r = wb("plot", tree, "--kind", "spread", "-o", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    (png,) = out.glob("*-spread.png")
+    assert png.stat().st_size > 10_000

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from wattbench.profiler.cli.args import add_runs_argument
-from wattbench.profiler.report.plot import FORMATS, KINDS, plot_runs
+from wattbench.profiler.report.plot import ALL_KINDS, FORMATS, KINDS, plot_runs
 from wattbench.profiler.report.runs import check_rank_by, default_runs, load_runs
 
 
@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kind",
         action="append",
-        choices=KINDS,
-        help="plot kind (repeatable; default: all four)",
+        choices=ALL_KINDS,
+        help="plot kind (repeatable; default: energy, pareto, bars, power; spread: the units "
+        "of each GPU model side by side)",
     )
     p.add_argument("--format", choices=FORMATS, default="png", help="image format")
     p.add_argument(

@@ -42,6 +42,8 @@ from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.points import gpu_info_of_run
 
 KINDS = ("energy", "pareto", "bars", "power")
+#: every kind; ``spread`` (units of one model side by side) only when asked for
+ALL_KINDS = (*KINDS, "spread")
 FORMATS = ("png", "svg")
 DPI = 100
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h")
@@ -68,6 +70,7 @@ class Series:
     sm_max_mhz: float
     default_limit_w: float | None
     swept_limits_w: list[float] = field(default_factory=list)
+    model: str = ""  # the GPU model (NVML name, "[sim]" when simulated)
 
     def lines(self) -> list[tuple[str, dict, list[PointFigures]]]:
         """(label, line style and marker, points by achieved clock) per set of points that differ
@@ -138,6 +141,7 @@ def _series(group: ProblemRuns, cmp: ProblemComparison) -> list[Series]:
                 sm_max_mhz=max(clocks) if clocks else 1.0,
                 default_limit_w=info.power_limit_w_default,
                 swept_limits_w=sorted(float(w) for w in space.get("power_limits_w") or ()),
+                model=row.gpu.name + (" [sim]" if row.gpu.simulated else ""),
             )
         )
     return out
@@ -337,8 +341,47 @@ def plot_power(fig, cmp: ProblemComparison, series: Sequence[Series], normalise:
     _title(fig, cmp, "board power vs SM clock, power-limit lines")
 
 
-_PLOTS = {"energy": plot_energy, "pareto": plot_pareto, "bars": plot_bars, "power": plot_power}
-_SIZES = {"energy": (8, 6.5), "pareto": (8, 5.5), "bars": (8, 5), "power": (9, 4.5)}
+def plot_spread(fig, cmp: ProblemComparison, series: Sequence[Series], normalise: bool) -> None:
+    """Units of one model side by side: each unit's work per joule at its baseline, and the
+    energy it saves at its own chosen point; a box per model of three units or more."""
+    obj = cmp.rank_objective or ""
+    by_bytes = _energy_unit(cmp) == "J/GB"
+    unit = "GB/J" if by_bytes else "TFLOP/J"
+    models = sorted({s.model for s in series})
+    left, right = fig.subplots(1, 2)
+    for i, model in enumerate(models):
+        units = [s for s in series if s.model == model]
+        eff = [(s.baseline.gb_per_j if by_bytes else s.baseline.tflop_per_j)
+               for s in units if s.baseline is not None]  # fmt: skip
+        saving = [
+            100.0 * (1.0 - s.chosen[obj].energy_j / s.baseline.energy_j)
+            for s in units
+            if s.baseline is not None and obj in s.chosen and s.baseline.energy_j > 0
+        ]
+        for ax, values in ((left, eff), (right, saving)):
+            if len(values) >= 3:
+                ax.boxplot([values], positions=[i], widths=0.5, showfliers=False)
+            jitter = [i + 0.12 * ((k % 5) - 2) / 2 for k in range(len(values))]
+            ax.scatter(jitter, values, s=14, color=units[0].color, zorder=3)
+    for ax, label in ((left, f"baseline work per joule ({unit})"),
+                      (right, f"energy saved at own {text(obj or '-')} point (%)")):  # fmt: skip
+        ax.set_xticks(range(len(models)),
+                      [f"{text(m)}\n{sum(s.model == m for s in series)} units" for m in models],
+                      fontsize=7)  # fmt: skip
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    _title(fig, cmp, "unit-to-unit spread")
+
+
+_PLOTS = {
+    "energy": plot_energy,
+    "pareto": plot_pareto,
+    "bars": plot_bars,
+    "power": plot_power,
+    "spread": plot_spread,
+}
+_SIZES = {"energy": (8, 6.5), "pareto": (8, 5.5), "bars": (8, 5), "power": (9, 4.5),
+          "spread": (9, 4.5)}  # fmt: skip
 
 
 def plot_runs(
@@ -359,7 +402,7 @@ def plot_runs(
     if bad or fmt not in FORMATS:
         raise UsageError(
             f"unknown plot kind or format: {', '.join(bad) or fmt}",
-            f"kinds: {', '.join(KINDS)}; formats: {', '.join(FORMATS)}",
+            f"kinds: {', '.join(ALL_KINDS)}; formats: {', '.join(FORMATS)}",
         )
     out = Path(out_dir)
     try:

@@ -144,7 +144,36 @@ def _footer(g: ProblemComparison) -> list[str]:
     unknown = [printable(r.gpu.name) for r in g.rows if r.peaks.ridge_flop_per_byte is None]
     if unknown:
         out.append(f"peak unknown for: {', '.join(unknown)} (no datasheet figure in wattbench)")
+    out.extend(_unit_spread(g))
     out.extend(printable(n) for n in g.notes)
+    return out
+
+
+def _unit_spread(g: ProblemComparison) -> list[str]:
+    """One line per GPU model measured on several units: how far its units differ."""
+    metric = "GB/J" if g.by_bytes else "TFLOP/J"
+    out = []
+    for name, sim in sorted({(r.gpu.name, r.gpu.simulated) for r in g.rows}):
+        rows = [r for r in g.rows if r.gpu.name == name and r.gpu.simulated == sim]
+        if len(rows) < 2:
+            continue
+        base = [
+            (r.baseline.gb_per_j if g.by_bytes else r.baseline.tflop_per_j)
+            for r in rows
+            if r.baseline is not None
+        ]
+        text = f"{printable(name)}{' [sim]' if sim else ''}: {len(rows)} units"
+        if base and min(base) > 0:
+            text += (
+                f", baseline {metric} {_num(min(base))}-{_num(max(base))} "
+                f"({max(base) / min(base) - 1:.1%} apart)"
+            )
+        obj = g.rank_objective
+        savings = [r.objectives[obj].saving_rel for r in rows if obj and obj in r.objectives]
+        savings = [x for x in savings if x is not None]
+        if savings:
+            text += f", {obj} saving {_pct(min(savings))} to {_pct(max(savings))}"
+        out.append(text + " (`wattbench plot --kind spread`)")
     return out
 
 
