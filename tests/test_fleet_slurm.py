@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -126,3 +127,80 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, 
     assert aggregate["groups"] and all(
         g["units_measured"] == g["units_total"] == 8 for g in aggregate["groups"]
     )
+
+
+WRAPPER = """#!/bin/bash
+# site wrapper: the exported script, with the nvidia-smi stand-in of the emulated node's GPUs
+export WATTBENCH_NVIDIA_SMI={smi}
+export WATTBENCH_SIM_NVML=4xh100-sxm WATTBENCH_SIM_HOST="$SLURMD_NODENAME"
+export WATTBENCH_SIM_STATE_DIR={state} WATTBENCH_SLURM_STATE_DIR={state}/slurm-pl
+exec {script}
+"""
+
+JOB = """#!/bin/bash
+export WATTBENCH_SIM_HOST="$SLURMD_NODENAME"
+{python} -c 'import pynvml; pynvml.nvmlInit(); print(*(pynvml.nvmlDeviceGetPowerManagementLimit(
+    pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())))'
+"""
+
+
+@needs_slurm
+def test_the_exported_prolog_and_epilog_run_under_slurmd(tmp_path, slurm):
+    """`wattbench export --format slurm` scripts, installed as Prolog / Epilog, set the point's
+    power limit on the job's GPUs for the job (seen from inside it through NVML) and put the
+    limit back after it; nvidia-smi is the stand-in over the emulated node's simulated GPUs."""
+    import sys
+
+    from tests.shared_node import SharedNode
+
+    env = {**os.environ, "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    runs, export = tmp_path / "runs", tmp_path / "export"
+    r = wb("sweep", "--device", "sim:h100-sxm", "--kernel", "matmul", "--shape",
+           "8192x8192x8192", "--dtype", "bf16", "--strategy", "grid", "--power-limits",
+           "300,700", "--objective", "energy", "--out", str(runs), "--quiet", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert wb("export", str(runs), "--format", "slurm", "-o", str(export), env=env).returncode == 0
+    (prolog,) = export.glob("*.prolog.sh")
+    (epilog,) = export.glob("*.epilog.sh")
+    state = tmp_path / "shared-sim"
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m wattbench.profiler.sim.smi "$@"\n')
+    wrappers = {}
+    for name, script in (("prolog", prolog), ("epilog", epilog)):
+        w = tmp_path / f"{name}.sh"
+        w.write_text(WRAPPER.format(smi=smi, state=state, script=script))
+        wrappers[name] = w
+    for p in (smi, prolog, epilog, *wrappers.values()):
+        p.chmod(0o755)
+    conf = Path(slurm.env["SLURM_CONF"])
+    original = conf.read_text()
+    conf.write_text(original + f"Prolog={wrappers['prolog']}\nEpilog={wrappers['epilog']}\n")
+    node = SharedNode(tmp_path, node="4xh100-sxm")
+    node.state = state
+    try:
+        slurm.run("scontrol", "reconfigure")
+        time.sleep(1)
+        job_env = {**env, "WATTBENCH_SIM_NVML": "4xh100-sxm", "WATTBENCH_SIM_STATE_DIR": str(state)}
+        script = tmp_path / "job.sh"
+        script.write_text(JOB.format(python=sys.executable))
+        out = tmp_path / "job.out"
+        r = subprocess.run(
+            ["sbatch", "--parsable", "--nodelist=wbnode1", "--gres=gpu:h100:4", f"--output={out}",
+             str(script)], env=job_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        slurm.wait_idle()
+        time.sleep(1)  # the epilog runs after the job leaves the queue
+        during = [int(x) for x in out.read_text().split()]
+        assert during == [300_000] * 4, out.read_text()  # the point's limit, on every GPU
+        after = subprocess.run(
+            [str(smi), "--query-gpu=power.limit", "--format=csv,noheader,nounits"],
+            env={**job_env, "WATTBENCH_SIM_HOST": "wbnode1"}, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert after.stdout.split() == ["700.00"] * 4, after.stdout + after.stderr
+        assert not list((state / "slurm-pl").glob("*.pl"))  # the epilog cleaned up
+    finally:
+        conf.write_text(original)
+        slurm.run("scontrol", "reconfigure", check=False)
+        node.stop()

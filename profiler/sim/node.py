@@ -12,10 +12,11 @@ import hashlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattbench.profiler.errors import EnvironmentVariableError, UnknownDeviceError
+from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.sim import spec as sim_spec
 from wattbench.profiler.sim.state import state_dir
 
@@ -31,11 +32,16 @@ _SOCKET_PATH_MAX = 100
 class NodeName:
     spec: sim_spec.GpuSpec
     units: int
+    #: the emulated host (``WATTBENCH_SIM_HOST``): its node is another machine with other cards
+    host: str | None = field(default_factory=sim_env.sim_host)
 
     @property
     def text(self) -> str:
-        """File-name form: ``8xh100-sxm`` (spec files get a digest of their path)."""
+        """File-name form: ``8xh100-sxm`` (spec files get a digest of their path; an emulated
+        host's name in front)."""
         name = f"{self.units}x{self.spec.key}"
+        if self.host:
+            name = f"{self.host}-{name}"
         if not self.spec.source.startswith("builtin:"):
             name += "-" + hashlib.sha1(self.spec.source.encode()).hexdigest()[:8]
         return name

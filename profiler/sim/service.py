@@ -301,7 +301,7 @@ def serve(name: NodeName, socket_path: Path, *, idle_stop_s: float = IDLE_STOP_S
         server = _Server(str(socket_path), service)
     finally:
         os.umask(old_umask)
-    pid_path = socket_path.with_suffix(".pid")
+    pid_path = shared_folder() / f"{name.text}.pid"  # beside the state, wherever the socket is
     pid_path.write_text(f"{os.getpid()}\n")
 
     def on_signal(signum, frame) -> None:

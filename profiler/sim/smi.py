@@ -7,7 +7,9 @@ routes to the shared node, and covers what scripts commonly ask of the real one:
 
 * ``nvidia-smi`` (a short table), ``-L`` / ``--list-gpus``, ``-h`` / ``--help``;
 * ``--query-gpu=FIELD,... --format=csv[,noheader][,nounits]`` with ``-i``/``--id`` (fields:
-  :data:`FIELDS`).
+  :data:`FIELDS`);
+* ``-i N -pl W``: set the power limit (root; within the GPU's constraints), as Slurm prologs and
+  epilogs (``wattbench export --format slurm``) do.
 
 Anything else is refused with one line and exit status 2: it is not the real tool.
 """
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query-gpu")
     p.add_argument("--format")
     p.add_argument("-i", "--id")
+    p.add_argument("-pl", "--power-limit", type=float, metavar="W")
     args, unknown = p.parse_known_args(argv)
     if args.help:
         print(p.format_help().rstrip())
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         if not handles:
             print(f"No devices were found matching {args.id!r}", file=sys.stderr)
             return 6
+    if args.power_limit is not None:
+        return _set_power_limit(nv, handles, args.power_limit)
     if args.list_gpus:
         for h in handles:
             i, name, uid = (
@@ -130,6 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.query_gpu:
         return _query(nv, handles, args.query_gpu, args.format or "")
     return _table(nv, handles)
+
+
+def _set_power_limit(nv: Any, handles: list[Any], watts: float) -> int:
+    """``-pl W``: set the power limit through NVML (root only; within the constraints)."""
+    for h in handles:
+        bus = nv.nvmlDeviceGetPciInfo(h).busId
+        bus = bus.decode() if isinstance(bus, bytes) else bus
+        lo, hi = (v / 1000.0 for v in nv.nvmlDeviceGetPowerManagementLimitConstraints(h))
+        if not lo <= watts <= hi:
+            print(
+                f"Provided power limit {watts:.2f} W is not a valid power limit which should be "
+                f"between {lo:.2f} W and {hi:.2f} W for GPU {bus}",
+                file=sys.stderr,
+            )
+            return 2
+        old = nv.nvmlDeviceGetPowerManagementLimit(h) / 1000.0
+        try:
+            nv.nvmlDeviceSetPowerManagementLimit(h, round(watts * 1000))
+        except nv.NVMLError as exc:
+            print(f"Failed to set power management limit for GPU {bus}: {exc}", file=sys.stderr)
+            return 4
+        print(f"Power limit for GPU {bus} was set to {watts:.2f} W from {old:.2f} W.")
+    print("All done.")
+    return 0
 
 
 def _query(nv: Any, handles: list[Any], query: str, fmt: str) -> int:
