@@ -165,3 +165,23 @@ def test_the_plan_is_read_as_written(tmp_path):
         "matmul-vendor-fp16-2048x2048x2048",
     ]
     assert plan.request().strategy == "grid" and plan.request().sm == "1980,1410"
+
+
+def test_fleet_plan_writes_a_plan_the_agent_reads(tmp_path):
+    out = tmp_path / "p.toml"
+    r = wb("fleet", "plan", "-o", str(out), "--run-id", "r-1", "--devices", "sim:2xh100-sxm",
+           "--results", str(tmp_path / "res"), "--problem", "matmul:4096x4096x4096:bf16",
+           "--problem", "decode:llama3-8b@4096:bf16:vendor", "--objective", "energy",
+           "--sm-clocks", "every:8")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    plan = load_plan(out)
+    assert [p.family for p in plan.problems] == ["matmul", "decode"]
+    assert plan.request().sm == "every:8" and [o.name for o in plan.request().objectives] == [
+        "energy"
+    ]
+    dry = wb("fleet", "node", str(out), "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("GPU-") == 4  # 2 GPUs, uuid and folder
+    again = wb("fleet", "plan", "-o", str(out), "--run-id", "r-1", "--problem", "matmul:8x8x8:bf16")
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = wb("fleet", "plan", "-o", str(tmp_path / "q.toml"), "--run-id", "r", "--problem", "x:y")
+    assert bad.returncode == 2 and not (tmp_path / "q.toml").exists()

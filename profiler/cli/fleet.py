@@ -28,6 +28,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "complete ones; `status` says which GPUs of a fleet run are complete.",
     )
     s = p.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND", required=True)
+    pl = s.add_parser(
+        "plan",
+        help="write a plan file",
+        description="Write a fleet plan (wattbench.fleet-plan/1) from options, checked by "
+        "reading it back; edit it freely afterwards.",
+    )
+    pl.add_argument("-o", "--output", required=True, metavar="PLAN.toml")
+    pl.add_argument("--run-id", required=True)
+    pl.add_argument("--results", help="a folder every node can write (default <results>/fleet)")
+    pl.add_argument("--devices", default="all", help='"all", "sim:<N>x<key>" (default all)')
+    pl.add_argument(
+        "--problem", action="append", required=True, metavar="KERNEL:SHAPE:DTYPE[:IMPL]"
+    )
+    pl.add_argument("--strategy", choices=("grid", "adaptive"), default="grid")
+    pl.add_argument("--objective", action="append", metavar="OBJ")
+    pl.add_argument("--sm-clocks")
+    pl.add_argument("--power-limits")
+    pl.set_defaults(run=run_plan)
     n = s.add_parser(
         "node",
         help="sweep the plan on every GPU of this node",
@@ -271,4 +289,35 @@ def run_k8s_render(args: argparse.Namespace) -> int:
         print(f"written: {args.output} ({len(nodes)} Job(s) and the plan's ConfigMap)")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wattbench.profiler.fleet.plan import plan_text
+
+    problems = []
+    for item in args.problem:
+        parts = item.split(":")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise UsageError(f"--problem {item!r}", "use KERNEL:SHAPE:DTYPE[:IMPL]")
+        problems.append((parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "vendor"))
+    sweep = {
+        "strategy": args.strategy,
+        "objectives": args.objective,
+        "sm_clocks": args.sm_clocks,
+        "power_limits": args.power_limits,
+    }
+    out = Path(args.output)
+    if out.exists():
+        raise UsageError(f"{out} exists", "choose another -o, or remove it")
+    text = plan_text(args.run_id, problems, results=args.results, devices=args.devices, sweep=sweep)
+    out.write_text(text, encoding="utf-8")
+    try:
+        plan = load_plan(out)
+    except UsageError:
+        out.unlink()
+        raise
+    print(f"written: {out} ({len(plan.problems)} problem(s), run {plan.run_id})")
     return 0

@@ -82,6 +82,36 @@ class FleetPlan:
         )
 
 
+def plan_text(
+    run_id: str,
+    problems: list[tuple[str, str, str, str]],
+    *,
+    results: str | None = None,
+    devices: str = "all",
+    sweep: dict[str, Any] | None = None,
+) -> str:
+    """A plan file's text (``problems``: kernel, shape, dtype, impl); check it with
+    :func:`load_plan` after writing it."""
+
+    def q(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(q(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"schema = {q(SCHEMA)}", f"run_id = {q(run_id)}"]
+    if results:
+        lines.append(f"results = {q(results)}")
+    lines.append(f"devices = {q(devices)}")
+    if sweep:
+        lines += ["", "[sweep]"] + [f"{k} = {q(v)}" for k, v in sweep.items() if v is not None]
+    for kernel, shape, dtype, impl in problems:
+        lines += ["", "[[problems]]", f"kernel = {q(kernel)}", f"shape = {q(shape)}"]
+        lines += [f"dtype = {q(dtype)}", f"impl = {q(impl)}"]
+    return "\n".join(lines) + "\n"
+
+
 def _bad(path: Path, what: str, remedy: str) -> UsageError:
     return UsageError(f"fleet plan {path}: {what}", remedy)
 
