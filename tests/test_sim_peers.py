@@ -91,7 +91,9 @@ if __name__ == "__main__":
     )
     r = json.loads(ok(out).strip().splitlines()[-1])
     print(r)  # the figures, for -rP
-    assert r["truth_s"] >= 5.5 and r["zeus_s"] == pytest.approx(r["truth_s"], abs=0.05)
+    # the truth brackets Zeus's window from outside (a request each side: tens of ms on a busy
+    # 2-core machine); idle power over that slack is well under 0.1% of the window's energy
+    assert r["truth_s"] >= 5.5 and r["zeus_s"] == pytest.approx(r["truth_s"], abs=0.25)
     assert r["zeus_j"] == pytest.approx(r["truth_j"], rel=0.01)
     assert r["samples"] >= 10  # the subprocess saw the readings change (a frozen copy would not)
     assert r["monitor_w"] == pytest.approx(r["truth_w"], rel=0.01)
@@ -100,7 +102,12 @@ if __name__ == "__main__":
 
 @_needs("zeus", "torch")
 def test_zeus_power_limit_optimizer_chooses_the_truth_optimal_limit(shared):
-    limits_w = [700, 450, 200]  # Zeus profiles from the top in steps of pl_step
+    # Zeus profiles from the top in steps of pl_step. Its windows are read from the energy counter,
+    # which moves every 0.1 s: over a window of 12 steps (3.5 s at 700 W) that is up to +-3% of
+    # the energy at each limit, +-1.5% of the cost. The limits are chosen so that the truth is
+    # clearer than that (400 W costs 7-8% more); 25 W apart, the costs near the optimum differ
+    # by 0.1-0.3%, which no counter-read window of a few seconds can tell apart.
+    limits_w = [700, 400]
     out = shared.run(
         CUDA_SYNC_STAND_IN
         + """
@@ -113,7 +120,7 @@ if __name__ == "__main__":
     monitor = ZeusMonitor(gpu_indices=[0], cpu_indices=[])
     plo = GlobalPowerLimitOptimizer(
         monitor, optimum_selector=ZeusCost(eta_knob=0.5), wait_steps=1, warmup_steps=2,
-        profile_steps=8, pl_step=250,
+        profile_steps=12, pl_step=300,
     )
     steps = 0
     while not isinstance(plo.state, Done) and steps < 100:
@@ -136,7 +143,7 @@ if __name__ == "__main__":
         return 0.5 * s.energy_j + 0.5 * max(limits_w) * s.time_s
 
     costs = sorted((cost(w), w) for w in limits_w)
-    assert costs[1][0] / costs[0][0] > 1.02  # the truth is clear enough to be found
+    assert costs[1][0] / costs[0][0] > 1.05  # clearer than the counter's +-1.5% per limit
     assert r["chosen_w"] == costs[0][1]
     # Zeus put the top limit back at exit (the H100's default): the GPU is as it was
     after = json.loads(
