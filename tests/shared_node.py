@@ -3,19 +3,17 @@ their own processes through the NVML switch, and stopping the service by its PID
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import site
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli_run import CLI
+from tests.processes import stop_pids
 from wattbench.profiler.sim.hook import PTH_NAME
 
 
@@ -89,29 +87,8 @@ class SharedNode:
     def stop(self) -> None:
         """Stop the service by its PID (SIGTERM: it saves its state), SIGKILL if it lingers."""
         pid = self.service_pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie of ours would still answer: the service is started in its own session, so it is
-    # reaped by init, and /proc tells a zombie apart
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+        if pid is not None:
+            stop_pids([pid])
 
 
 def ok(proc) -> str:

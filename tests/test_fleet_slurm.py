@@ -15,33 +15,13 @@ import pytest
 
 from tests.cli_run import wb
 from tests.slurm_cluster import LocalSlurm, needs_slurm
+from tests.test_fleet_node import PLAN
 from wattbench.profiler.sim import spec as sim_spec
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import RecordError
 
 H100 = sim_spec.load_builtin("h100-sxm")
-
-PLAN = """\
-schema = "wattbench.fleet-plan/1"
-run_id = "slurm-1"
-results = "{results}"
-devices = "sim:4xh100-sxm"
-
-[sweep]
-strategy = "grid"
-sm_clocks = "every:6"
-
-[[problems]]
-kernel = "matmul"
-shape = "4096x4096x4096"
-dtype = "bf16"
-
-[[problems]]
-kernel = "matmul"
-shape = "2048x2048x2048"
-dtype = "fp16"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +54,7 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, 
     injected on that GPU only); wbnode2 completes. The second submission runs wbnode1 only, and
     finishes every record without measuring a finished point again."""
     plan = tmp_path / "plan.toml"
-    plan.write_text(PLAN.format(results=tmp_path / "results"))
+    plan.write_text(PLAN.format(run_id="slurm-1", results=tmp_path / "results", clocks="every:6"))
     root = tmp_path / "results" / "slurm-1"
     env = {**os.environ, **{"SLURM_CONF": slurm.env["SLURM_CONF"]}}
     failing = _uuid_of("wbnode1", 2, monkeypatch)

@@ -20,7 +20,7 @@ from wattbench.profiler.errors import DeviceError, DriverNotFoundError
 from wattbench.profiler.safety import stale_journal_warning
 from wattbench.profiler.safety.found import settings_found
 from wattbench.profiler.sim import spec as sim_spec
-from wattbench.profiler.sim.node import NVML_ENV
+from wattbench.profiler.sim.env import NVML_ENV
 
 SCHEMA = "wattbench.devices/1"
 

@@ -14,9 +14,10 @@ import os
 import sys
 
 from wattbench.profiler.cli.args import non_negative_int, positive_float
-from wattbench.profiler.errors import SimServiceError, UsageError
+from wattbench.profiler.errors import UsageError
 from wattbench.profiler.sim import client, smi
-from wattbench.profiler.sim.node import NVML_ENV, NodeName, from_env, node_name, socket_path
+from wattbench.profiler.sim.env import NVML_ENV
+from wattbench.profiler.sim.node import NodeName, from_env, node_name, socket_path
 from wattbench.profiler.sim.service import serve
 
 DEFAULT_NODE = "h100-sxm"
@@ -117,21 +118,18 @@ def run_load(args: argparse.Namespace) -> int:
         raise UsageError(f"--duty {args.duty:g} is more than 1", "use a share in (0, 1]")
     seconds = None if args.iterations else (args.seconds or 10.0)
     work = client.workload_json(args.kernel, args.shape, args.dtype, args.impl, args.inputs)
-    conn = client.connect(name)
     try:
-        r = conn.request(
-            "submit", gpu=args.gpu, work=work, iterations=args.iterations, seconds=seconds,
-            duty=args.duty, period_s=args.period_s, wait=True,
+        r = client.run_load(
+            work, gpu=args.gpu, node=name, iterations=args.iterations, seconds=seconds,
+            duty=args.duty, period_s=args.period_s,
         )  # fmt: skip
     except KeyboardInterrupt:
         print("wattbench: load stopped (Ctrl-C)", file=sys.stderr)
         return 130
-    finally:
-        conn.close()
     print(
         f"{name.text} GPU {args.gpu}: {args.kernel} {args.dtype} {args.shape}, "
-        f"{r['iterations']:.1f} iterations in {r['busy_s']:.2f} s busy, "
-        f"{r['energy_j']:.1f} J while busy (SIMULATED: model truth, no sensor)"
+        f"{r.iterations:.1f} iterations in {r.busy_s:.2f} s busy, "
+        f"{r.energy_j:.1f} J while busy (SIMULATED: model truth, no sensor)"
     )
     return 0
 
@@ -139,11 +137,9 @@ def run_load(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     name = _node(args)
     path = socket_path(name)
-    try:
-        client.connect(name, start=False).close()
-    except SimServiceError:
-        pass
-    else:
+    conn = client.running(name)
+    if conn is not None:
+        conn.close()
         raise UsageError(f"a service already runs for {name.text}", "`wattbench sim stop` it")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     print(f"serving {name.text} on {path} (Ctrl-C stops)", flush=True)
@@ -152,9 +148,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     name = _node(args)
-    try:
-        conn = client.connect(name, start=False)
-    except SimServiceError:
+    conn = client.running(name)
+    if conn is None:
         print(f"{name.text}: no service running (it starts on demand)")
         return 0
     try:
@@ -171,9 +166,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_stop(args: argparse.Namespace) -> int:
     name = _node(args)
-    try:
-        conn = client.connect(name, start=False)
-    except SimServiceError:
+    conn = client.running(name)
+    if conn is None:
         print(f"{name.text}: no service running")
         return 0
     try:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from wattbench.profiler.device.device import Device
 from wattbench.profiler.device.nvml import real_backend, sim_backend
 from wattbench.profiler.errors import DriverNotFoundError, UnknownDeviceError
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.node import MAX_UNITS, load_spec
 
 
 def sim_choices() -> str:
@@ -67,7 +67,7 @@ def open_device(selection: str | None = None, *, observe_only: bool = False) -> 
 
 
 #: most units a simulated node may hold
-MAX_SIM_UNITS = 64
+MAX_SIM_UNITS = MAX_UNITS
 _NODE = re.compile(r"^(?:(\d+)x)?(.+?)(?::(\d+))?$")
 
 
@@ -102,19 +102,7 @@ def load_sim_selection(selection: str) -> tuple[sim_spec.GpuSpec, int, int]:
             f"pass sim:<key>, sim:<N>x<key> or sim:path/to/spec.toml ({sim_choices()})",
         )
     name, units, index = parse_sim_selection(selection[4:])
-    return _load_sim_spec(name), units, index
-
-
-def _load_sim_spec(name: str) -> sim_spec.GpuSpec:
-    if name.endswith(".toml") or "/" in name or os.sep in name:
-        path = Path(name)
-        if not path.is_file():
-            raise UnknownDeviceError(
-                f"simulated-GPU spec file {name!r} not found",
-                f"check the path, or use a built-in: {sim_choices()}",
-            )
-        return sim_spec.load_file(path)
-    return sim_spec.load_builtin(name)
+    return load_spec(name), units, index
 
 
 def _open_by_uuid(sel: str, observe_only: bool) -> Device:

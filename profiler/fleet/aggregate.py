@@ -33,8 +33,9 @@ from typing import Any
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.measure.types import Measurement
+from wattbench.profiler.report.runs import ProblemKey
 from wattbench.profiler.select.objectives import find_baseline
-from wattbench.profiler.select.units import POLICIES, at_point, combine
+from wattbench.profiler.select.units import POLICIES, model_choice, zeus_max_power_w
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import RecordError
 
@@ -81,8 +82,7 @@ def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple,
                 continue
             name, sim = record.doc["device"]["name"], bool(record.doc["simulated"])
             seen.setdefault((name, sim), set()).add(folder.name)
-            pj = record.doc["problem"]
-            label = f"{pj['family']}-{pj['impl']}-{pj['dtype']}-" + "x".join(map(str, pj["shape"]))
+            label = ProblemKey.of(record).label
             if record.status != "complete" or label not in labels:
                 continue
             units = groups.setdefault((name, sim, label), [])
@@ -105,7 +105,9 @@ def aggregate(plan: FleetPlan, policy: str = "median") -> dict[str, Any]:
 
 def _group(name, sim, label, units: list[Unit], total: int, objective, policy: str) -> dict:
     measured = [u.record.points for u in units]
-    combined = combine(measured, policy)
+    max_power = zeus_max_power_w([u.record.doc["settings"] for u in units])
+    mc = model_choice(measured, objective, policy=policy, max_power_w=max_power)
+    combined, chosen = mc.combined, mc.choice
     doc: dict[str, Any] = {
         "gpu_name": name,
         "simulated": sim,
@@ -125,11 +127,7 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
         "units": [],
         "note": None,
     }
-    max_power = max((u.record.doc["settings"].get("space") or {}).get("max_power_limit_w") or 0
-                    for u in units) or None  # fmt: skip
-    chosen = None
-    if combined.measurements:
-        chosen = objective(combined.measurements, max_power_w=max_power or _default_limit(units))
+    if chosen is not None:
         doc["model_point"] = _point_json(chosen.chosen)
     if len(combined.measurements) <= 1:
         doc["note"] = (
@@ -149,7 +147,7 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
             "saving_rel_at_model_point": None,
             "slowdown_rel_at_model_point": None,
         }
-        there = at_point(measured[i], chosen.chosen.point.key) if chosen is not None else None
+        there = mc.at_units[i]
         if there is not None and i in combined.usable:
             saving, slowdown = there
             entry["saving_rel_at_model_point"] = saving
@@ -188,16 +186,6 @@ def _equal_time(doc: dict[str, Any], measured: list[list[Measurement]], key: str
         best = min(fits, key=lambda m: (m.energy_j, m.time_s))
         entry["equal_time_point"] = _point_json(best)
         entry["equal_time_saving_rel"] = 1.0 - best.energy_j / base.energy_j
-
-
-def _default_limit(units: list[Unit]) -> float:
-    """Zeus prices time at the highest power limit considered; without a power-limit sweep,
-    the GPU's default limit as found (recorded), else 1 W (the ratio still ranks points)."""
-    for u in units:
-        found = (u.record.doc["settings"].get("found") or {}).get("power_limit_w")
-        if found:
-            return float(found)
-    return 1.0
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -23,7 +23,6 @@ the sweep options and the problems. Every mistake is one usage error naming the 
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from wattbench.profiler.measure import MeasureSettings
 from wattbench.profiler.measure.measure import METHODS
 from wattbench.profiler.select.objectives import parse_objective
 from wattbench.profiler.store import default_results_dir
+from wattbench.profiler.store.record import RUN_ID_RULE, is_run_id
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,
     DEFAULT_STRATEGY,
@@ -48,7 +48,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SCHEMA = "wattbench.fleet-plan/1"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP = {"schema", "run_id", "results", "devices", "sweep", "problems"}
 _SWEEP = {
     "strategy", "objectives", "sm_clocks", "mem_clocks", "power_limits", "measurement",
@@ -139,11 +138,8 @@ def load_plan(path: str | Path) -> FleetPlan:
             path, f"schema is {doc.get('schema')!r}", f'start the file with schema = "{SCHEMA}"'
         )
     run_id = doc.get("run_id")
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise _bad(
-            path, f"run_id {run_id!r} is not a run id",
-            "use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
-        )  # fmt: skip
+    if not is_run_id(run_id):
+        raise _bad(path, f"run_id {run_id!r} is not a run id", f"use {RUN_ID_RULE}")
     results = doc.get("results")
     if results is not None and not isinstance(results, str):
         raise _bad(path, "results must be a folder path", 'e.g. results = "/shared/fleet"')

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from wattbench.profiler.fleet.plan import FleetPlan
-from wattbench.profiler.fleet.worker import records_of
+from wattbench.profiler.fleet.worker import folder_records, records_of
 
 SCHEMA = "wattbench.fleet-status/1"
 
@@ -21,8 +21,9 @@ def fleet_status(plan: FleetPlan) -> dict[str, Any]:
     for host in hosts:
         for folder in sorted(p for p in host.iterdir() if p.is_dir()):
             per = {}
+            in_folder = folder_records(folder)
             for problem in plan.problems:
-                records = records_of(folder, problem)
+                records = records_of(folder, problem, in_folder)
                 if any(r.status == "complete" for r in records):
                     per[problem.label] = "complete"
                 else:

@@ -44,17 +44,23 @@ class ProblemOutcome:
         return {"schema": SCHEMA, **self.__dict__}
 
 
-def records_of(folder: Path, problem: Problem) -> list[RunRecord]:
-    """The readable run records of ``problem`` in ``folder``, oldest first."""
+def folder_records(folder: Path) -> list[RunRecord]:
+    """The readable run records in ``folder``, by file name (oldest first within a problem)."""
     out = []
     for path in sorted(folder.glob("*.json")):
         try:
-            record = RunRecord.load(path)
+            out.append(RunRecord.load(path))
         except RecordError:
             continue  # not a record (or a damaged one): never ours to overwrite
-        if record.doc["problem"] == problem.to_json():
-            out.append(record)
     return out
+
+
+def records_of(
+    folder: Path, problem: Problem, records: list[RunRecord] | None = None
+) -> list[RunRecord]:
+    """The run records of ``problem`` in ``folder`` (or among ``records``, read once from it)."""
+    pool = folder_records(folder) if records is None else records
+    return [r for r in pool if r.doc["problem"] == problem.to_json()]
 
 
 def sweep_one(plan: FleetPlan, selection: str, folder: Path, problem: Problem) -> ProblemOutcome:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement
-from wattbench.profiler.select.objectives import find_baseline
+from wattbench.profiler.select.objectives import Choice, Objective, find_baseline
 
 POLICIES = ("median", "worst")
 
@@ -62,3 +62,40 @@ def at_point(unit: Sequence[Measurement], key: str) -> tuple[float, float] | Non
     if base is None or m is None or base.energy_j <= 0 or base.time_s <= 0:
         return None
     return 1.0 - m.energy_j / base.energy_j, m.time_s / base.time_s - 1.0
+
+
+def zeus_max_power_w(settings: Sequence[dict]) -> float:
+    """Zeus prices time at the highest power limit considered: the highest of the runs' spaces
+    (``settings["space"]["max_power_limit_w"]``), else the limit they found, else 1 W (with no
+    power limit swept the price scales every point alike, so the ranking stands)."""
+    spaces = [(s.get("space") or {}).get("max_power_limit_w") or 0 for s in settings]
+    found = [(s.get("found") or {}).get("power_limit_w") or 0 for s in settings]
+    return float(max(spaces, default=0) or max(found, default=0) or 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """An objective's point for several units as one, and each unit's (saving, slowdown) there
+    (None for a unit that lacks the point or a baseline)."""
+
+    combined: Combined
+    choice: Choice | None
+    at_units: list[tuple[float, float] | None]
+
+    def median(self, which: int) -> float | None:
+        """Median over the units of the saving (0) or the slowdown (1) at the model point."""
+        got = [x[which] for x in self.at_units if x is not None]
+        return statistics.median(got) if got else None
+
+
+def model_choice(
+    units: Sequence[Sequence[Measurement]], objective: Objective, *, policy: str, max_power_w: float
+) -> ModelChoice:
+    """:func:`combine` the units, let ``objective`` choose among the combined points, and say
+    where every unit stands at that point."""
+    combined = combine(units, policy)
+    if not combined.measurements:
+        return ModelChoice(combined, None, [None] * len(units))
+    choice = objective(combined.measurements, max_power_w=max_power_w)
+    key = choice.chosen.point.key
+    return ModelChoice(combined, choice, [at_point(u, key) for u in units])

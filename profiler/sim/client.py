@@ -27,12 +27,12 @@ from typing import Any
 
 from wattbench.profiler.errors import SimServiceError
 from wattbench.profiler.sim import env as sim_env
-from wattbench.profiler.sim.node import NVML_ENV, NodeName, from_env, shared_folder, socket_path
+from wattbench.profiler.sim.env import NVML_ENV
+from wattbench.profiler.sim.node import NodeName, from_env, shared_folder, socket_path
 from wattbench.profiler.sim.spec import GpuSpec
 
 #: seconds to wait for a service that was just started to answer
 START_TIMEOUT_S = 20.0
-IDLE_STOP_ENV = "WATTBENCH_SIM_SERVICE_IDLE_S"
 
 
 class Connection:
@@ -93,20 +93,18 @@ def _try_connect(path: Path) -> socket.socket | None:
     return s
 
 
-def connect(name: NodeName | None = None, *, start: bool = True) -> Connection:
+def running(name: NodeName) -> Connection | None:
+    """A connection to the service of ``name`` if one runs; None otherwise (none is started)."""
+    sock = _try_connect(socket_path(name))
+    return Connection(name, sock) if sock is not None else None
+
+
+def connect(name: NodeName | None = None) -> Connection:
     """A connection to the service of ``name`` (default: the node ``WATTBENCH_SIM_NVML``
-    names), started on demand unless ``start`` is False."""
+    names), started on demand."""
     name = name or _env_node()
-    path = socket_path(name)
-    sock = _try_connect(path)
-    if sock is None and start:
-        sock = _start(name, path)
-    if sock is None:
-        raise SimServiceError(
-            f"no simulator service runs for {name.text}",
-            "it starts with the first tool that uses it (or `wattbench sim serve`)",
-        )
-    return Connection(name, sock)
+    conn = running(name)
+    return conn if conn is not None else Connection(name, _start(name, socket_path(name)))
 
 
 def _env_node() -> NodeName:
@@ -138,7 +136,7 @@ def _start(name: NodeName, path: Path) -> socket.socket:
         env = dict(os.environ)
         env.pop(NVML_ENV, None)  # the service itself never goes through the NVML hook
         cmd = [sys.executable, "-m", "wattbench.profiler.sim.service", _node_arg(name)]
-        cmd += ["--socket", str(path), "--idle-stop-s", str(idle_stop_s())]
+        cmd += ["--socket", str(path), "--idle-stop-s", str(sim_env.service_idle_stop_s())]
         with open(log_path(name), "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -173,23 +171,6 @@ def _log_tail(name: NodeName) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-def idle_stop_s() -> float:
-    """``WATTBENCH_SIM_SERVICE_IDLE_S``: seconds without clients or loads before the service
-    stops (default 60)."""
-    from wattbench.profiler.sim.service import IDLE_STOP_S
-
-    value = (os.environ.get(IDLE_STOP_ENV) or "").strip()
-    if not value:
-        return IDLE_STOP_S
-    try:
-        s = float(value)
-    except ValueError:
-        s = -1.0
-    if not s > 0:
-        raise sim_env._bad(IDLE_STOP_ENV, value, "a number of seconds > 0")
-    return s
 
 
 # --- the GPUs, as the simulated NVML library sees them -------------------------------------------
@@ -363,12 +344,21 @@ def run(
     """Run ``iterations`` of a problem on unit ``gpu`` and return when they are done, in wall
     time as long as the simulated GPU takes (a training step, as Zeus's optimiser sees it)."""
     work = workload_json(kernel, shape, dtype, impl, inputs)
+    return run_load(work, gpu=gpu, iterations=iterations, node=node)
+
+
+def run_load(
+    work: dict[str, Any], *, gpu: int = 0, node: NodeName | None = None, **load: Any
+) -> LoadResult:
+    """Put ``work`` (:func:`workload_json`) on unit ``gpu`` and wait until the load is done:
+    ``iterations``, or ``seconds`` of wall time at ``duty`` over ``period_s`` (see
+    :class:`~wattbench.profiler.sim.realtime.Load`). On its own connection: the load ends if
+    this process does."""
     conn = connect(node)
     try:
-        r = conn.request("submit", gpu=gpu, work=work, iterations=iterations, wait=True)
+        return LoadResult(**conn.request("submit", gpu=gpu, work=work, wait=True, **load))
     finally:
         conn.close()
-    return LoadResult(**r)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,10 @@ UNIT_VARIATION_ENV = "WATTBENCH_SIM_UNIT_VARIATION"
 FAULT_ENV = "WATTBENCH_SIM_LAUNCH_FAULT_AFTER_S"
 STATE_DIR_ENV = "WATTBENCH_SIM_STATE_DIR"
 HOST_ENV = "WATTBENCH_SIM_HOST"
+NVML_ENV = "WATTBENCH_SIM_NVML"  # read in sim/node.py (a node name needs the specs)
+IDLE_STOP_ENV = "WATTBENCH_SIM_SERVICE_IDLE_S"
+#: default seconds without clients or loads after which the shared node's service stops
+IDLE_STOP_S = 60.0
 
 PRIVILEGES = ("root", "user", "power-only")
 
@@ -85,6 +89,21 @@ def launch_fault_after_s(uuid: str | None = None) -> float | None:
     return t
 
 
+def service_idle_stop_s() -> float:
+    """``WATTBENCH_SIM_SERVICE_IDLE_S``: seconds without clients or loads before the shared
+    node's service stops (default :data:`IDLE_STOP_S`)."""
+    value = _raw(IDLE_STOP_ENV)
+    if value is None:
+        return IDLE_STOP_S
+    try:
+        s = float(value)
+    except ValueError:
+        s = -1.0
+    if not s > 0 or not math.isfinite(s):
+        raise _bad(IDLE_STOP_ENV, value, "a number of seconds > 0")
+    return s
+
+
 def sim_host() -> str | None:
     """``WATTBENCH_SIM_HOST``: the machine the simulated GPUs are in (several emulated nodes on
     one machine, e.g. a local Slurm cluster): it changes their UUIDs, serials and state files,
@@ -124,7 +143,6 @@ def state_dir_checked() -> None:
 
 def check_all() -> None:
     """Read every simulator variable once (the CLI does this before any command runs)."""
-    from wattbench.profiler.sim.client import idle_stop_s
     from wattbench.profiler.sim.node import from_env
 
     privilege()
@@ -134,4 +152,4 @@ def check_all() -> None:
     state_dir_checked()
     sim_host()
     from_env()  # WATTBENCH_SIM_NVML
-    idle_stop_s()  # WATTBENCH_SIM_SERVICE_IDLE_S
+    service_idle_stop_s()

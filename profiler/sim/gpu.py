@@ -294,6 +294,11 @@ class SimulatedGpu:
             t = self._timings[key] = physics.iteration_timing(self.spec, work, sm_mhz, mem_mhz)
         return t
 
+    def iteration_time_s(self, work: Workload) -> float:
+        """Seconds one iteration of ``work`` takes at the clock the governor picks now."""
+        sm, mem, _, _ = self.governed_clock(work)
+        return self._timing(work, sm, mem).time_s
+
     def governed_clock(self, work: Workload) -> tuple[int, int, int, float]:
         """(sm_mhz, mem_mhz, reasons, power_w) the governor picks for ``work`` now."""
         g = physics.govern(

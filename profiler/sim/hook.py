@@ -25,7 +25,6 @@ import threading
 from types import ModuleType
 from typing import Any
 
-NVML_ENV = "WATTBENCH_SIM_NVML"
 PTH_NAME = "wattbench-sim-nvml.pth"
 #: the .pth file's one line (kept short: Python runs it in every process)
 PTH_LINE = (
@@ -56,8 +55,11 @@ def install(module: ModuleType) -> None:
 
 
 def _say(text: str) -> None:
-    value = os.environ.get(NVML_ENV, "")
-    sys.stderr.write(f"wattbench: {NVML_ENV}={value!r}: {text}\n")
+    # imported here: the build step runs this file before wattbench is installed
+    from wattbench.profiler.sim.env import NVML_ENV
+
+    named = f"{NVML_ENV}={os.environ.get(NVML_ENV, '')!r}"
+    sys.stderr.write(f"wattbench: {text if text.startswith(named) else f'{named}: {text}'}\n")
 
 
 class _Finder(importlib.abc.MetaPathFinder):

@@ -18,9 +18,9 @@ from pathlib import Path
 from wattbench.profiler.errors import EnvironmentVariableError, UnknownDeviceError
 from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.env import NVML_ENV
 from wattbench.profiler.sim.state import state_dir
 
-NVML_ENV = "WATTBENCH_SIM_NVML"
 #: most units a shared node may hold (as for sim:<N>x<key>)
 MAX_UNITS = 64
 _NODE = re.compile(r"^(?:(\d+)x)?(.+)$")
@@ -63,16 +63,22 @@ def node_name(text: str) -> NodeName:
         raise UnknownDeviceError(
             f"a simulated node holds 1 to {MAX_UNITS} units, not {units}", "use e.g. 8xh100-sxm"
         )
-    name = m.group(2)
+    return NodeName(load_spec(os.path.expanduser(m.group(2))), units)
+
+
+def load_spec(name: str) -> sim_spec.GpuSpec:
+    """A built-in key, or a spec file when ``name`` ends in ``.toml`` or holds a ``/`` (for
+    ``sim:`` device selections and the shared node alike)."""
     if name.endswith(".toml") or "/" in name or os.sep in name:
-        path = Path(name).expanduser()
+        path = Path(name)
         if not path.is_file():
+            choices = ", ".join(f"sim:{k}" for k in sim_spec.builtin_keys())
             raise UnknownDeviceError(
                 f"simulated-GPU spec file {name!r} not found",
                 f"check the path, or use a built-in: {choices}",
             )
-        return NodeName(sim_spec.load_file(path.resolve()), units)
-    return NodeName(sim_spec.load_builtin(name), units)
+        return sim_spec.load_file(path)
+    return sim_spec.load_builtin(name)
 
 
 def from_env() -> NodeName | None:

@@ -126,9 +126,8 @@ class PacedNode:
             wake = PACE_S
             for g, q in zip(self.gpus, self._queues, strict=True):
                 if q and q[0].iterations is not None:
-                    sm, mem, _, _ = g.governed_clock(q[0].work)
-                    t_iter = g._timing(q[0].work, sm, mem).time_s
-                    wake = min(wake, (q[0].iterations - q[0].done_iterations) * t_iter)
+                    left = q[0].iterations - q[0].done_iterations
+                    wake = min(wake, left * g.iteration_time_s(q[0].work))
             return max(wake, 0.0)
 
     def _advance(self, index: int, target: float) -> None:

@@ -33,13 +33,12 @@ from typing import Any
 from wattbench.profiler.errors import SimServiceError as ServiceError
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.sim import physics
+from wattbench.profiler.sim.env import IDLE_STOP_S
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.node import NodeName, node_name, shared_folder
 from wattbench.profiler.sim.realtime import Load, PacedNode
 
 PROTOCOL = 1
-#: default seconds without clients or loads after which the service stops
-IDLE_STOP_S = 60.0
 
 #: SimulatedGpu methods a client may call: (name, whether the call changes the GPU)
 GPU_METHODS = {

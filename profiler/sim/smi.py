@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wattbench.profiler.sim.node import NVML_ENV, shared_folder
+from wattbench.profiler.sim.env import NVML_ENV
+from wattbench.profiler.sim.node import shared_folder
 
 BANNER = "nvidia-smi stand-in (wattbench simulated node; not NVIDIA's tool)"
 

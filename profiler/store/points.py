@@ -573,32 +573,21 @@ class _ModelChoice:
 
 def _model_entries(gpu_name, problem, recs: list[Any], notes: list[str] | None) -> list[PointEntry]:
     """The model point of several units for every objective all of them chose for."""
-    import statistics
-
     from wattbench.profiler.select.objectives import parse_objective
-    from wattbench.profiler.select.units import at_point, combine
+    from wattbench.profiler.select.units import model_choice, zeus_max_power_w
 
     measured = [r.points for r in recs]
-    combined = combine(measured, "median")
-    names = set.intersection(*(set(r.doc["choices"]) for r in recs))
-    spaces = [r.doc["settings"].get("space") or {} for r in recs]
-    max_power = max((s.get("max_power_limit_w") or 0 for s in spaces), default=0) or None
-    choices = {}
-    for name in sorted(names):
-        if not combined.measurements:
-            continue
-        c = parse_objective(name)(combined.measurements, max_power_w=max_power or 1.0)
-        there = [at_point(m, c.chosen.point.key) for m in measured]
-        got = [x for x in there if x is not None]
-        choices[name] = _ModelChoice(
-            c.chosen,
-            statistics.median(s for s, _ in got) if got else None,
-            statistics.median(d for _, d in got) if got else None,
-        )
+    max_power = zeus_max_power_w([r.doc["settings"] for r in recs])
+    choices, n_common = {}, 0
+    for name in sorted(set.intersection(*(set(r.doc["choices"]) for r in recs))):
+        mc = model_choice(measured, parse_objective(name), policy="median", max_power_w=max_power)
+        n_common = len(mc.combined.measurements)
+        if mc.choice is not None:
+            choices[name] = _ModelChoice(mc.choice.chosen, mc.median(0), mc.median(1))
     if notes is not None:
         notes.append(
             f"{gpu_name} {problem.label}: model point from {len(recs)} units (median of each "
-            f"unit's ratios to its own baseline, over the {len(combined.measurements)} points "
+            f"unit's ratios to its own baseline, over the {n_common} points "
             "every unit measured)"
         )
     newest = max(recs, key=lambda r: r.doc.get("created_utc", ""))

@@ -111,16 +111,24 @@ def host_json() -> dict[str, Any]:
     return {"hostname": socket.gethostname()}
 
 
+#: what a fleet run id may be
+RUN_ID_RULE = "letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)"
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a fleet run id (:data:`RUN_ID_RULE`)."""
+    return isinstance(value, str) and _RUN_ID.match(value) is not None
+
+
 def fleet_run_id_from_env() -> str | None:
-    """``WATTBENCH_FLEET_RUN_ID``: the fleet characterisation a run belongs to (letters, digits,
-    ``.``, ``_``, ``-``; at most 64), or None when unset."""
+    """``WATTBENCH_FLEET_RUN_ID``: the fleet characterisation a run belongs to
+    (:data:`RUN_ID_RULE`), or None when unset."""
     value = (os.environ.get(FLEET_RUN_ENV) or "").strip()
     if not value:
         return None
-    if not _RUN_ID.match(value):
+    if not is_run_id(value):
         raise EnvironmentVariableError(
-            f"{FLEET_RUN_ENV}={value!r} is not a run id",
-            "use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
+            f"{FLEET_RUN_ENV}={value!r} is not a run id", f"use {RUN_ID_RULE}"
         )
     return value
 
