@@ -1,4 +1,5 @@
-"""``wattbench fleet node | status | slurm submit``: characterise the GPUs of nodes from a plan.
+"""``wattbench fleet plan | node | status | aggregate | report | slurm | k8s | ray``:
+characterise the GPUs of nodes from a plan.
 
 The mechanism is in :mod:`wattbench.profiler.fleet`; plan format in
 :mod:`wattbench.profiler.fleet.plan` and docs/fleet.md.
@@ -84,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_report_parser(s)
     add_slurm_parser(s)
     add_k8s_parser(s)
+    add_ray_parser(s)
 
 
 def run_node_command(args: argparse.Namespace) -> int:
@@ -154,6 +156,56 @@ def run_slurm_submit(args: argparse.Namespace) -> int:
         slurm.submit(result, opts, plan)
     print(slurm.render(result, args.dry_run))
     return 0
+
+
+def add_ray_parser(s: argparse._SubParsersAction) -> None:
+    r = s.add_parser(
+        "ray",
+        help="run the plan on a Ray cluster: one task per GPU node",
+        description="Connect to a running Ray cluster and run `wattbench fleet node` on every "
+        "alive node that offers GPUs (one task per node, pinned to it, asking for all its "
+        "GPUs), then write status.json and aggregate.json. Running it again resumes what is "
+        "incomplete and skips what is complete. Needs `pip install 'wattbench[ray]'`.",
+    )
+    rs = r.add_subparsers(dest="ray_command", metavar="SUBCOMMAND", required=True)
+    run = rs.add_parser("run", help="run the node agent on the cluster's GPU nodes")
+    run.add_argument("plan", metavar="PLAN")
+    run.add_argument("--address", help="the cluster (default: auto, as `ray status` finds it)")
+    run.add_argument("--nodes", help="hostnames, addresses or node id prefixes, comma-separated")
+    run.add_argument("--accelerator-type", help="only nodes of this Ray accelerator_type")
+    run.add_argument("--max-nodes", type=positive_int, help="nodes at once (default: all)")
+    run.add_argument("--dry-run", action="store_true", help="list the nodes; run nothing")
+    run.set_defaults(run=run_ray)
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    from wattbench.profiler.fleet import ray_launch
+
+    plan = load_plan(args.plan)
+    names = [n.strip() for n in (args.nodes or "").split(",") if n.strip()] or None
+    try:
+        outcomes = ray_launch.run_plan_on_ray(
+            plan,
+            address=args.address,
+            names=names,
+            accelerator=args.accelerator_type,
+            max_nodes=args.max_nodes,
+            dry_run=args.dry_run,
+            echo=lambda o: print(ray_launch.render_outcome(o), flush=True),
+        )
+    except KeyboardInterrupt:
+        print("wattbench: fleet ray run interrupted; run it again to resume", file=sys.stderr)
+        return 130
+    if args.dry_run:
+        for o in outcomes:
+            print(f"{o.node.label}: {o.node.gpus} GPU(s) at {o.node.address} -> fleet node")
+        return 0
+    for path in ray_launch.write_summary(plan):
+        print(f"written: {path}")
+    failed = [o.node.label for o in outcomes if not o.ok]
+    if failed:
+        print(f"not complete: {', '.join(failed)}; run the same command again to finish them")
+    return 1 if failed else 0
 
 
 def run_aggregate(args: argparse.Namespace) -> int:

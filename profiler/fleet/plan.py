@@ -64,6 +64,8 @@ class FleetPlan:
     devices: str | tuple[str, ...]
     sweep: dict[str, Any]
     problems: tuple[Problem, ...]
+    #: the plan names its results folder (else the default on each machine)
+    results_named: bool = False
 
     def request(self) -> SweepRequest:
         """The sweep request every problem of the plan is measured with."""
@@ -184,6 +186,7 @@ def load_plan(path: str | Path) -> FleetPlan:
         devices=devices,
         sweep=dict(sweep),
         problems=tuple(out),
+        results_named=results is not None,
     )
     try:
         plan.request()

@@ -1,0 +1,124 @@
+"""The Ray launcher (`wattbench fleet ray run`) on a real local Ray cluster (tests/ray_cluster.py):
+two emulated nodes of four simulated GPUs each run the same plan as the Slurm test; the driver is
+interrupted mid-sweep, and running it again finishes only the rest. Skipped, with the reason,
+where Ray cannot be imported (it is an optional extra; `.ci/run` runs this file in an
+environment of its own, because Ray's import fails beside the amdsmi package Zeus pulls in)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_run import CLI, wb
+from tests.conftest import CLEARED_ENV
+from tests.ray_cluster import GPUS_PER_NODE, NODES, LocalRay, needs_ray
+from tests.test_fleet_node import PLAN
+from wattbench.profiler.store import RunRecord
+from wattbench.profiler.store.record import RecordError
+
+pytestmark = needs_ray
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    folder = Path(tempfile.mkdtemp(prefix="wbray", dir="/tmp"))  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    env["WATTBENCH_SIM_STATE_DIR"] = str(folder / "sim-state")
+    env["XDG_STATE_HOME"] = str(folder / "state")  # the workers' journals
+    cluster = LocalRay(folder, env)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def _records(root: Path) -> dict[Path, RunRecord]:
+    out = {}
+    for p in root.glob("*/*/*.json"):
+        try:
+            out[p] = RunRecord.load(p)
+        except RecordError:
+            continue
+    return out
+
+
+def _plan(tmp_path: Path, run_id: str) -> Path:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.format(run_id=run_id, results=tmp_path / "results", clocks="every:6"))
+    return plan
+
+
+def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_one(
+    tmp_path, ray_cluster
+):
+    """The driver is interrupted (SIGINT) while the agents sweep: the tasks are cancelled, every
+    agent stops cleanly (exit 130) keeping its points. The second run completes all 8 GPUs x 2
+    problems without measuring a kept point again; a third one measures nothing."""
+    plan = _plan(tmp_path, "ray-1")
+    root = tmp_path / "results" / "ray-1"
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.address}
+
+    dry = wb("fleet", "ray", "run", str(plan), "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count(f"{GPUS_PER_NODE} GPU(s)") == len(NODES)
+
+    driver = subprocess.Popen([*CLI, "fleet", "ray", "run", str(plan)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    busy = False
+    while time.monotonic() < deadline and driver.poll() is None and not busy:
+        recs = _records(root).values()
+        busy = sum(x.status == "running" and len(x.points) >= 2 for x in recs) >= 4
+        time.sleep(0.1)
+    assert busy, f"the agents did not start sweeping\n{ray_cluster.logs()}"
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, (out, err)
+    assert "run it again to resume" in err
+    time.sleep(1.0)  # the cancelled agents' last writes
+    first = _records(root)
+    assert first and not all(x.status == "complete" for x in first.values())
+    assert {p.parent.parent.name for p in first} <= set(NODES)
+
+    again = wb("fleet", "ray", "run", str(plan), env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    final = _records(root)
+    assert len(final) == len(NODES) * GPUS_PER_NODE * 2
+    assert all(x.status == "complete" for x in final.values())
+    assert {p.parent.parent.name for p in final} == set(NODES)
+    assert len({p.parent.name for p in final}) == 8  # eight distinct units
+    for path, old in first.items():
+        keys = [m.point.key for m in final[path].points]
+        assert keys[: len(old.points)] == [m.point.key for m in old.points]  # kept, not redone
+    assert all(len({m.point.key for m in x.points}) == len(x.points) for x in final.values())
+    aggregate = json.loads((root / "aggregate.json").read_text())
+    assert aggregate["groups"] and all(
+        g["units_measured"] == g["units_total"] == 8 for g in aggregate["groups"]
+    )
+    status = json.loads((root / "status.json").read_text())
+    assert len(status["gpus"]) == 8 and all(g["complete"] for g in status["gpus"])
+
+    third = wb("fleet", "ray", "run", str(plan), env=env)
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.count("2 skipped") == 8
+    for path, rec in _records(root).items():
+        assert rec.doc["updated_utc"] == final[path].doc["updated_utc"]  # untouched
+
+
+def test_bad_requests_are_one_line(tmp_path, ray_cluster):
+    """No such node, no results folder in the plan: one line each, exit 2."""
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.address}
+    plan = _plan(tmp_path, "ray-2")
+    r = wb("fleet", "ray", "run", str(plan), "--nodes", "nosuchnode", "--dry-run", env=env)
+    assert r.returncode == 2 and "nosuchnode" in r.stderr and len(r.stderr.splitlines()) == 1
+    text = plan.read_text().replace(f'results = "{tmp_path / "results"}"\n', "")
+    plan.write_text(text)
+    r = wb("fleet", "ray", "run", str(plan), env=env)
+    assert r.returncode == 2 and "results" in r.stderr and len(r.stderr.splitlines()) == 1
