@@ -69,8 +69,9 @@ def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_on
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count(f"{GPUS_PER_NODE} GPU(s)") == len(NODES)
 
-    driver = subprocess.Popen([*CLI, "fleet", "ray", "run", str(plan)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    cmd = [*CLI, "fleet", "ray", "run", str(plan)]
+    pipe = subprocess.PIPE
+    driver = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe, text=True)
     deadline = time.monotonic() + 120
     busy = False
     while time.monotonic() < deadline and driver.poll() is None and not busy:
@@ -122,3 +123,20 @@ def test_bad_requests_are_one_line(tmp_path, ray_cluster):
     plan.write_text(text)
     r = wb("fleet", "ray", "run", str(plan), env=env)
     assert r.returncode == 2 and "results" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_an_adaptive_plan_gets_its_verify_pass_in_the_same_command(tmp_path, ray_cluster):
+    """With the adaptive search the driver runs a second round after the aggregation: every
+    unit measures the candidates, and the model points come from those verify records."""
+    from tests.test_fleet_verify import write_plan
+
+    plan = write_plan(tmp_path, "ray-3")
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.address}
+    r = wb("fleet", "ray", "run", str(plan), env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("GPU(s), verify pass") == len(NODES)  # every node, second round
+    assert r.stdout.count("verify pass: 1 complete") == len(NODES) * GPUS_PER_NODE
+    root = tmp_path / "results" / "ray-3"
+    doc = json.loads((root / "aggregate.json").read_text())
+    assert doc["groups"] and all(g["model_point_from"] == "verify" for g in doc["groups"])
+    assert all(g["verify"]["units_verified"] == 8 for g in doc["groups"])

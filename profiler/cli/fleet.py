@@ -13,7 +13,7 @@ import sys
 from wattbench.profiler.cli.args import bounded, positive_int
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet import report, slurm
-from wattbench.profiler.fleet.aggregate import POLICIES, aggregate
+from wattbench.profiler.fleet.aggregate import POLICIES, aggregate, write_aggregate
 from wattbench.profiler.fleet.aggregate import render as render_aggregate
 from wattbench.profiler.fleet.node import InterruptedBySignal, plan_runs, render, run_node
 from wattbench.profiler.fleet.plan import load_plan
@@ -200,8 +200,8 @@ def run_ray(args: argparse.Namespace) -> int:
         for o in outcomes:
             print(f"{o.node.label}: {o.node.gpus} GPU(s) at {o.node.address} -> fleet node")
         return 0
-    for path in ray_launch.write_summary(plan):
-        print(f"written: {path}")
+    root = plan.results / plan.run_id
+    print(f"written: {root / 'status.json'}, {root / 'aggregate.json'}")
     failed = [o.node.label for o in outcomes if not o.ok]
     if failed:
         print(f"not complete: {', '.join(failed)}; run the same command again to finish them")
@@ -211,18 +211,14 @@ def run_ray(args: argparse.Namespace) -> int:
 def run_aggregate(args: argparse.Namespace) -> int:
     import json
 
-    from wattbench.profiler.jsonio import write_json_atomic
-
     plan = load_plan(args.plan)
-    doc = aggregate(plan, args.policy)
-    path = plan.results / plan.run_id / "aggregate.json"
-    write_json_atomic(path, doc)
+    doc, paths = write_aggregate(plan, args.policy)
     if args.json:
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(render_aggregate(doc))
-        print(f"written: {path}")
+        print("written: " + ", ".join(map(str, paths)))
     return 0 if doc["groups"] else 1
 
 

@@ -19,8 +19,11 @@ objective of a fleet run (``<results>/<run id>/<host>/<uuid>/``, complete record
   the job no time.
 
 Only points measured on every unit can be the model point: with an adaptive search units may
-share nothing but the baseline, which the document says (``note``); a common grid avoids it.
-Stable keys: ``wattbench.fleet-aggregate/1``.
+share nothing but the baseline. A common grid avoids it; so does the verify pass
+(``fleet/verify.py``), which measures every unit's candidate points on every unit: once every
+unit has, the model point is chosen from those verify records (``model_point_from``:
+``verify``), else from the points the sweeps share (``sweep``), and ``note`` says what is
+pending. Stable keys: ``wattbench.fleet-aggregate/1``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
+from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.plan import FleetPlan
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.measure.types import Measurement
 from wattbench.profiler.report.runs import ProblemKey
 from wattbench.profiler.select.objectives import find_baseline
@@ -49,6 +55,8 @@ class Unit:
     host: str
     uuid: str
     record: RunRecord
+    #: the unit's newest complete verify record of the problem, if any
+    verify: RunRecord | None = None
 
 
 def _point_json(m: Measurement) -> dict[str, Any]:
@@ -73,6 +81,7 @@ def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple,
     root = plan.results / plan.run_id
     groups: dict[tuple, list[Unit]] = {}
     seen: dict[tuple, set[str]] = {}
+    checks: dict[tuple, RunRecord] = {}
     labels = {p.label: p for p in plan.problems}
     for folder in sorted(p for p in root.glob("*/*") if p.is_dir() and p.name.startswith("GPU-")):
         for path in sorted(folder.glob("*.json")):
@@ -85,9 +94,15 @@ def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple,
             label = ProblemKey.of(record).label
             if record.status != "complete" or label not in labels:
                 continue
+            if record.purpose == "verify":  # the newest per unit, by file name
+                checks[(name, sim, label, folder.name)] = record
+                continue
             units = groups.setdefault((name, sim, label), [])
             units[:] = [u for u in units if u.uuid != folder.name]  # the newest record per unit
             units.append(Unit(folder.parent.name, folder.name, record))
+    for key, units in groups.items():
+        for u in units:
+            u.verify = checks.get((*key, u.uuid))
     return groups, {k: len(v) for k, v in seen.items()}
 
 
@@ -98,13 +113,32 @@ def aggregate(plan: FleetPlan, policy: str = "median") -> dict[str, Any]:
     objectives = plan.request().objectives
     out = []
     for (name, sim, label), units in sorted(groups.items()):
+        points = verify.candidates(u.record for u in units) if plan.verify else None
         for objective in objectives:
-            out.append(_group(name, sim, label, units, totals[(name, sim)], objective, policy))
+            doc = _group(name, sim, label, units, totals[(name, sim)], objective, policy, points)
+            out.append(doc)
     return {"schema": SCHEMA, "run_id": plan.run_id, "policy": policy, "groups": out}
 
 
-def _group(name, sim, label, units: list[Unit], total: int, objective, policy: str) -> dict:
-    measured = [u.record.points for u in units]
+def write_aggregate(plan: FleetPlan, policy: str = "median") -> tuple[dict[str, Any], list[Path]]:
+    """:func:`aggregate`, written to ``aggregate.json`` in the run folder; with a verify pass
+    also the candidates each unit is to measure (``verify.json``)."""
+    doc = aggregate(plan, policy)
+    paths = [plan.results / plan.run_id / "aggregate.json"]
+    write_json_atomic(paths[0], doc)
+    if plan.verify:
+        groups, _ = collect_units(plan)
+        found = {key: verify.candidates(u.record for u in units) for key, units in groups.items()}
+        paths.append(verify.write_candidates(plan, {k: v for k, v in found.items() if v}))
+    return doc, paths
+
+
+def _group(
+    name, sim, label, units: list[Unit], total: int, objective, policy: str, points=None
+) -> dict:
+    checked = [u.verify for u in units if u.verify is not None and verify.covers(u.verify, points)]
+    from_verify = bool(points) and len(checked) == len(units)
+    measured = [(u.verify if from_verify else u.record).points for u in units]
     max_power = zeus_max_power_w([u.record.doc["settings"] for u in units])
     mc = model_choice(measured, objective, policy=policy, max_power_w=max_power)
     combined, chosen = mc.combined, mc.choice
@@ -125,14 +159,24 @@ def _group(name, sim, label, units: list[Unit], total: int, objective, policy: s
         "slowdown_rel": None,
         "outliers": [],
         "units": [],
+        "model_point_from": "verify" if from_verify else "sweep",
+        "verify": None
+        if points is None
+        else {"candidates": [p.key for p in points], "units_verified": len(checked)},
         "note": None,
     }
     if chosen is not None:
         doc["model_point"] = _point_json(chosen.chosen)
-    if len(combined.measurements) <= 1:
+    if points and not from_verify:
         doc["note"] = (
-            "only the baseline was measured on every unit: sweep a common grid (--strategy "
-            "grid) or verify the model point on every unit"
+            f"verify pass pending: {len(checked)}/{len(units)} units have measured the "
+            f"{len(points)} candidate points; run the node agents again (fleet node, fleet "
+            "slurm submit or fleet ray run) after this aggregation"
+        )
+    elif len(combined.measurements) <= 1:
+        doc["note"] = (
+            "only the baseline was measured on every unit: sweep a common grid (strategy "
+            '"grid") or let the verify pass measure the candidates on every unit (verify = true)'
         )
     savings, slowdowns, ratios = [], [], []
     for i, u in enumerate(units):
@@ -196,6 +240,8 @@ def render(doc: dict[str, Any]) -> str:
         sim = " [sim]" if g["simulated"] else ""
         mp = g["model_point"]
         point = mp["key"] if mp else "none"
+        if mp and g.get("model_point_from") == "verify":
+            point += " (verify pass)"
         head = (
             f"  {g['gpu_name']}{sim} {g['problem']} {g['objective']}: "
             f"{g['units_measured']}/{g['units_total']} units, model point {point}"

@@ -139,14 +139,17 @@ class InterruptedBySignal(Exception):
 def render(runs: list[GpuRun], plan: FleetPlan) -> str:
     n = len(plan.problems)
     lines = [f"fleet run {plan.run_id} on {host_name()}: {len(runs)} GPU(s) x {n} problem(s)"]
+    states = ("complete", "resumed", "skipped", "failed")
     for r in runs:
-        done = sum(o["status"] != "failed" for o in r.outcomes)
-        counts = {s: sum(o["status"] == s for o in r.outcomes)
-                  for s in ("complete", "resumed", "skipped", "failed")}  # fmt: skip
+        done = sum(o["status"] != "failed" and o.get("verify") != "failed" for o in r.outcomes)
+        counts = {s: sum(o["status"] == s for o in r.outcomes) for s in states}
         what = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing reported"
+        checked = {s: sum(o.get("verify") == s for o in r.outcomes) for s in states}
+        if any(checked.values()):
+            what += "; verify pass: " + ", ".join(f"{v} {k}" for k, v in checked.items() if v)
         lines.append(f"  {r.uuid}  {r.name}: {done}/{n} done ({what}); exit {r.returncode}")
         for o in r.outcomes:
-            if o["status"] == "failed":
+            if o["status"] == "failed" or o.get("verify") == "failed":
                 lines.append(f"      {o['problem']}: {o['error']}")
         if r.returncode not in (0, 1) and r.stderr:
             lines.append(f"      {r.stderr.splitlines()[-1]}")

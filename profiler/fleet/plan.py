@@ -13,6 +13,7 @@ the sweep options and the problems. Every mistake is one usage error naming the 
     objectives = ["energy", "slowdown:0.05"]
     sm_clocks = "every:4"                   # also mem_clocks, power_limits
     measurement = "fast"
+    verify = true                           # default: true for adaptive (see fleet/verify.py)
 
     [[problems]]
     kernel = "matmul"
@@ -51,7 +52,7 @@ SCHEMA = "wattbench.fleet-plan/1"
 _TOP = {"schema", "run_id", "results", "devices", "sweep", "problems"}
 _SWEEP = {
     "strategy", "objectives", "sm_clocks", "mem_clocks", "power_limits", "measurement",
-    "from_defaults", "allow_shared",
+    "from_defaults", "allow_shared", "verify",
 }  # fmt: skip
 _PROBLEM = {"kernel", "shape", "dtype", "impl"}
 
@@ -66,6 +67,14 @@ class FleetPlan:
     problems: tuple[Problem, ...]
     #: the plan names its results folder (else the default on each machine)
     results_named: bool = False
+
+    @property
+    def verify(self) -> bool:
+        """Whether the run has a verify pass: every unit measures the candidate model points
+        (``[sweep] verify``; default on for the adaptive search, whose units share few points,
+        off for a grid, which every unit measures whole)."""
+        given = self.sweep.get("verify")
+        return given if isinstance(given, bool) else self.request().strategy == "adaptive"
 
     def request(self) -> SweepRequest:
         """The sweep request every problem of the plan is measured with."""
@@ -156,6 +165,8 @@ def load_plan(path: str | Path) -> FleetPlan:
     _unknown(path, "sweep.", set(sweep), _SWEEP)
     if sweep.get("strategy") not in (None, *STRATEGIES):
         raise _bad(path, f"sweep.strategy {sweep['strategy']!r}", f"use {' or '.join(STRATEGIES)}")
+    if not isinstance(sweep.get("verify", False), bool):
+        raise _bad(path, f"sweep.verify {sweep['verify']!r}", "use true or false")
     if sweep.get("measurement") not in (None, *METHODS):
         raise _bad(
             path, f"sweep.measurement {sweep['measurement']!r}", f"use {' or '.join(METHODS)}"

@@ -7,7 +7,8 @@ to it (hard node affinity), one task asking for *all* its GPUs -- the node is th
 as under Slurm's ``--exclusive``. The task runs ``wattbench fleet node`` on the plan, which writes
 under ``<results>/<run id>/<host>/<gpu uuid>/``; at most ``max_nodes`` such tasks run at once.
 When every task has ended the driver writes ``status.json`` and ``aggregate.json`` as the Slurm
-aggregation job does.
+aggregation job does; with a verify pass (``fleet/verify.py``) it then runs every node's agent
+again to measure the candidates, and writes them again.
 
 Nothing is keyed by Ray's ids: running the same command again resumes every incomplete record
 and skips complete ones, whatever failed (a GPU, a task, the driver). Interrupting the driver
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
+from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.node import host_name
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.sim.env import HOST_ENV as SIM_HOST_ENV
@@ -155,6 +157,7 @@ def _term_with_parent() -> None:
 @dataclass
 class NodeOutcome:
     node: RayNode
+    phase: str = "sweep"  # or verify: the verify pass's round
     host: str | None = None
     returncode: int | None = None
     output: str = ""
@@ -199,14 +202,22 @@ def run_plan_on_ray(
         nodes = gpu_nodes(ray.nodes(), names, accelerator)
         if dry_run:
             return [NodeOutcome(n) for n in nodes]
-        return _run(ray, plan, nodes, max_nodes or len(nodes), echo)
+        outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "sweep")
+        write_summary(plan)
+        if plan.verify and verify.load_candidates(plan):
+            # every node again: the agents measure the candidates (and retry what failed)
+            outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "verify")
+            write_summary(plan)
+        return outcomes
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
         ray.shutdown()
 
 
-def _run(ray: Any, plan: FleetPlan, nodes: list[RayNode], lanes: int, echo) -> list[NodeOutcome]:
+def _run(
+    ray: Any, plan: FleetPlan, nodes: list[RayNode], lanes: int, echo, phase: str
+) -> list[NodeOutcome]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(agent_task)
@@ -223,7 +234,7 @@ def _run(ray: Any, plan: FleetPlan, nodes: list[RayNode], lanes: int, echo) -> l
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
                     name=f"wattbench-{plan.run_id}-{node.hostname}",
                 ).remote(text, plan.path.name, sim)
-                running[ref] = NodeOutcome(node)
+                running[ref] = NodeOutcome(node, phase)
             ready, _ = ray.wait(list(running), num_returns=1)
             outcome = running.pop(ready[0])
             try:
@@ -247,7 +258,8 @@ def _run(ray: Any, plan: FleetPlan, nodes: list[RayNode], lanes: int, echo) -> l
 
 
 def render_outcome(o: NodeOutcome) -> str:
-    head = f"{o.node.label}: {o.node.gpus} GPU(s)"
+    phase = ", verify pass" if o.phase == "verify" else ""
+    head = f"{o.node.label}: {o.node.gpus} GPU(s){phase}"
     if o.error is not None:
         return f"{head}: the task failed: {o.error}"
     body = "\n".join("  " + line for line in o.output.splitlines())
@@ -255,13 +267,13 @@ def render_outcome(o: NodeOutcome) -> str:
 
 
 def write_summary(plan: FleetPlan) -> list[Path]:
-    """``status.json`` and ``aggregate.json`` of the run, as the Slurm aggregation job writes."""
-    from wattbench.profiler.fleet.aggregate import aggregate
+    """``status.json``, ``aggregate.json`` (and ``verify.json``) of the run, as the Slurm
+    aggregation job writes them."""
+    from wattbench.profiler.fleet.aggregate import write_aggregate
     from wattbench.profiler.fleet.status import fleet_status
     from wattbench.profiler.jsonio import write_json_atomic
 
-    root = plan.results / plan.run_id
-    paths = [root / "status.json", root / "aggregate.json"]
-    write_json_atomic(paths[0], fleet_status(plan))
-    write_json_atomic(paths[1], aggregate(plan))
-    return paths
+    path = plan.results / plan.run_id / "status.json"
+    _, written = write_aggregate(plan)  # first: it lists the candidates status counts on
+    write_json_atomic(path, fleet_status(plan))
+    return [path, *written]

@@ -51,6 +51,10 @@ class SubmitResult:
     jobs: list[Submission] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # nodes already complete
     aggregate: Submission | None = None
+    #: the verify pass (a plan with ``verify``): every node's agent again, after the aggregation
+    #: job has listed the candidates, then a final aggregation after them
+    verify_jobs: list[Submission] = field(default_factory=list)
+    final: Submission | None = None
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> str:
@@ -135,9 +139,9 @@ def aggregate_script(plan: FleetPlan, opts: SlurmOptions) -> str:
     ]
     lines += [f"#SBATCH --partition={opts.partition}"] if opts.partition else []
     status = plan.results / plan.run_id / "status.json"
-    lines += [" ".join(shlex.quote(c) for c in cmd) + " --json > " + shlex.quote(str(status))]
     agg = [*cmd[:-2], "aggregate", str(plan.path)]
-    lines += [" ".join(shlex.quote(c) for c in agg)]
+    lines += [" ".join(shlex.quote(c) for c in agg)]  # first: it lists the verify candidates
+    lines += [" ".join(shlex.quote(c) for c in cmd) + " --json > " + shlex.quote(str(status))]
     return "\n".join(lines) + "\n"
 
 
@@ -157,27 +161,46 @@ def plan_submission(plan: FleetPlan, nodes: dict[str, int], opts: SlurmOptions) 
         result.jobs.append(Submission(node, node_script(plan, node, gpus, opts)))
     if result.jobs:
         result.aggregate = Submission("aggregate", aggregate_script(plan, opts))
+    if plan.verify and result.jobs:
+        # every node: candidates come from all units, so a finished node may have new ones
+        result.verify_jobs = [
+            Submission(node, node_script(plan, node, gpus, opts)) for node, gpus in nodes.items()
+        ]
+        result.final = Submission("aggregate", aggregate_script(plan, opts))
     return result
 
 
 def submit(result: SubmitResult, opts: SlurmOptions, plan: FleetPlan) -> SubmitResult:
     """``sbatch`` every job (lanes of ``max_nodes``), then the aggregation job after them all."""
     (plan.results / plan.run_id / "slurm").mkdir(parents=True, exist_ok=True)
-    lanes = opts.max_nodes or len(result.jobs) or 1
-    last: dict[int, str] = {}
-    for i, job in enumerate(result.jobs):
+    _submit_lanes(result.jobs, opts.max_nodes, None)
+    if result.aggregate is not None:
+        _submit_after(result.aggregate, result.jobs)
+    if result.verify_jobs and result.aggregate is not None and result.final is not None:
+        _submit_lanes(result.verify_jobs, opts.max_nodes, result.aggregate.job_id)
+        _submit_after(result.final, result.verify_jobs)
+    return result
+
+
+def _submit_lanes(jobs: list[Submission], max_nodes: int | None, after: str | None) -> None:
+    """``sbatch`` ``jobs`` in ``max_nodes`` lanes (each waits for the one before it in its
+    lane), the first of each lane after job ``after`` if given."""
+    lanes = max_nodes or len(jobs) or 1
+    last: dict[int, str | None] = {}
+    for i, job in enumerate(jobs):
         lane = i % lanes
+        job.after = last.get(lane, after)
         cmd = ["sbatch", "--parsable"]
-        if lane in last:
-            job.after = last[lane]
+        if job.after:
             cmd.append(f"--dependency=afterany:{job.after}")
         job.job_id = _run(cmd, stdin=job.script).strip().split(";")[0]
         last[lane] = job.job_id
-    if result.aggregate is not None:
-        ids = ":".join(j.job_id for j in result.jobs if j.job_id)
-        cmd = ["sbatch", "--parsable", f"--dependency=afterany:{ids}"]
-        result.aggregate.job_id = _run(cmd, stdin=result.aggregate.script).strip().split(";")[0]
-    return result
+
+
+def _submit_after(job: Submission, jobs: list[Submission]) -> None:
+    ids = ":".join(j.job_id for j in jobs if j.job_id)
+    cmd = ["sbatch", "--parsable"] + ([f"--dependency=afterany:{ids}"] if ids else [])
+    job.job_id = _run(cmd, stdin=job.script).strip().split(";")[0]
 
 
 def choose_nodes(expr: str | None, opts: SlurmOptions) -> dict[str, int]:
@@ -202,11 +225,18 @@ def render(result: SubmitResult, dry_run: bool) -> str:
         for job in [*result.jobs, *([result.aggregate] if result.aggregate else [])]:
             out.append(f"# --- {job.node} ---")
             out.append(job.script.rstrip())
+        if result.verify_jobs:
+            out.append("# --- verify pass: the same node scripts again, then the aggregation ---")
     for job in result.jobs:
         after = f" after {job.after}" if job.after else ""
         out.append(f"{job.node}: {'job ' + job.job_id if job.job_id else 'to submit'}{after}")
     if result.aggregate is not None and result.aggregate.job_id:
         out.append(f"aggregate: job {result.aggregate.job_id} (afterany)")
+    for job in result.verify_jobs:
+        what = "job " + job.job_id if job.job_id else "to submit"
+        out.append(f"{job.node} verify pass: {what}" + (f" after {job.after}" if job.after else ""))
+    if result.final is not None and result.final.job_id:
+        out.append(f"final aggregate: job {result.final.job_id} (afterany)")
     if result.skipped:
         out.append("complete, not submitted: " + " ".join(result.skipped))
     if not result.jobs:

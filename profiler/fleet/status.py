@@ -1,13 +1,16 @@
 """Where a fleet run stands: per host and GPU, which of the plan's problems are complete.
 
 Reads ``<results>/<run id>/<host>/<gpu uuid>/`` (stable keys, ``wattbench.fleet-status/1``); the
-launchers re-submit only the nodes with a GPU that is not complete.
+launchers re-submit only the nodes with a GPU that is not complete. A problem is ``complete``,
+``incomplete`` (a record to resume), ``missing``, or ``to verify`` (swept, but the run's verify
+pass lists candidate points its GPU has not measured yet: ``fleet/verify.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.fleet.worker import folder_records, records_of
 
@@ -16,6 +19,7 @@ SCHEMA = "wattbench.fleet-status/1"
 
 def fleet_status(plan: FleetPlan) -> dict[str, Any]:
     root = plan.results / plan.run_id
+    candidates = verify.load_candidates(plan) if plan.verify else {}
     gpus = []
     hosts = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     for host in hosts:
@@ -24,10 +28,16 @@ def fleet_status(plan: FleetPlan) -> dict[str, Any]:
             in_folder = folder_records(folder)
             for problem in plan.problems:
                 records = records_of(folder, problem, in_folder)
-                if any(r.status == "complete" for r in records):
-                    per[problem.label] = "complete"
-                else:
+                done = [r for r in records if r.status == "complete"]
+                if not done:
                     per[problem.label] = "incomplete" if records else "missing"
+                    continue
+                points = candidates.get(verify.group_key(done[-1]))
+                checks = records_of(folder, problem, in_folder, "verify")
+                if points and not any(verify.covers(r, points) for r in checks):
+                    per[problem.label] = "to verify"
+                else:
+                    per[problem.label] = "complete"
             gpus.append(
                 {
                     "host": host.name,

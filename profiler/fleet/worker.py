@@ -2,7 +2,10 @@
 
 For each problem, in the plan's order: a complete record of it in the GPU's folder means done
 (skipped); an incomplete one (a killed or requeued job's) is resumed, keeping every point it
-has; otherwise a new sweep starts. A problem that fails is reported and the next one is tried.
+has; otherwise a new sweep starts. Then, when the run has a verify pass and the last aggregation
+listed candidate points for this GPU model and problem (``fleet/verify.py``), the same for the
+verify record: skipped when one holds every candidate, resumed, or started. A problem that fails
+is reported and the next one is tried.
 Exit status 0 when every problem is complete, 1 otherwise, 128 + N on signal N (the GPU is
 restored either way, by each sweep's actuation guard).
 
@@ -13,6 +16,7 @@ JSON line per problem (``wattbench.fleet-worker/1``) for the node agent.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +27,9 @@ from wattbench.kernels.costs import Problem
 from wattbench.profiler.device import open_device
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
+from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.plan import FleetPlan, load_plan
+from wattbench.profiler.measure.types import OperatingPoint
 from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import FLEET_RUN_ENV, RecordError
@@ -39,6 +45,9 @@ class ProblemOutcome:
     record: str | None = None
     points: int = 0
     error: str | None = None
+    #: the verify pass of the problem: None (none asked), or a status as above
+    verify: str | None = None
+    verify_record: str | None = None
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, **self.__dict__}
@@ -56,39 +65,95 @@ def folder_records(folder: Path) -> list[RunRecord]:
 
 
 def records_of(
-    folder: Path, problem: Problem, records: list[RunRecord] | None = None
+    folder: Path,
+    problem: Problem,
+    records: list[RunRecord] | None = None,
+    purpose: str = "sweep",
 ) -> list[RunRecord]:
-    """The run records of ``problem`` in ``folder`` (or among ``records``, read once from it)."""
+    """The run records of ``problem`` in ``folder`` (or among ``records``, read once from it)
+    made for ``purpose`` (``sweep``, or ``verify``: the verify pass's)."""
     pool = folder_records(folder) if records is None else records
-    return [r for r in pool if r.doc["problem"] == problem.to_json()]
+    return [r for r in pool if r.doc["problem"] == problem.to_json() and r.purpose == purpose]
 
 
-def sweep_one(plan: FleetPlan, selection: str, folder: Path, problem: Problem) -> ProblemOutcome:
-    records = records_of(folder, problem)
+def sweep_one(
+    plan: FleetPlan,
+    selection: str,
+    folder: Path,
+    problem: Problem,
+    candidates: dict[verify.GroupKey, tuple[OperatingPoint, ...]] | None = None,
+) -> ProblemOutcome:
+    in_folder = folder_records(folder)
+    records = records_of(folder, problem, in_folder)
     done = [r for r in records if r.status == "complete"]
     if done:
-        return ProblemOutcome(problem.label, "skipped", str(done[-1].path), len(done[-1].points))
+        outcome = ProblemOutcome(problem.label, "skipped", str(done[-1].path), len(done[-1].points))
+    else:
+        try:
+            if records:
+                record = RunRecord.resume(records[-1].path)
+                _, device, request = resume_request(record)
+                how = "resumed"
+            else:
+                record, device, request = None, open_device(selection), plan.request()
+                how = "complete"
+            swept = sweep_problem(device, problem, request, out_dir=folder, record=record)
+        except WattbenchError as exc:
+            return ProblemOutcome(problem.label, "failed", None, 0, str(exc))
+        done = [swept.record]
+        outcome = ProblemOutcome(problem.label, how, str(swept.record.path), len(done[0].points))
+    points = (candidates or {}).get(verify.group_key(done[-1]))
+    if points:
+        _verify_one(outcome, selection, folder, problem, plan, points, in_folder)
+    return outcome
+
+
+def _verify_one(
+    outcome: ProblemOutcome,
+    selection: str,
+    folder: Path,
+    problem: Problem,
+    plan: FleetPlan,
+    points: tuple[OperatingPoint, ...],
+    in_folder: list[RunRecord],
+) -> None:
+    """The verify pass of one problem: skipped when a verify record holds every candidate; an
+    incomplete one of the same candidates resumed; else a new one started."""
+    records = records_of(folder, problem, in_folder, "verify")
+    done = [r for r in records if verify.covers(r, points)]
+    if done:
+        outcome.verify, outcome.verify_record = "skipped", str(done[-1].path)
+        return
+    wanted = {p.key for p in points}
+    same = [r for r in records if r.status != "complete" and _verify_keys(r) == wanted]
     try:
-        if records:
-            record = RunRecord.resume(records[-1].path)
+        if same:
+            record = RunRecord.resume(same[-1].path)
             _, device, request = resume_request(record)
             how = "resumed"
         else:
-            record, device, request = None, open_device(selection), plan.request()
+            record, device = None, open_device(selection)
+            request = dataclasses.replace(plan.request(), points=points)
             how = "complete"
-        outcome = sweep_problem(device, problem, request, out_dir=folder, record=record)
+        verified = sweep_problem(device, problem, request, out_dir=folder, record=record)
     except WattbenchError as exc:
-        return ProblemOutcome(problem.label, "failed", None, 0, str(exc))
-    rec = outcome.record
-    return ProblemOutcome(problem.label, how, str(rec.path), len(rec.points))
+        outcome.verify, outcome.error = "failed", f"verify pass: {exc}"
+        return
+    outcome.verify, outcome.verify_record = how, str(verified.record.path)
+
+
+def _verify_keys(record: RunRecord) -> set[str]:
+    keys = (record.doc["settings"].get("strategy") or {}).get("points") or []
+    return {k for k in keys if not OperatingPoint.from_key(k).is_baseline}
 
 
 def run_gpu(plan: FleetPlan, selection: str, folder: Path) -> list[ProblemOutcome]:
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[FLEET_RUN_ENV] = plan.run_id  # every record says which fleet run it is
     outcomes = []
+    candidates = verify.load_candidates(plan) if plan.verify else {}
     for problem in plan.problems:
-        outcome = sweep_one(plan, selection, folder, problem)
+        outcome = sweep_one(plan, selection, folder, problem, candidates)
         print(json.dumps(outcome.to_json()), flush=True)
         outcomes.append(outcome)
     return outcomes
@@ -111,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     finally:
         shutdown_all()
-    return 0 if all(o.status != "failed" for o in outcomes) else 1
+    return 0 if all(o.status != "failed" and o.verify != "failed" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

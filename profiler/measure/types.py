@@ -52,6 +52,21 @@ class OperatingPoint:
     def from_json(cls, d: dict[str, Any]) -> OperatingPoint:
         return cls(d.get("sm_mhz"), d.get("mem_mhz"), d.get("power_limit_w"))
 
+    @classmethod
+    def from_key(cls, key: str) -> OperatingPoint:
+        """The point whose :attr:`key` is ``key`` (ValueError if it is not one)."""
+        parts = dict(p.split("=", 1) for p in key.split(",") if "=" in p)
+        if set(parts) != {"sm", "mem", "pl"} or key.count(",") != 2:
+            raise ValueError(f"not an operating point key: {key!r}")
+
+        def value(text: str, kind: type) -> Any:
+            return None if text == "default" else kind(float(text))
+
+        point = cls(value(parts["sm"], int), value(parts["mem"], int), value(parts["pl"], float))
+        if point.key != key:
+            raise ValueError(f"not an operating point key: {key!r}")
+        return point
+
 
 @dataclass
 class Measurement:

@@ -183,8 +183,11 @@ def _created(record: RunRecord) -> dt.datetime:
 
 
 def newest_complete(records: Sequence[RunRecord]) -> tuple[RunRecord | None, list[str]]:
-    """The newest complete record of ``records`` (one problem on one GPU), and notes."""
+    """The newest complete record of ``records`` (one problem on one GPU), and notes. A fleet
+    verify record (a few candidate points) stands in only where no complete sweep exists."""
     complete = [r for r in records if r.status == "complete"]
+    sweeps = [r for r in complete if r.purpose != "verify"]
+    complete = sweeps or complete
     notes = [
         f"left out {r.path}: status {r.status!r} (finish it with `wattbench sweep --resume`)"
         for r in records

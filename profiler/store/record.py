@@ -402,6 +402,12 @@ class RunRecord:
         return self.doc["status"]
 
     @property
+    def purpose(self) -> str:
+        """``sweep`` (a search of the space) or ``verify`` (a fleet verify pass: candidate
+        points measured on one unit; records older than the key are sweeps)."""
+        return self.doc["settings"].get("purpose", "sweep")
+
+    @property
     def idle_power_w(self) -> float | None:
         """The run's idle power (W), or None if not measured yet."""
         return self.doc["idle_power_w"]

@@ -83,6 +83,14 @@ class SweepRequest:
     #: put every knob the sweep does not sweep at its driver default for the sweep (the GPU is
     #: put back afterwards); otherwise those knobs stay as found and the baseline says so
     from_defaults: bool = False
+    #: measure exactly these points and the baseline, as a grid (a fleet verify pass: the
+    #: candidate model points measured on every unit); the space specs are then ignored
+    points: tuple[OperatingPoint, ...] | None = None
+
+    @property
+    def purpose(self) -> str:
+        """``verify`` for a list of points (a fleet verify pass), else ``sweep``."""
+        return "sweep" if self.points is None else "verify"
 
     @property
     def requested(self) -> dict[str, str]:
@@ -112,6 +120,10 @@ def resume_request(
     recorded_strategy = recorded.get("strategy") or {}
     strategy = recorded_strategy.get("strategy", "grid")
     adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
+    points = None
+    if recorded.get("purpose") == "verify":
+        keys = recorded_strategy.get("points") or []
+        points = tuple(p for p in map(OperatingPoint.from_key, keys) if not p.is_baseline)
     pj = record.doc["problem"]
     problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
     recorded_device = record.doc["device"]
@@ -133,6 +145,7 @@ def resume_request(
         allow_shared=allow_shared,
         adaptive=adaptive,
         from_defaults=bool(recorded.get("from_defaults", False)),
+        points=points,
     )
     return problem, device, request
 
@@ -156,6 +169,21 @@ def make_strategy(
     if name == "grid" or space is None:
         return GridStrategy(points)
     return AdaptiveStrategy(space, objectives, max_power_w=max_power_w, settings=adaptive)
+
+
+def point_specs(points: Sequence[OperatingPoint]) -> tuple[str | None, str | None, str | None]:
+    """Space specs (sm, mem, power) whose knobs cover ``points``: the values each sets, listed
+    (None for a knob no point sets)."""
+
+    def spec(values: list[float | None]) -> str | None:
+        given = sorted({v for v in values if v is not None})
+        return ",".join(f"{v:g}" for v in given) if given else None
+
+    return (
+        spec([p.sm_mhz for p in points]),
+        spec([p.mem_mhz for p in points]),
+        spec([p.power_limit_w for p in points]),
+    )
 
 
 def device_key(device: Device) -> str:
@@ -222,9 +250,12 @@ def sweep_problem(
     if not device.actuation_allowed:
         return _sweep_observed(device, problem, request, out_dir, record, hooks, notify)
     sm, mem, power = request.sm, request.mem, request.power
+    if request.points is not None:
+        sm, mem, power = point_specs(request.points)
     if sm is None and mem is None and power is None:
         sm = "all"
     space = Space.from_specs(device.capabilities, sm=sm, mem=mem, power=power)
+    points = space.points() if request.points is None else [OperatingPoint(), *request.points]
     with ActuationGuard(device, "sweep") as guard:
         check_not_shared(device, allow_shared=request.allow_shared)
         found = settings_found(device, guard.journal)
@@ -252,9 +283,9 @@ def sweep_problem(
             record,
             hooks,
             strategy=make_strategy(
-                request.strategy,
+                request.strategy if request.points is None else "grid",
                 space,
-                space.points(),
+                points,
                 objectives=request.objectives,
                 max_power_w=space.max_power_limit_w,
                 adaptive=request.adaptive or AdaptiveSettings.for_method(request.settings.method),
@@ -346,6 +377,7 @@ def _measure(
                 "found": found.to_json(),
                 "from_defaults": request.from_defaults,
                 "actuated_knobs": sorted(knobs),
+                "purpose": request.purpose,
                 **({"thermal_prior": prior.to_json()} if prior is not None else {}),
             },
             simulated=runner.simulated,
