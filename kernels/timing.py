@@ -14,11 +14,13 @@ with it. Changes no setting. Needs CUDA.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from wattbench.kernels.family import Launch
-from wattbench.kernels.l2 import DEFAULT_POLICY, L2Plan, check_policy, plan_of
+from wattbench.kernels.l2 import DEFAULT_POLICY, L2Plan, check_policy, plan_of, whole_rounds
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,84 @@ def time_launch_ms(launch: Launch, settings: TimingSettings | None = None) -> li
 
 def median_ms(times_ms: list[float]) -> float:
     return statistics.median(times_ms)
+
+
+# --- CUDA graphs: launch overhead out of the timing --------------------------------------------
+
+#: a graph replay should last at least this long (s), so that its one launch gap is negligible
+GRAPH_MIN_S = 1e-3
+#: and hold at most this many launches (capture time and memory grow with it)
+GRAPH_MAX_LAUNCHES = 1024
+
+
+def capture_graph(launch: Launch, launches: int) -> Any:
+    """A CUDA graph of ``launches`` back-to-back calls of ``launch`` (warmed up outside the
+    graph on a side stream, as torch requires). A launch rotating through input sets is
+    captured as it is called, so the graph walks the sets in order (capture whole rounds)."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            launch()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            launch()
+    torch.cuda.synchronize()
+    return graph
+
+
+def graph_size(one_launch_s: float, sets: int = 1) -> int:
+    """Launches per graph: at least :data:`GRAPH_MIN_S` of GPU time, whole rounds of ``sets``
+    input sets, at most :data:`GRAPH_MAX_LAUNCHES` (rounded down to whole rounds, at least one
+    round)."""
+    n = max(1, min(GRAPH_MAX_LAUNCHES, math.ceil(GRAPH_MIN_S / max(one_launch_s, 1e-7))))
+    sets = max(1, sets)
+    n = whole_rounds(n, sets)
+    if n > GRAPH_MAX_LAUNCHES:
+        n = max(sets, GRAPH_MAX_LAUNCHES // sets * sets)
+    return n
+
+
+@dataclass(frozen=True)
+class GraphTimings:
+    """Per-launch times (ms) of each replay, per launch name, and the launches per graph."""
+
+    per_launch_ms: dict[str, list[float]]
+    launches: dict[str, int]
+
+    def median_ms(self, name: str) -> float:
+        return statistics.median(self.per_launch_ms[name])
+
+
+def time_graphs_interleaved(launches: dict[str, Launch], reps: int = 15) -> GraphTimings:
+    """Time each of ``launches`` (name -> launch; needs CUDA) as CUDA graph replays, the
+    launches interleaved rep by rep (A B C A B C ...), so that clock, temperature and power
+    drift reach all of them alike. Each graph lasts at least :data:`GRAPH_MIN_S`."""
+    import torch
+
+    graphs, sizes = {}, {}
+    for name, launch in launches.items():
+        for _ in range(3):
+            launch()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        launch()
+        end.record()
+        end.synchronize()
+        sizes[name] = graph_size(start.elapsed_time(end) / 1e3, int(getattr(launch, "sets", 1)))
+        graphs[name] = capture_graph(launch, sizes[name])
+    times: dict[str, list[float]] = {name: [] for name in launches}
+    for _ in range(reps):
+        for name, graph in graphs.items():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end) / sizes[name])
+    return GraphTimings(times, sizes)

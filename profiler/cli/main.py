@@ -25,6 +25,7 @@ from wattbench.profiler.cli import (
     reset,
     sim,
     sweep,
+    validate,
 )
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
@@ -32,7 +33,9 @@ from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.store.record import fleet_run_id_from_env
 
-COMMANDS = (devices, kernels, check, sweep, apply, reset, export, compare, plot, sim, fleet)
+COMMANDS = (
+    devices, kernels, check, sweep, apply, reset, export, compare, plot, sim, fleet, validate,
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):

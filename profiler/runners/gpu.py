@@ -21,14 +21,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from wattbench.kernels.l2 import whole_rounds
+from wattbench.kernels.timing import GRAPH_MIN_S, capture_graph, graph_size
 from wattbench.kernels.work import Work
 from wattbench.profiler.errors import LaunchError, UsageError, WattbenchError
 
-#: a captured graph lasts at least this long on the GPU (s), so replays are never launch-bound
-GRAPH_MIN_S = 1e-3
-#: at most this many launches in one graph (bounds capture time and graph memory)
-GRAPH_MAX_LAUNCHES = 1024
 #: work queued ahead of the GPU in a window: this many polling periods, and at least 5 ms;
 #: never fewer than two chunks in flight (a long launch must not leave the GPU waiting)
 AHEAD_POLLS = 4
@@ -117,16 +113,12 @@ class GpuRunner:
     def _try_capture(self) -> None:
         """Capture a graph of at least ``GRAPH_MIN_S`` of GPU time, once (after the first
         synchronised run: compilation and autotuning are over)."""
-        per = max(self._iter_s or GRAPH_MIN_S, 1e-7)
-        n = max(1, min(GRAPH_MAX_LAUNCHES, math.ceil(GRAPH_MIN_S / per)))
         # a launch rotating through input sets (kernels/l2.py) is captured in whole rounds, so
         # every replay walks the same sets in the same order
         sets = int(getattr(self.launch, "sets", 1) or 1)
-        n = whole_rounds(n, sets)
-        if n > GRAPH_MAX_LAUNCHES:
-            n = max(sets, GRAPH_MAX_LAUNCHES // sets * sets)
+        n = graph_size(self._iter_s or GRAPH_MIN_S, sets)
         try:
-            self._graph = _capture(self.launch, n)
+            self._graph = capture_graph(self.launch, n)
             self._graph_launches = n
             self._graph_note = f"captured ({n} launches per replay)"
         except Exception as exc:  # capture is an optimisation: fall back, and say why
@@ -223,20 +215,3 @@ def _torch_synchronize() -> Callable[[], None]:
             'install the GPU stack (pip install "wattbench[gpu]") or pass synchronize=',
         ) from None
     return torch.cuda.synchronize
-
-
-def _capture(launch: Callable[[], Any], launches: int) -> Any:
-    import torch
-
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):  # warm up outside the graph, as torch requires
-        for _ in range(3):
-            launch()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(launches):
-            launch()
-    torch.cuda.synchronize()
-    return graph

@@ -1,0 +1,189 @@
+"""What a GPU's power sensors really do, measured observe-only around one load step.
+
+The host polls every reading NVML offers (total-energy counter, GetPowerUsage, the instant and
+1-s average power fields where supported, temperature) while the GPU idles, then runs a kernel
+back to back, then idles again. From one such trace:
+
+* **counter period**: the median interval between changes of the energy counter under load;
+* **power over the same window**: the counter's mean power (energy over time between its first
+  and last update in the steady second half of the load) beside the means of the power readings
+  over that window, each as a ratio to the counter's;
+* **step response**: for the counter's power and each reading, the delay from the load's start
+  (and stop) until it covers 63% of the step (a reading that averages lags the counter);
+* **temperature**: its rise over the load and the rate at the end.
+
+Nothing is set: the load is a kernel launched as a sweep would launch it. On a simulated GPU the
+same code runs on virtual time, and the simulator's exact energy of the load is reported beside
+(``truth``) so the method itself is checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wattbench.profiler.device.device import Device
+from wattbench.profiler.measure.clock import Clock
+from wattbench.profiler.runners.base import Runner
+
+#: the share of a step a reading must cover to count as having followed it (one time constant)
+STEP_SHARE = 0.63
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_s: float
+    phase: str  # idle, load, tail
+    energy_j: float | None
+    usage_w: float | None
+    instant_w: float | None
+    average_w: float | None
+    temperature_c: float | None
+
+
+def _maybe(read: Callable[[], float]) -> float | None:
+    try:
+        return float(read())
+    except Exception:  # a reading this GPU does not offer
+        return None
+
+
+def trace(
+    device: Device,
+    runner: Runner,
+    clock: Clock,
+    *,
+    idle_s: float = 2.0,
+    load_s: float = 4.0,
+    tail_s: float = 3.0,
+    poll_s: float = 0.005,
+) -> tuple[list[Sample], tuple[float, float]]:
+    """Samples through idle, load and tail, and the load's (start, end) on ``clock``."""
+    samples: list[Sample] = []
+    phase = "idle"
+
+    def poll() -> None:
+        samples.append(
+            Sample(
+                clock.now_s(),
+                phase,
+                _maybe(device.energy_j),
+                _maybe(device.power_usage_w),
+                _maybe(device.power_instant_w),
+                _maybe(device.power_average_w),
+                _maybe(device.temperature_c),
+            )
+        )
+
+    def idle(seconds: float) -> None:
+        end = clock.now_s() + seconds
+        while clock.now_s() < end:
+            clock.sleep(poll_s)
+            poll()
+
+    idle(idle_s)
+    t0 = clock.now_s()
+    runner.run(1)  # the pace: how many iterations make load_s
+    per_s = max(clock.now_s() - t0, 1e-7)
+    phase = "load"
+    start = clock.now_s()
+    poll()
+    runner.run_window(max(1, int(load_s / per_s)), poll, poll_s)
+    end = clock.now_s()
+    poll()
+    phase = "tail"
+    idle(tail_s)
+    return samples, (start, end)
+
+
+def _counter_power(samples: list[Sample]) -> list[tuple[float, float]]:
+    """(time, power) between consecutive counter changes: the counter's own power trace."""
+    changes = []
+    last = None
+    for s in samples:
+        if s.energy_j is not None and s.energy_j != last:
+            if last is not None:
+                changes.append((s.t_s, s.energy_j))
+            last = s.energy_j
+    return [
+        ((t0 + t1) / 2, (e1 - e0) / (t1 - t0))
+        for (t0, e0), (t1, e1) in itertools.pairwise(changes)
+        if t1 > t0
+    ]
+
+
+def _delay(series: list[tuple[float, float]], at: float, before: float, after: float) -> float:
+    """Seconds from ``at`` until ``series`` first covers :data:`STEP_SHARE` of the step from
+    ``before`` to ``after`` (NaN if it never does)."""
+    level = before + STEP_SHARE * (after - before)
+    rising = after > before
+    for t, v in series:
+        if t >= at and (v >= level if rising else v <= level):
+            return t - at
+    return float("nan")
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def characterise(samples: list[Sample], load: tuple[float, float]) -> dict[str, Any]:
+    """The figures of the module docstring from one trace (stable keys, SI units)."""
+    start, end = load
+    during = [s for s in samples if start <= s.t_s <= end]
+    changes = [b.t_s for a, b in itertools.pairwise(during) if b.energy_j != a.energy_j]
+    period = (
+        statistics.median(b - a for a, b in itertools.pairwise(changes))
+        if len(changes) > 2
+        else None
+    )
+    steady = [s for s in during if s.t_s >= start + (end - start) / 2]
+    counted = [s for s in steady if s.energy_j is not None]
+    out: dict[str, Any] = {
+        "counter_period_s": period,
+        "samples": len(samples),
+        "load_s": end - start,
+    }
+    # each update as first seen: the counter's mean power between the first and the last
+    updates = [b for a, b in itertools.pairwise(counted) if b.energy_j != a.energy_j]
+    counter_w = None
+    if len(updates) >= 2 and updates[-1].t_s > updates[0].t_s:
+        first, last = updates[0], updates[-1]
+        counter_w = (last.energy_j - first.energy_j) / (last.t_s - first.t_s)  # type: ignore[operator]
+    out["counter_power_w"] = counter_w
+    idle = [s for s in samples if s.phase == "idle"]
+    tail = [s for s in samples if s.phase == "tail" and s.t_s >= end + 2.0]
+    series: dict[str, list[tuple[float, float]]] = {"counter": _counter_power(samples)}
+    for name in ("usage_w", "instant_w", "average_w"):
+        values = [getattr(s, name) for s in steady if getattr(s, name) is not None]
+        mean = _mean(values)
+        out[f"{name[:-2]}_mean_w"] = mean
+        out[f"{name[:-2]}_to_counter"] = mean / counter_w if mean and counter_w else None
+        series[name[:-2]] = [
+            (s.t_s, getattr(s, name)) for s in samples if getattr(s, name) is not None
+        ]
+    rise, fall = {}, {}
+    for name, points in series.items():
+        lo = _mean([v for t, v in points if t < start])
+        hi = _mean([v for t, v in points if start + (end - start) / 2 <= t <= end])
+        after = _mean([v for t, v in points if t >= end + 2.0])
+        if lo is not None and hi is not None:
+            rise[name] = _delay(points, start, lo, hi)
+        if hi is not None and after is not None:
+            fall[name] = _delay(points, end, hi, after)
+    out["rise_s"], out["fall_s"] = rise, fall
+    temps = [(s.t_s, s.temperature_c) for s in during if s.temperature_c is not None]
+    if len(temps) >= 2:
+        out["temperature_rise_c"] = temps[-1][1] - temps[0][1]
+        late = [x for x in temps if x[0] >= end - 1.0]
+        out["temperature_rate_c_per_s_at_end"] = (
+            (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
+            if len(late) >= 2 and late[-1][0] > late[0][0]
+            else None
+        )
+    out["idle_power_w"] = _mean([s.usage_w for s in idle if s.usage_w is not None])
+    out["tail_power_w"] = _mean([s.usage_w for s in tail if s.usage_w is not None])
+    return out
