@@ -69,6 +69,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     u.add_argument("--json", action="store_true", help="machine-readable output")
     u.set_defaults(run=run_units)
+    f = s.add_parser(
+        "fit",
+        help="fit a simulator spec to a real GPU's sweep records and sensor trace",
+        description="Starting from a built-in spec of the same model, fit compute efficiency, "
+        "idle power, dynamic power and the voltage curve's exponent, ambient temperature and "
+        "thermal resistance (from sweep records at the default power limit), and the sensors' "
+        "update period, GetPowerUsage's averaging window and the slow thermal time constant "
+        "(from a `wattbench validate` run's sensor trace). Writes the spec and prints each "
+        "fitted value beside the base one, and how well both specs reproduce every point.",
+    )
+    f.add_argument("records", nargs="+", metavar="RUN", help="run records or folders of them")
+    f.add_argument("--sensors", metavar="DIR", help="a `wattbench validate` run's folder")
+    f.add_argument("--base", metavar="KEY", help="built-in spec to start from (default: by name)")
+    f.add_argument("-o", "--output", required=True, metavar="SPEC.toml")
+    f.add_argument("--json", action="store_true", help="machine-readable output")
+    f.set_defaults(run=run_fit)
     sim_shared.add_parsers(s)
 
 
@@ -174,4 +190,68 @@ def run_units(args: argparse.Namespace) -> int:
         f"power at {lock} MHz: s.d. {sd:.1%}, range {rng:.1%} of the mean; clock at the cap: "
         f"s.d. {csd:.1%}, range {crng:.1%} (published: 8 H200 at 700 W, 1405-1527 MHz, ~8%)"
     )
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    import json
+    import statistics
+    from pathlib import Path
+
+    from wattbench.profiler.report.runs import expand
+    from wattbench.profiler.store import RunRecord
+    from wattbench.profiler.store.record import RecordError
+    from wattbench.profiler.validate import fit as fitting
+
+    records = []
+    for path, named in expand(args.records):
+        try:
+            records.append(RunRecord.load(path))
+        except RecordError as exc:
+            if named:
+                raise UsageError(f"{path} is not a run record ({exc})", "pass records") from None
+    if not records:
+        raise UsageError("no run records found", "pass run records or folders of them")
+    names = sorted({r.doc["device"]["name"] for r in records})
+    if len(names) > 1:
+        raise UsageError(f"records of several GPU models: {', '.join(names)}", "fit one model")
+    if args.base:
+        base = sim_spec.load_builtin(args.base)
+    else:
+        found = [k for k in sim_spec.builtin_keys()
+                 if sim_spec.load_builtin(k).identity.name == names[0]]  # fmt: skip
+        if not found:
+            raise UsageError(f"no built-in spec is a {names[0]}", "name one with --base KEY")
+        base = sim_spec.load_builtin(found[0])
+    out = Path(args.output)
+    if out.exists():
+        raise UsageError(f"{out} exists", "choose another -o, or remove it")
+    trace = fitting.load_trace(args.sensors) if args.sensors else None
+    result = fitting.fit(base, records, trace)
+    out.write_text(result.text, encoding="utf-8")
+    rows = fitting.agreement(result)
+    if args.json:
+        doc = {
+            "schema": "wattbench.sim-fit/1",
+            "base": base.key,
+            "spec": str(out),
+            "fitted": {
+                k: {"base": v[0], "fitted": v[1], "how": v[2]} for k, v in result.fitted.items()
+            },
+            "points": rows,
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"fitted from {len(records)} record(s), {len(result.points)} point(s); base {base.key}")
+    for k, (old, new, how) in result.fitted.items():
+        print(f"  {k:40} {old!s:>8} -> {new!s:<8} {how}")
+
+    def rms(key: str) -> float:
+        return statistics.fmean(r[key] ** 2 for r in rows) ** 0.5
+
+    print(f"agreement over the points (rms): power {rms('fitted_power_rel'):.1%} fitted, "
+          f"{rms('base_power_rel'):.1%} base; time {rms('fitted_time_rel'):.1%} fitted, "
+          f"{rms('base_time_rel'):.1%} base")  # fmt: skip
+    print(f"written: {out} (use it as --device sim:{out})")
     return 0

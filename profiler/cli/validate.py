@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(steps.jsonl); --resume runs only what is missing. Ends with a verdict table. "
         "--dry-run runs the same flow here: a simulated GPU, Triton's interpreter.",
     )
-    p.add_argument("--device", default="0", help="the GPU (default 0); ignored with --dry-run")
+    p.add_argument(
+        "--device", default="0", help="the GPU (default 0); with --dry-run a sim: selection"
+    )
     p.add_argument(
         "--budget-s",
         type=bounded(float, minimum=1),
@@ -63,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
             f"no CUDA device here ({env.cuda_error})",
             "run on a machine with a GPU, or pass --dry-run to rehearse the flow here",
         )
-    device = open_device("sim:h100-sxm" if args.dry_run else args.device, observe_only=True)
+    selection = args.device
+    if args.dry_run and not selection.startswith("sim:"):
+        selection = "sim:h100-sxm"  # a dry run never touches a real GPU
+    device = open_device(selection, observe_only=True)
     folder = (
         Path(args.out) if args.out else (default_results_dir() / "validate" / device.identity.uuid)
     )
