@@ -1,15 +1,20 @@
 """Kernel time on a CUDA device with CUDA events: warm-up, then the median of timed repetitions.
 
-A repetition times a batch of back-to-back launches (sized so that a batch lasts about
-``batch_ms``), which hides the CPU's launch gap; the time per launch is the batch's time over its
-size. L2 is handled by the launch, not here: a launch built under the L2 policy ``"rotate"``
-(:mod:`wattbench.kernels.l2`, the default of :func:`wattbench.kernels.catalog.gpu_launch` and of
-:class:`TimingSettings`) runs the next of its input sets on each call, so back-to-back launches
-read their operands from device memory exactly as in the energy loop, which repeats the same
-kind of launch; under ``"warm"`` every launch reuses the same inputs. Nothing is flushed between
-launches (a flush that writes leaves dirty lines for the timed kernel to write back). Only
-torch's current stream is timed; launches on the legacy default stream (CuPy's) are ordered
-with it. Changes no setting. Needs CUDA.
+A repetition replays a CUDA graph of a batch of back-to-back launches (sized so that a batch
+lasts about ``batch_ms``), so the CPU's launch gaps (15-30 us for a Triton launch) stay out of
+the time even for kernels shorter than that; the time per launch is the batch's time over its
+size. :func:`time_graphs_interleaved` times several launches alternately (the acceptance run's
+targets against their references).
+
+L2 is handled by the launch, not here: a launch built under the L2 policy ``"rotate"``
+(:mod:`wattbench.kernels.l2`, the default of :func:`wattbench.kernels.catalog.gpu_launch` and
+of :class:`TimingSettings`) runs the next of its input sets on each call (a graph captures
+whole rounds of them), so back-to-back launches read their operands from device memory exactly
+as in the energy loop; under ``"warm"`` every launch reuses the same inputs. Nothing is flushed
+between launches (a flush that writes leaves dirty lines for the timed kernel to write back).
+Only torch's current stream is timed; launches on the legacy default stream (CuPy's) are
+ordered with it (a graph captures the current stream only: a launch on another stream fails to
+capture and is timed one by one). Changes no setting. Needs CUDA.
 """
 
 from __future__ import annotations
@@ -50,12 +55,15 @@ class Timings:
     per_launch_ms: list[float]
     batch: int
     l2: L2Plan | None
+    graph: bool = False  # the batch was replayed as a CUDA graph
 
 
 def time_launches(launch: Launch, settings: TimingSettings | None = None) -> Timings:
     """Time ``launch`` (needs CUDA): warm-up, one launch to size the batch, then ``reps``
-    batches. Raises ValueError when ``launch`` was built under another L2 policy than
-    ``settings.l2``."""
+    replays of a CUDA graph of one batch (whole rounds of the launch's input sets), so the
+    CPU's launch gaps are out of the timing; where capture fails, ``reps`` batches launched one
+    by one (``Timings.graph`` False). Raises ValueError when ``launch`` was built under another
+    L2 policy than ``settings.l2``."""
     import torch
 
     s = settings or TimingSettings()
@@ -75,15 +83,24 @@ def time_launches(launch: Launch, settings: TimingSettings | None = None) -> Tim
     end.record()
     torch.cuda.synchronize()
     one_ms = max(start.elapsed_time(end), 1e-3)
-    batch = int(min(s.max_batch, max(1, s.batch_ms / one_ms)))
+    sets = int(getattr(launch, "sets", 1) or 1)
+    batch = whole_rounds(int(min(s.max_batch, max(1, s.batch_ms / one_ms))), sets)
+    try:
+        graph = capture_graph(launch, batch)
+    except Exception:  # capture is an optimisation: time the launches one by one
+        graph = None
     pairs = [(event(), event()) for _ in range(s.reps)]
     for start, end in pairs:
         start.record()
-        for _ in range(batch):
-            launch()
+        if graph is not None:
+            graph.replay()
+        else:
+            for _ in range(batch):
+                launch()
         end.record()
     torch.cuda.synchronize()
-    return Timings([start.elapsed_time(end) / batch for start, end in pairs], batch, plan)
+    times = [start.elapsed_time(end) / batch for start, end in pairs]
+    return Timings(times, batch, plan, graph=graph is not None)
 
 
 def time_launch_ms(launch: Launch, settings: TimingSettings | None = None) -> list[float]:
