@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
+from wattbench.profiler import signals
 from wattbench.profiler.errors import (
     DeviceError,
     DriverNotFoundError,
@@ -23,7 +24,6 @@ from wattbench.profiler.errors import (
     NotSupportedError,
     WattbenchError,
 )
-from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.nvml_lib import (
     SimulatedNvmlLibrary,

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wattbench.profiler import signals
 from wattbench.profiler.errors import DeviceError, GpuBusyError
-from wattbench.profiler.safety import signals
 from wattbench.profiler.safety.journal import (
     GpuSettings,
     Journal,
