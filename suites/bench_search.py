@@ -74,7 +74,6 @@ from wattbench.profiler.measure import (
     Measurement,
     MeasureSettings,
     PointMeasurer,
-    VirtualClock,
 )
 from wattbench.profiler.runners import SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard
@@ -85,6 +84,7 @@ from wattbench.profiler.select.objectives import (
 )
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.store import collect_versions
 from wattbench.profiler.sweep import Space
 from wattbench.profiler.sweep.adaptive import AdaptiveSettings, AdaptiveStrategy, cost_function
