@@ -16,7 +16,7 @@ from pathlib import Path
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.export import envfile, kubernetes, slurm
-from wattbench.profiler.export.names import safe_name
+from wattbench.profiler.names import safe_name
 from wattbench.profiler.store.points import PointEntry, PointsDocument
 
 FORMATS = ("env", "slurm", "k8s")
