@@ -34,17 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.kernels import catalog
+from wattbench.kernels.comparison import ComparisonTiming, report_json, time_comparison
 from wattbench.kernels.env import Environment, probe
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.timing import TimingSettings
-from wattbench.kernels.verify import Report, check
-from wattbench.profiler.cli.check import (
-    ComparisonTiming,
-    add_l2_arguments,
-    l2_lines,
-    report_json,
-    time_comparison,
-)
+from wattbench.kernels.verify import Report, check, l2_lines
+from wattbench.profiler.cli.args import add_l2_arguments
 from wattbench.profiler.errors import ShapeError, WattbenchError
 
 SCHEMA = "wattbench.bench/1"
