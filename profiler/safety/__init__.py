@@ -4,6 +4,8 @@
 * ``guard.py``     -- ActuationGuard: one session of changes; crash recovery, restore, apply/reset
 * ``../signals.py`` -- SIGINT/SIGTERM/SIGHUP become exceptions while a session is open
 * ``preflight.py`` -- before a sweep: privileges for what it will change, other processes on the GPU
+* ``apply.py``     -- set a point and leave it set (checked first, journaled, the target committed)
+* ``reset.py``     -- put a GPU's original settings (or the driver defaults) back
 """
 
 from wattbench.profiler.safety.guard import (
