@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import UsageError
+from wattbench.profiler.jsonio import write_text_atomic
 
 POINTS_SCHEMA = "wattbench.points/1"
 POINTS_SCHEMA_FILE = "points.schema.json"
@@ -307,10 +308,8 @@ class PointsDocument:
         return _INT_LIST.sub(_one_line, json.dumps(self.to_json(), indent=2)) + "\n"
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.text(), encoding="utf-8")
-        os.replace(tmp, path)
+        """Write :meth:`text` atomically."""
+        write_text_atomic(path, self.text())
 
     def gpu_info(self, gpu_name: str) -> GpuInfo:
         """What the document knows about ``gpu_name`` (an empty GpuInfo when nothing)."""
