@@ -4,12 +4,12 @@ registration). A new family is one declaration module plus one entry in :data:`F
 from __future__ import annotations
 
 from wattbench.kernels.attention.family import DECODE, PREFILL, PREFILL_FULL
+from wattbench.kernels.errors import UnknownKernelError, UsageError
 from wattbench.kernels.family import Family, Impl
 from wattbench.kernels.l2 import DEFAULT_POLICY, RotatingLaunch, check_policy, rotating_launch
 from wattbench.kernels.matmul.family import FAMILY as MATMUL
 from wattbench.kernels.qgemm.w4a16 import FAMILY as W4A16
 from wattbench.kernels.qgemm.w8a8 import FAMILY as W8A8
-from wattbench.profiler.errors import UnknownKernelError, UsageError
 
 FAMILIES: tuple[Family, ...] = (MATMUL, PREFILL, PREFILL_FULL, DECODE, W8A8, W4A16)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattbench.kernels import catalog
+from wattbench.kernels.errors import UnknownKernelError
 from wattbench.kernels.family import Shape
 from wattbench.kernels.family import shape_text as _shape_text
 from wattbench.kernels.work import Work
-from wattbench.profiler.errors import UnknownKernelError
 
 
 @dataclass(frozen=True)

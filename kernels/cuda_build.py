@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wattbench.profiler.errors import UsageError, WattbenchError
+from wattbench.kernels.errors import UsageError, WattbenchError
 
 GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
 

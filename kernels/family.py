@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattbench.kernels.env import Environment
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, WattbenchError
 from wattbench.kernels.work import Work
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, WattbenchError
 
 Shape = tuple[int, ...]
 #: one launch of a kernel on allocated inputs; it writes ``Inputs.out`` and allocates nothing

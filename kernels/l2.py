@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wattbench.kernels.errors import UsageError
 from wattbench.kernels.family import Family, Impl, Inputs, Launch, Shape
-from wattbench.profiler.errors import UsageError
 
 ROTATE = "rotate"
 WARM = "warm"

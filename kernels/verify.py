@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Family, Impl, ImplUnavailable, Shape, shape_text
-from wattbench.kernels.l2 import rotating_launch
+from wattbench.kernels.l2 import L2Plan, rotating_launch
 from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.work import Work
 
@@ -229,3 +229,12 @@ def _run_one(
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+def l2_lines(rep: Report) -> list[str]:
+    """How the timed implementations met L2: one line when they all came to the same plan, else
+    one per implementation; none when nothing was timed."""
+    texts = {r.impl: L2Plan.from_json(r.l2).text() for r in rep.results if r.l2 is not None}
+    if len(set(texts.values())) == 1:
+        return [f"  L2: {next(iter(texts.values()))}"]
+    return [f"  L2 ({impl}): {text}" for impl, text in texts.items()]

@@ -7,30 +7,32 @@ wrong and a ``remedy`` saying what to do about it. The CLI prints ``str(error)``
 
 from __future__ import annotations
 
+# The root, the usage errors' base and the kernels' own two errors are defined by the kernels
+# package, the lowest layer, which raises them without importing the profiler; the rest of the
+# hierarchy builds on them here.
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
 
-class WattbenchError(Exception):
-    """Base class. ``str()`` gives the message followed by the remedy."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, remedy: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.remedy = remedy
-
-    def __str__(self) -> str:
-        if self.remedy:
-            return f"{self.message} -- {self.remedy}"
-        return self.message
-
-
-# --- usage errors: the request itself is wrong (exit code 2) -------------------------------------
-
-
-class UsageError(WattbenchError):
-    """The command line, a file or an argument is wrong; nothing was touched."""
-
-    exit_code = 2
+__all__ = [
+    "ActuationForbiddenError",
+    "DeviceError",
+    "DriverNotFoundError",
+    "EnvironmentVariableError",
+    "GpuBusyError",
+    "GpuLostError",
+    "LaunchError",
+    "MeasurementError",
+    "NoPermissionError",
+    "NotSupportedError",
+    "PowerLimitOutOfRangeError",
+    "ShapeError",
+    "SimServiceError",
+    "SpecError",
+    "UnknownDeviceError",
+    "UnknownKernelError",
+    "UnsupportedClockError",
+    "UsageError",
+    "WattbenchError",
+]
 
 
 class UnknownDeviceError(UsageError):
@@ -101,11 +103,3 @@ class MeasurementError(WattbenchError):
 
 class LaunchError(WattbenchError):
     """A kernel launch failed (a CUDA fault, or a failure the simulator was told to inject)."""
-
-
-class UnknownKernelError(UsageError):
-    """A kernel family, implementation or dtype wattbench does not have (lists the valid ones)."""
-
-
-class ShapeError(UsageError):
-    """A malformed or unsupported problem shape (says the expected form)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import re
 import shlex
@@ -34,18 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.kernels import catalog
+from wattbench.kernels.comparison import ComparisonTiming, report_json, time_comparison
 from wattbench.kernels.env import Environment, probe
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.timing import TimingSettings
-from wattbench.kernels.verify import Report, check
-from wattbench.profiler.cli.check import (
-    ComparisonTiming,
-    add_l2_arguments,
-    l2_lines,
-    report_json,
-    time_comparison,
-)
+from wattbench.kernels.verify import Report, check, l2_lines
+from wattbench.profiler.cli.args import add_l2_arguments
 from wattbench.profiler.errors import ShapeError, WattbenchError
+from wattbench.profiler.jsonio import write_json_atomic
 
 SCHEMA = "wattbench.bench/1"
 PROG = "bench"
@@ -331,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         stem = f"bench_{fam.name}-{_slug(env.device_name or 'gpu')}-{args.dtype}-{stamp}"
         json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-        json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(json_path, doc)
         md_path.write_text(
             render_markdown(doc, reports, fam.baseline.name, comparisons), encoding="utf-8"
         )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shlex
 import statistics
@@ -35,6 +34,7 @@ from typing import Any
 
 from wattbench.kernels.costs import make_problem
 from wattbench.profiler.device import open_device
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.measure import MeasureSettings, PointMeasurer
 from wattbench.profiler.measure.meter import ASYNC_POLL_S
 from wattbench.profiler.measure.types import OperatingPoint
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(out / "overhead.json", doc, indent=1)
     (out / "overhead.md").write_text(table, encoding="utf-8")
     return 0
 

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.store import collect_versions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": collect_versions(),
         "rows": rows,
     }
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(out / f"{stem}.json", doc, indent=1)
     (out / f"{stem}.md").write_text(table, encoding="utf-8")
     print(f"written: {out / stem}.json, .md")
     return 0 if all(r["pytest_exit"] == 0 for r in rows) else 1

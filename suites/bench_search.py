@@ -69,12 +69,12 @@ from wattbench.kernels.costs import make_problem, work_of
 from wattbench.kernels.work import Work
 from wattbench.profiler.device import nvml as device_nvml
 from wattbench.profiler.device import open_device
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.measure import (
     Actuator,
     Measurement,
     MeasureSettings,
     PointMeasurer,
-    VirtualClock,
 )
 from wattbench.profiler.runners import SimulatedRunner
 from wattbench.profiler.safety import ActuationGuard
@@ -85,6 +85,7 @@ from wattbench.profiler.select.objectives import (
 )
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.store import collect_versions
 from wattbench.profiler.sweep import Space
 from wattbench.profiler.sweep.adaptive import AdaptiveSettings, AdaptiveStrategy, cost_function
@@ -348,7 +349,7 @@ def methods_study(args: argparse.Namespace, wls: list[Workload], scratch: Path) 
 def _write(out: Path, stem: str, doc: dict[str, Any], table: str) -> None:
     """``doc`` as ``<out>/<stem>.json`` and ``table`` as ``<out>/<stem>.md``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(out / f"{stem}.json", doc, indent=1)
     (out / f"{stem}.md").write_text(table, encoding="utf-8")
     print(f"written: {out / stem}.json, .md")
 

@@ -191,8 +191,8 @@ def test_nothing_to_apply_and_missing_problem():
 def test_simulated_point_is_not_applied_to_a_real_gpu():
     # the real-GPU side cannot exist here, so the rule is tested on its own; `apply --from`
     # calls it with the entry's flag and whether the opened device is simulated
-    from wattbench.profiler.cli.apply import check_source
     from wattbench.profiler.errors import UsageError
+    from wattbench.profiler.safety.apply import check_source
 
     with pytest.raises(UsageError, match="chosen on a simulated GPU") as info:
         check_source(True, False, "matmul-vendor-bf16-8192x8192x8192")

@@ -25,9 +25,10 @@ from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import nvml as device_nvml
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.export import envfile, kubernetes, slurm
-from wattbench.profiler.export.names import dns_name, is_label_key, is_label_value, safe_name
+from wattbench.profiler.export.names import dns_name, is_label_key, is_label_value
 from wattbench.profiler.export.render import render
 from wattbench.profiler.export.yamltext import Literal, dump, quote
+from wattbench.profiler.names import safe_name
 from wattbench.profiler.sim import spec, state
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.points import (

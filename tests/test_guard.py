@@ -4,7 +4,10 @@ invariant (no setter without a journal), nesting under an applied target, signal
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -29,6 +32,32 @@ def dev():
 def settings_of(dev):
     sim = dev.simulated
     return sim.sm_locked_mhz(), sim.mem_locked_mhz(), sim.power_limit_mw()
+
+
+def test_without_the_safety_layer_a_setter_refuses_before_nvml_is_touched(tmp_path):
+    """The device layer imports nothing above it: the safety layer registers the session opener
+    on import, and until then every setter refuses (a fresh process: pytest loads safety)."""
+    child = (
+        "import sys\n"
+        "from wattbench.profiler.device import open_device\n"
+        "from wattbench.profiler.errors import ActuationForbiddenError\n"
+        "dev = open_device('sim:h100-sxm')\n"
+        "assert 'wattbench.profiler.safety.guard' not in sys.modules\n"
+        "try:\n"
+        "    dev.set_power_limit_w(400)\n"
+        "except ActuationForbiddenError as exc:\n"
+        "    print(exc)\n"
+        "assert dev.simulated.power_limit_mw() == 700_000\n"
+        "import wattbench.profiler.safety\n"
+        "dev.set_power_limit_w(400)\n"
+        "assert dev.simulated.power_limit_mw() == 400_000\n"
+    )
+    env = {**os.environ, "WATTBENCH_SIM_STATE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no actuation session can journal its settings first" in out.stdout
 
 
 def test_a_setter_without_a_session_journals_first_and_release_restores(dev):

@@ -13,7 +13,6 @@ from wattbench.kernels.costs import make_problem, work_of
 from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import open_device
 from wattbench.profiler.errors import MeasurementError
-from wattbench.profiler.measure.clock import VirtualClock
 from wattbench.profiler.measure.criteria import Drift, Settled, StandardErrorTarget
 from wattbench.profiler.measure.meter import EnergyMeter
 from wattbench.profiler.measure.thermal import (
@@ -26,6 +25,7 @@ from wattbench.profiler.measure.thermal import (
 from wattbench.profiler.runners.simulated import SimulatedRunner
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim import spec as sim_spec
+from wattbench.profiler.sim.gpu import VirtualClock
 
 
 def test_standard_error_target_stops_on_the_mean_not_the_spread():

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from wattbench.profiler import jsonio
 from wattbench.profiler.errors import SpecError
 from wattbench.profiler.sim import gpu, physics, spec, state
 
@@ -163,11 +164,25 @@ def test_failed_write_keeps_the_old_file_and_no_temporary(monkeypatch):
     g.update_settings(power_limit_mw=450_000)
     before = path.read_bytes()
 
-    def broken_dump(obj, f, **kwargs):
-        f.write('{"settings": {"power_limit_mw": 2')  # half-written, then the writer dies
-        raise OSError("disk full")
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr(state.json, "dump", broken_dump)
+    class HalfWriter:  # the temporary file gets half the document, then the writer dies
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            raise OSError("disk full")
+
+    monkeypatch.setattr(
+        jsonio.os, "fdopen", lambda fd, *a, **k: HalfWriter(real_fdopen(fd, *a, **k))
+    )
     with pytest.raises(OSError, match="disk full"):
         g.update_settings(power_limit_mw=300_000)
     monkeypatch.undo()

@@ -479,7 +479,8 @@ def test_default_run_path_shapes_and_odd_names(tmp_path):
 
 
 def test_points_from_a_record_round_trip_and_validate(tmp_path, header):
-    from wattbench.profiler.store.points import PointsDocument, points_from_runs
+    from wattbench.profiler.export.points import points_from_runs
+    from wattbench.profiler.store.points import PointsDocument
     from wattbench.profiler.store.points import validate as validate_points
 
     record = full_record(tmp_path / "run.json", header)

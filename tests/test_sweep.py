@@ -15,8 +15,9 @@ import pytest
 from wattbench.kernels.costs import make_problem, work_of
 from wattbench.profiler.cli.main import main
 from wattbench.profiler.device import open_device
-from wattbench.profiler.measure import Actuator, OperatingPoint, PointMeasurer, VirtualClock
+from wattbench.profiler.measure import Actuator, OperatingPoint, PointMeasurer
 from wattbench.profiler.runners import SimulatedRunner
+from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.store import RunRecord, validate
 
 SWEEP = [

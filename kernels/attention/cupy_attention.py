@@ -42,8 +42,8 @@ from wattbench.kernels.attention.problem import (
     head_dim_reason,
 )
 from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
+from wattbench.kernels.errors import ShapeError, UsageError
 from wattbench.kernels.matmul.cupy_matmul import normalize_arch
-from wattbench.profiler.errors import ShapeError, UsageError
 
 PREFILL_SOURCE = "flash_fwd.cu"
 DECODE_SOURCE = "flash_decode.cu"

@@ -26,9 +26,9 @@ from __future__ import annotations
 from wattbench.kernels.attention import cupy_impl, triton_impl, vendor
 from wattbench.kernels.attention.problem import check_heads
 from wattbench.kernels.attention.reference import attention_float64
+from wattbench.kernels.errors import ShapeError
 from wattbench.kernels.family import DtypeSpec, Family, Inputs, Preset, Shape
 from wattbench.kernels.work import DTYPE_BYTES, Work
-from wattbench.profiler.errors import ShapeError
 
 TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 
 #: head dimensions of the custom (Triton and CUDA) kernels
 KERNEL_HEAD_DIMS = (64, 128)

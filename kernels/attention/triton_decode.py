@@ -42,8 +42,8 @@ from wattbench.kernels.attention.problem import (
     head_dim_reason,
 )
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.errors import ShapeError
 from wattbench.kernels.triton_support import num_sms
-from wattbench.profiler.errors import ShapeError
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634

@@ -34,8 +34,8 @@ import triton.language as tl
 
 from wattbench.kernels.attention.problem import check_operands, head_dim_reason
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.errors import ShapeError
 from wattbench.kernels.triton_support import size_bucket
-from wattbench.profiler.errors import ShapeError
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from wattbench.kernels.errors import UnknownKernelError
 from wattbench.kernels.family import Impl, ImplUnavailable, Inputs, Launch
-from wattbench.profiler.errors import UnknownKernelError
 
 
 def _build(inputs: Inputs, make: Callable[..., Launch]) -> Launch:

@@ -44,7 +44,7 @@ from wattbench.kernels.cuda_build import (
     import_cupy,
     ptxas_report,
 )
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtypes of the hand-written kernel (wattbench vocabulary)
 SUPPORTED_DTYPES: tuple[str, ...] = ("fp16", "bf16")

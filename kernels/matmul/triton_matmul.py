@@ -49,13 +49,13 @@ import triton
 import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.triton_support import (
     gemm_config,
     grouped_tile,
     num_sms,
     size_bucket,
 )
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtype names of the wattbench vocabulary this implementation supports
 SUPPORTED_DTYPES: tuple[str, ...] = ("fp16", "bf16", "fp32", "fp8")

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.qgemm import operands
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 #: the sources (package data) and their extern "C" entry points
 ENTRY_POINTS: dict[str, tuple[str, ...]] = {

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from wattbench.kernels.errors import UsageError
 from wattbench.kernels.family import Impl, ImplUnavailable, Inputs, Launch, Shape
 from wattbench.kernels.qgemm import vendor
 from wattbench.kernels.qgemm.names import W4A16_DTYPES, group_of
-from wattbench.profiler.errors import UsageError
 
 
 def _operands(inputs: Inputs) -> tuple:

@@ -3,9 +3,9 @@ Triton (``triton_w8a8.py``), CuPy (``w8a8.cu``: int8 mma.sync on sm_80+, dp4a be
 
 from __future__ import annotations
 
+from wattbench.kernels.errors import UsageError
 from wattbench.kernels.family import Impl, ImplUnavailable, Inputs, Launch, Shape
 from wattbench.kernels.qgemm import vendor
-from wattbench.profiler.errors import UsageError
 
 
 def _triton_launch(inputs: Inputs) -> Launch:

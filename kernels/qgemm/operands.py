@@ -6,8 +6,8 @@ Each returns the problem size and raises ShapeError (shapes, layout), UnknownKer
 
 from __future__ import annotations
 
+from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.qgemm import quantize
-from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
 
 def _tensors(named: dict) -> None:

@@ -23,7 +23,7 @@ Group-wise quantization parameters (``quantize.quantize_int4``) complete the for
 
 from __future__ import annotations
 
-from wattbench.profiler.errors import ShapeError, UsageError
+from wattbench.kernels.errors import ShapeError, UsageError
 
 #: nibble that holds k offset e (0..7) within a word
 NIBBLE_OF_OFFSET: tuple[int, ...] = (0, 4, 1, 5, 2, 6, 3, 7)

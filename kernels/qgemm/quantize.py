@@ -16,7 +16,7 @@ kernels read them). Every function works on any torch device and returns new ten
 
 from __future__ import annotations
 
-from wattbench.profiler.errors import ShapeError
+from wattbench.kernels.errors import ShapeError
 
 INT8_MAX = 127
 FP8_E4M3_MAX = 448.0

@@ -34,6 +34,7 @@ import triton
 import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.errors import UsageError
 from wattbench.kernels.qgemm import operands
 from wattbench.kernels.triton_support import (
     gemm_config,
@@ -41,7 +42,6 @@ from wattbench.kernels.triton_support import (
     num_sms,
     size_bucket,
 )
-from wattbench.profiler.errors import UsageError
 
 _INTERPRET = triton_interpreting()
 #: the GEMV serves M up to this; the tiled kernel above

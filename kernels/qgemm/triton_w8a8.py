@@ -27,9 +27,9 @@ import triton
 import triton.language as tl
 
 from wattbench.kernels.env import triton_interpreting
+from wattbench.kernels.errors import UsageError
 from wattbench.kernels.qgemm import operands
 from wattbench.kernels.triton_support import gemm_config, grouped_tile, size_bucket
-from wattbench.profiler.errors import UsageError
 
 _INTERPRET = triton_interpreting()
 

@@ -20,10 +20,10 @@ bounds the kernel's error (fp32 scaling, output rounding), not the quantization 
 
 from __future__ import annotations
 
+from wattbench.kernels.errors import ShapeError
 from wattbench.kernels.family import Comparison, DtypeSpec, Family, Inputs, Shape
 from wattbench.kernels.qgemm import impls_w8a8, presets, quantize
 from wattbench.kernels.work import Work
-from wattbench.profiler.errors import ShapeError
 
 #: out dtype (torch attribute) per family dtype
 OUT_DTYPES = {"int8": "bfloat16", "int8-fp16": "float16", "fp8": "bfloat16", "fp8-row": "bfloat16"}

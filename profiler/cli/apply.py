@@ -2,7 +2,8 @@
 
 The change is made inside an actuation session, so the GPU's original settings are journaled
 first; the applied point becomes the journal's *target*: later sweeps put it back when they end,
-and ``wattbench reset`` undoes it. Everything is validated before anything is changed.
+and ``wattbench reset`` undoes it. Everything is validated before anything is changed (the checks
+and the journaled change: ``safety/apply.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 
 from wattbench.profiler.cli.args import positive_float, positive_int
-from wattbench.profiler.device import Device, open_device
+from wattbench.profiler.device import open_device
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.safety import ActuationGuard, GpuSettings, apply_settings
+from wattbench.profiler.safety import GpuSettings
+from wattbench.profiler.safety.apply import apply_and_keep, check_source
 from wattbench.profiler.store.points import PointsDocument
 
 
@@ -68,30 +70,7 @@ def run(args: argparse.Namespace) -> int:
         settings = GpuSettings(args.sm_mhz, args.mem_mhz, args.power_limit_w)
         knobs = {k for k, v in zip(("sm", "mem", "power"), explicit, strict=True) if v is not None}
         source = str(settings)
-    validate(device, settings, knobs)
-    with ActuationGuard(device, "apply") as guard:
-        apply_settings(device, settings, knobs)
-        guard.commit(settings, knobs)
+    apply_and_keep(device, settings, knobs)
     print(f"applied to {device.identity}: {source}")
     print(f"undo with: wattbench reset --device {device.selection}")
     return 0
-
-
-def check_source(point_simulated: bool, device_simulated: bool, workload: str) -> None:
-    """Refuse to put a point chosen on a simulated GPU onto a real one: the model's optimum is
-    not a measurement of this GPU."""
-    if point_simulated and not device_simulated:
-        raise UsageError(
-            f"the point for {workload!r} was chosen on a simulated GPU, not measured on this one",
-            "sweep the workload on this GPU (`wattbench sweep --device ...`) and export that run",
-        )
-
-
-def validate(device: Device, s: GpuSettings, knobs: set[str]) -> None:
-    """Check every value against the device before anything is changed."""
-    if "mem" in knobs and s.mem_mhz is not None:
-        device.check_memory_clock(s.mem_mhz)
-    if "sm" in knobs and s.sm_mhz is not None:
-        device.check_sm_clock(s.sm_mhz, s.mem_mhz if "mem" in knobs else None)
-    if "power" in knobs and s.power_limit_w is not None:
-        device.check_power_limit_w(s.power_limit_w)

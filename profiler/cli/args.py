@@ -7,6 +7,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from wattbench.kernels.l2 import DEFAULT_POLICY, POLICIES, ROTATE
+
 #: the positional argument of the commands that read run records (compare, plot, export)
 RUNS_HELP = (
     "run records, or folders of them (searched recursively; default: the sweeps' default "
@@ -17,6 +19,28 @@ RUNS_HELP = (
 def add_runs_argument(p: argparse.ArgumentParser) -> None:
     """``RUN...``: run files or folders; none means the default run folder."""
     p.add_argument("runs", nargs="*", metavar="RUN", help=RUNS_HELP)
+
+
+def add_l2_arguments(p: argparse.ArgumentParser) -> None:
+    """``--l2 {rotate,warm}`` and its old name ``--flush-l2`` (= ``--l2 rotate``), into
+    ``args.l2``; shared by ``wattbench check`` and suites/bench.py."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--l2",
+        choices=POLICIES,
+        help="how timed launches meet the L2 cache: rotate (default) runs each launch on the "
+        "next of several seeded input sets that together hold twice the L2, so operands come "
+        "from device memory, as in the energy loop of `wattbench sweep`; warm reuses the same "
+        "inputs (small problems then run from L2)",
+    )
+    group.add_argument(
+        "--flush-l2",
+        dest="l2",
+        action="store_const",
+        const=ROTATE,
+        help="the old name of --l2 rotate (the default); nothing is flushed",
+    )
+    p.set_defaults(l2=DEFAULT_POLICY)
 
 
 def _number(kind: type, text: str) -> float:

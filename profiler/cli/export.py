@@ -15,9 +15,10 @@ import sys
 
 from wattbench.profiler.cli.args import add_runs_argument
 from wattbench.profiler.errors import UsageError
+from wattbench.profiler.export.points import points_from_runs
 from wattbench.profiler.export.render import FORMATS, render
 from wattbench.profiler.report.runs import default_runs, load_runs
-from wattbench.profiler.store.points import PointsDocument, points_from_runs
+from wattbench.profiler.store.points import PointsDocument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -29,7 +29,7 @@ from wattbench.profiler.cli import (
 )
 from wattbench.profiler.device.nvml import shutdown_all
 from wattbench.profiler.errors import WattbenchError
-from wattbench.profiler.safety.signals import Terminated
+from wattbench.profiler.signals import Terminated
 from wattbench.profiler.sim import env as sim_env
 from wattbench.profiler.store.record import fleet_run_id_from_env
 

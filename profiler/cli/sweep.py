@@ -17,8 +17,8 @@ from wattbench.profiler.device import Device, open_device
 from wattbench.profiler.errors import UsageError, WattbenchError
 from wattbench.profiler.measure import Measurement, MeasureSettings
 from wattbench.profiler.measure.measure import METHODS
-from wattbench.profiler.safety.signals import Terminated
 from wattbench.profiler.select.objectives import Choice, parse_objective
+from wattbench.profiler.signals import Terminated
 from wattbench.profiler.store import RunRecord, default_results_dir
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,

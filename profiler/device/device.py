@@ -7,8 +7,11 @@ NVML's mW and mJ become W and J, and every name carries its unit.
 Setters refuse to run when actuation is forbidden (``WATTBENCH_NO_ACTUATE=1`` or a device opened
 observe-only): calling one then is a bug in the caller and raises
 :class:`ActuationForbiddenError` before NVML is touched. Otherwise the first setter call opens the
-GPU's actuation session (``profiler/safety/guard.py``) if the caller has not: the original
-settings are journaled before anything changes, and put back at the latest at exit.
+GPU's actuation session if the caller has not: the original settings are journaled before
+anything changes, and put back at the latest at exit. The safety layer above provides the
+session: ``profiler/safety/guard.py`` registers its opener here when it is imported
+(:func:`register_session_opener`), and without one every setter refuses -- no setter without a
+journal, and no import of the layer above.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from wattbench.profiler.device.nvml import NvmlBackend
 from wattbench.profiler.device.reasons import ClockEventReasons
@@ -48,6 +51,24 @@ ARCHITECTURE_NAMES = {
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _TEMPERATURE_GPU = 0
 _FI_POWER_AVERAGE, _FI_POWER_INSTANT = 185, 186
+
+
+class ActuationSession(Protocol):
+    """What a setter needs of a GPU's open actuation session (``safety.guard.ActuationGuard``)."""
+
+    def mark_changed(self, knob: str) -> None: ...
+
+
+#: opens (or returns) a device's actuation session, its settings journaled first
+SessionOpener = Callable[["Device"], ActuationSession]
+
+_session_opener: SessionOpener | None = None
+
+
+def register_session_opener(opener: SessionOpener) -> None:
+    """Make ``opener`` the way setters open a GPU's actuation session (the safety layer's hook)."""
+    global _session_opener
+    _session_opener = opener
 
 
 def actuation_forbidden_by_env() -> bool:
@@ -135,11 +156,15 @@ class Device:
     def _set(self, knob: str, fn_name: str, *args: Any, what: str) -> None:
         """Call an NVML setter inside this GPU's actuation session (opened, and the settings
         journaled, on first use); the session learns which knob changed."""
-        from wattbench.profiler.safety.guard import ensure_guard
-
-        guard = ensure_guard(self)
+        if _session_opener is None:
+            raise ActuationForbiddenError(
+                f"refusing to change the GPU ({what}): no actuation session can journal its "
+                "settings first",
+                "import wattbench.profiler.safety before changing a GPU (it provides the sessions)",
+            )
+        session = _session_opener(self)
         self._nvml(fn_name, *args, what=what)
-        guard.mark_changed(knob)
+        session.mark_changed(knob)
 
     def _require_actuation(self, action: str) -> None:
         if not self.actuation_allowed:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
+from wattbench.profiler import signals
 from wattbench.profiler.errors import (
     DeviceError,
     DriverNotFoundError,
@@ -23,7 +24,6 @@ from wattbench.profiler.errors import (
     NotSupportedError,
     WattbenchError,
 )
-from wattbench.profiler.safety import signals
 from wattbench.profiler.sim.gpu import SimulatedGpu
 from wattbench.profiler.sim.nvml_lib import (
     SimulatedNvmlLibrary,
@@ -190,15 +190,24 @@ def shared_backend() -> NvmlBackend | None:
         return backend
 
 
+_before_shutdown: list[Callable[[], None]] = []
+
+
+def before_shutdown(step: Callable[[], None]) -> None:
+    """Run ``step`` at the start of every :func:`shutdown_all`, while NVML still answers."""
+    if step not in _before_shutdown:
+        _before_shutdown.append(step)
+
+
 def shutdown_all() -> None:
     """nvmlShutdown every backend this process opened (simulated GPUs persist their state).
 
-    Open actuation sessions are closed first -- their GPUs restored -- while NVML still answers.
+    Open actuation sessions are closed first -- their GPUs restored -- while NVML still answers
+    (the safety layer registers that step with :func:`before_shutdown`).
     """
     global _real
-    from wattbench.profiler.safety.guard import release_all
-
-    release_all()
+    for step in list(_before_shutdown):
+        step()
     interrupt: BaseException | None = None
     with _lock:
         for b in [*_sims.values(), *([_real] if _real else [])]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from wattbench.profiler.export.names import dns_name, safe_name
+from wattbench.profiler.export.names import dns_name
 from wattbench.profiler.export.yamltext import Literal, dump
+from wattbench.profiler.names import safe_name
 from wattbench.profiler.store.points import PointEntry, PointsDocument
 
 LABEL_PREFIX = "wattbench.dev"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.export import envfile, kubernetes, slurm
-from wattbench.profiler.export.names import safe_name
+from wattbench.profiler.jsonio import write_text_atomic
+from wattbench.profiler.names import safe_name
 from wattbench.profiler.store.points import PointEntry, PointsDocument
 
 FORMATS = ("env", "slurm", "k8s")
@@ -29,11 +30,7 @@ def point_name(entry: PointEntry) -> str:
 
 
 def _write(folder: Path, name: str, text: str, executable: bool = False) -> str:
-    path = folder / name
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o755 if executable else 0o644)
-    os.replace(tmp, path)
+    write_text_atomic(folder / name, text, mode=0o755 if executable else 0o644)
     return name
 
 

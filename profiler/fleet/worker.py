@@ -30,7 +30,7 @@ from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.plan import FleetPlan, load_plan
 from wattbench.profiler.measure.types import OperatingPoint
-from wattbench.profiler.safety.signals import Terminated
+from wattbench.profiler.signals import Terminated
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import FLEET_RUN_ENV, RecordError
 from wattbench.profiler.sweep.session import resume_request, sweep_problem

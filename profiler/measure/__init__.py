@@ -1,7 +1,7 @@
 """Measurement: time and energy of a problem at one operating point."""
 
 from wattbench.profiler.measure.actuator import Actuator
-from wattbench.profiler.measure.clock import Clock, VirtualClock, WallClock
+from wattbench.profiler.measure.clock import Clock, WallClock
 from wattbench.profiler.measure.measure import MeasureSettings, PointMeasurer
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 
@@ -12,6 +12,5 @@ __all__ = [
     "Measurement",
     "OperatingPoint",
     "PointMeasurer",
-    "VirtualClock",
     "WallClock",
 ]

@@ -13,6 +13,9 @@ from __future__ import annotations
 from wattbench.profiler.device import Device
 from wattbench.profiler.measure.types import OperatingPoint
 
+# the setters open their journaled session through the safety layer, which registers on import
+from wattbench.profiler.safety import guard as _guard  # noqa: F401
+
 ALL_KNOBS = frozenset({"sm", "mem", "power"})
 
 

@@ -27,14 +27,15 @@ C, W, W per C, relative per C.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wattbench.profiler.jsonio import write_json_atomic
 
 #: candidate time constants (s): a log grid from 20 ms to 300 s
 TAU_GRID_S = tuple(0.02 * (300 / 0.02) ** (i / 80) for i in range(81))
@@ -407,11 +408,6 @@ def load_model(folder: Path, gpu_uuid: str) -> ThermalModel:
 
 def save_model(folder: Path, gpu_uuid: str, model: ThermalModel) -> None:
     """Write atomically; a folder that cannot be written loses only this cache."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"schema": SCHEMA, "gpu_uuid": gpu_uuid, "model": model.to_json()}, f)
-        os.replace(tmp, model_path(folder, gpu_uuid))
-    except OSError:
-        return
+    doc = {"schema": SCHEMA, "gpu_uuid": gpu_uuid, "model": model.to_json()}
+    with contextlib.suppress(OSError):
+        write_json_atomic(model_path(folder, gpu_uuid), doc, indent=None)

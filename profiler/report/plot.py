@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattbench.profiler.errors import UsageError
-from wattbench.profiler.export.names import safe_name
+from wattbench.profiler.names import safe_name
 from wattbench.profiler.report.compare import (
     PointFigures,
     ProblemComparison,

@@ -2,8 +2,10 @@
 
 * ``journal.py``   -- the per-GPU journal of original settings (on disk before any change)
 * ``guard.py``     -- ActuationGuard: one session of changes; crash recovery, restore, apply/reset
-* ``signals.py``   -- SIGINT/SIGTERM/SIGHUP become exceptions while a session is open
+* ``../signals.py`` -- SIGINT/SIGTERM/SIGHUP become exceptions while a session is open
 * ``preflight.py`` -- before a sweep: privileges for what it will change, other processes on the GPU
+* ``apply.py``     -- set a point and leave it set (checked first, journaled, the target committed)
+* ``reset.py``     -- put a GPU's original settings (or the driver defaults) back
 """
 
 from wattbench.profiler.safety.guard import (
@@ -15,7 +17,7 @@ from wattbench.profiler.safety.guard import (
     stale_journal_warning,
 )
 from wattbench.profiler.safety.journal import GpuSettings, Journal, JournalError, JournalFile
-from wattbench.profiler.safety.signals import Terminated
+from wattbench.profiler.signals import Terminated
 
 __all__ = [
     "ActuationGuard",

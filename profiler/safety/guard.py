@@ -5,13 +5,15 @@ An :class:`ActuationGuard` is one *session* of changes to one GPU:
 1. :meth:`~ActuationGuard.open` takes the GPU's session lock (refusing if another live wattbench
    holds it), finds a journal left by a crashed session and restores from it (saying so), then
    journals the settings in force -- durably -- before anything is changed.
-2. While sessions are open, SIGINT / SIGTERM / SIGHUP raise exceptions (:mod:`.signals`), so
-   ``with`` blocks and ``finally`` clauses run; ``atexit`` restores whatever is still open.
+2. While sessions are open, SIGINT / SIGTERM / SIGHUP raise exceptions
+   (:mod:`wattbench.profiler.signals`), so ``with`` blocks and ``finally`` clauses run;
+   ``atexit`` restores whatever is still open.
 3. :meth:`~ActuationGuard.close` puts back the journaled settings (or the target a ``wattbench
    apply`` left) with signals held back, then removes the journal or clears its session.
 
 The device layer opens a guard by itself before its first setter call if the caller has not
-(:func:`ensure_guard`), so no code path can change a GPU without a journal. Guards are kept per
+(:func:`ensure_guard`, which this module registers with the device layer on import; without it
+the setters refuse), so no code path can change a GPU without a journal. Guards are kept per
 journal file in this process; there is at most one per GPU.
 """
 
@@ -24,8 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wattbench.profiler import signals
+from wattbench.profiler.device.device import register_session_opener
+from wattbench.profiler.device.nvml import before_shutdown
 from wattbench.profiler.errors import DeviceError, GpuBusyError
-from wattbench.profiler.safety import signals
 from wattbench.profiler.safety.journal import (
     GpuSettings,
     Journal,
@@ -312,3 +316,8 @@ def stale_journal_warning(device: Device) -> str | None:
     if journal.target is not None and journal.session is None:
         return f"{device.identity.name} runs at a point set by `wattbench apply`: {journal.target}"
     return None
+
+
+# the device layer's setters open sessions through this layer, and shutdown restores first
+register_session_opener(ensure_guard)
+before_shutdown(release_all)

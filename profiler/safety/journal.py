@@ -26,13 +26,13 @@ import datetime as _dt
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wattbench.profiler.errors import DeviceError
+from wattbench.profiler.jsonio import fsync_dir, write_json_atomic
 from wattbench.profiler.paths import state_home
 
 JOURNAL_SCHEMA = "wattbench.journal/1"
@@ -249,27 +249,15 @@ class JournalFile:
     def write(self, journal: Journal) -> None:
         """Atomically replace the journal; durable (fsync) before returning."""
         self._ensure_dir()
-        data = json.dumps(journal.to_json(), indent=2) + "\n"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            self._fsync_dir()
+            write_json_atomic(self.path, journal.to_json(), durable=True)
         except OSError as exc:
             raise self._io_error("write", exc) from exc
 
     def remove(self) -> None:
         try:
             self.path.unlink(missing_ok=True)
-            self._fsync_dir()
+            fsync_dir(self.directory)
         except OSError as exc:
             raise self._io_error("remove", exc) from exc
 
@@ -278,14 +266,6 @@ class JournalFile:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._io_error("create the journal folder for", exc) from exc
-
-    def _fsync_dir(self) -> None:
-        with contextlib.suppress(OSError):
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     def _io_error(self, action: str, exc: OSError) -> JournalError:
         return JournalError(

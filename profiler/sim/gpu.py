@@ -536,3 +536,18 @@ class SimulatedGpu:
     def clock_event_reasons(self) -> int:
         with self._lock:
             return self._last.reasons if self._active() else REASON_GPU_IDLE
+
+
+class VirtualClock:
+    """A simulated GPU's virtual time as the measurement loop's clock (``measure.clock.Clock``):
+    reading it gives the GPU's time, sleeping lets the GPU idle. The simulator provides it, so the
+    measurement layer knows clocks, not simulators."""
+
+    def __init__(self, gpu: SimulatedGpu) -> None:
+        self.gpu = gpu
+
+    def now_s(self) -> float:
+        return self.gpu.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self.gpu.idle(max(0.0, seconds))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wattbench.profiler.jsonio import write_text_atomic
 from wattbench.profiler.sim.env import NVML_ENV
 from wattbench.profiler.sim.node import shared_folder
 
@@ -207,11 +208,7 @@ def shim_folder() -> Path:
     folder = shared_folder() / "bin"
     folder.mkdir(parents=True, exist_ok=True)
     script = f'#!/bin/sh\nexec "{sys.executable}" -m wattbench.profiler.sim.smi "$@"\n'
-    path = folder / "nvidia-smi"
-    tmp = folder / f".nvidia-smi.{os.getpid()}"
-    tmp.write_text(script)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
+    write_text_atomic(folder / "nvidia-smi", script, mode=0o755)
     return folder
 
 

@@ -18,12 +18,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.paths import state_home
 
 STATE_VERSION = 1
@@ -156,17 +156,11 @@ class StateFile:
 
     def _write(self, state: SimState) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+            write_json_atomic(self.path, state.to_json(), indent=1)
         except OSError as exc:
+            if os.access(self.path.parent, os.W_OK):
+                raise  # the folder is fine: this write failed (a full disk), the state is kept
             raise _unusable(self.path.parent, exc) from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state.to_json(), f, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
         self._mtime_ns = _stamp(os.stat(self.path))
 
 

@@ -13,7 +13,6 @@ every choice names a point in ``points``; timestamps are UTC ISO-8601. A point m
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import importlib.metadata
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wattbench.profiler.errors import EnvironmentVariableError, UsageError
+from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.paths import data_home
 from wattbench.profiler.select.objectives import Choice
@@ -476,26 +476,12 @@ class RunRecord:
         self.write()
 
     def write(self) -> None:
-        """Write the document atomically (see module); bumps ``updated_utc``."""
+        """Write the document atomically and durably (see module); bumps ``updated_utc``."""
         self.doc["updated_utc"] = now_utc()
-        data = json.dumps(self.doc, indent=1, default=_json_default).encode("utf-8") + b"\n"
-        folder = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+            write_json_atomic(self.path, self.doc, durable=True, indent=1, default=_json_default)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise _write_error(self.path, exc) from exc
-        _fsync_dir(folder)
 
     def __repr__(self) -> str:
         n = len(self.doc["points"])
@@ -567,20 +553,6 @@ def _write_error(path: Path, exc: OSError) -> RecordError:
         f"cannot write run record {path}: {why}",
         "pass --out a folder you can write to (or fix its permissions)",
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:

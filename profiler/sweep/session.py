@@ -28,7 +28,6 @@ from wattbench.profiler.measure import (
     MeasureSettings,
     OperatingPoint,
     PointMeasurer,
-    VirtualClock,
     WallClock,
 )
 from wattbench.profiler.measure.thermal import ThermalFit, ThermalModel, load_model, save_model
@@ -38,6 +37,7 @@ from wattbench.profiler.safety import ActuationGuard, stale_journal_warning
 from wattbench.profiler.safety.found import FoundSettings, settings_found
 from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
 from wattbench.profiler.select.objectives import Objective, parse_objective
+from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.store import (
     RunRecord,
     collect_versions,

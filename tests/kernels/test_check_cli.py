@@ -17,6 +17,8 @@ import torch
 from test_framework import GOOD, LAZY, MISSING, toy_family
 
 from wattbench.kernels import catalog
+from wattbench.kernels.comparison import report_json, time_comparison
+from wattbench.kernels.timing import TimingSettings
 from wattbench.profiler.cli import check as check_cli
 from wattbench.profiler.cli import kernels as kernels_cli
 from wattbench.profiler.errors import ShapeError, UnknownKernelError
@@ -304,10 +306,8 @@ def test_comparison_timing_and_its_column():
             times.append((time.perf_counter() - start) * 1e3)
         return times
 
-    timing = check_cli.TimingSettings(warmup=1, reps=3)
-    cmp = check_cli.time_comparison(
-        fam, (2, 64, 128), cpu_env, timing, device="cpu", timer=wall_clock
-    )
+    timing = TimingSettings(warmup=1, reps=3)
+    cmp = time_comparison(fam, (2, 64, 128), cpu_env, timing, device="cpu", timer=wall_clock)
     assert (cmp.family, cmp.impl, cmp.dtype, cmp.shape) == (
         "matmul",
         "vendor",
@@ -318,17 +318,15 @@ def test_comparison_timing_and_its_column():
     # the comparison is timed under the timing's L2 policy; on the CPU the L2 size is unknown
     assert cmp.l2["policy"] == "rotate" and cmp.l2["sets"] == 1
     assert cmp.l2["limited_by"] == "l2-unknown" and cmp.to_json()["l2"] == cmp.l2
-    assert check_cli.time_comparison(fam, (2, 64, 128), cpu_env, None).reason == (
-        "timed only on a CUDA GPU"
-    )
-    assert check_cli.time_comparison(catalog.family("matmul"), (2, 2, 2), cpu_env, timing) is None
+    assert time_comparison(fam, (2, 64, 128), cpu_env, None).reason == ("timed only on a CUDA GPU")
+    assert time_comparison(catalog.family("matmul"), (2, 2, 2), cpu_env, timing) is None
     # the column: comparison 2 ms, an implementation at 0.5 ms is 4x faster than bf16 cuBLAS
     rep = check(fam, (2, 64, 128), "fp16-g32", cpu_env, impls=["vendor"])
     timed = dataclasses.replace(rep, results=(dataclasses.replace(rep.results[0], time_ms=0.5),))
     two_ms = dataclasses.replace(cmp, time_ms=2.0)
     text = check_cli.render(timed, two_ms)
     assert "vs bf16 cuBLAS" in text.splitlines()[1] and "4.00x" in text
-    assert check_cli.report_json(timed, two_ms)["results"][0]["speedup_vs_comparison"] == 4.0
+    assert report_json(timed, two_ms)["results"][0]["speedup_vs_comparison"] == 4.0
     bench = _bench_module()
     table = bench.render_table([timed], "vendor", [two_ms])
     assert "vs bf16 cuBLAS" in table.splitlines()[0] and "4.00x" in table

@@ -29,7 +29,9 @@ from wattbench.kernels.l2 import (
     whole_rounds,
 )
 from wattbench.kernels.timing import TimingSettings, time_launches
+from wattbench.kernels.verify import l2_lines
 from wattbench.profiler.cli import check as check_cli
+from wattbench.profiler.cli.args import add_l2_arguments
 from wattbench.profiler.errors import UsageError
 
 MiB = 2**20
@@ -237,7 +239,7 @@ def test_gpu_launch_refuses_an_unknown_policy():
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="wattbench")
-    check_cli.add_l2_arguments(parser)
+    add_l2_arguments(parser)
     return parser.parse_args(list(argv))
 
 
@@ -258,11 +260,11 @@ def test_check_l2_lines():
     from wattbench.kernels.verify import check
 
     rep = check(MATMUL, (16, 16, 16), "fp32", CPU_ENV, impls=["vendor"])
-    assert check_cli.l2_lines(rep) == []  # nothing timed on the CPU
+    assert l2_lines(rep) == []  # nothing timed on the CPU
     plan = plan_sets(3 * MiB, 50 * MiB)
     timed = dataclasses.replace(
         rep, results=tuple(dataclasses.replace(r, l2=plan.to_json()) for r in rep.results)
     )
-    assert check_cli.l2_lines(timed) == [f"  L2: {plan.text()}"]
+    assert l2_lines(timed) == [f"  L2: {plan.text()}"]
     assert check_cli.render(timed).endswith(f"  L2: {plan.text()}")
     assert timed.to_json()["results"][0]["l2"]["sets"] == 34
