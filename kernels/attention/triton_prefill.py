@@ -60,6 +60,11 @@ _INTERPRETER_CONFIG = _config(32, 16, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
+def gpu_configs(head_dim: int) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose at head dimension ``head_dim``."""
+    return _GPU_CONFIGS
+
+
 @triton.jit
 def _attend_blocks(
     acc,

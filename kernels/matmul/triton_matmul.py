@@ -92,6 +92,18 @@ _GPU_CONFIGS: list[triton.Config] = [
 #: the one config used under TRITON_INTERPRET
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS: list[triton.Config] = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+def config_kind(dtype: str) -> str:
+    """The config list a family dtype name (``bf16``, ``tf32``, ...) tunes over."""
+    return dtype
+
+
+def gpu_configs(kind: str) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for inputs of ``kind`` (:func:`config_kind`)."""
+    return _GPU_CONFIGS
+
+
 _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
 
 

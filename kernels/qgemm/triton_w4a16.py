@@ -47,7 +47,11 @@ _INTERPRET = triton_interpreting()
 #: the GEMV serves M up to this; the tiled kernel above
 GEMV_MAX_M = 16
 #: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV; interpreter: small
-GEMV_BLOCK = (32, 16) if _INTERPRET else (128, 32)
+GEMV_GPU_BLOCK = (128, 32)
+GEMV_BLOCK = (32, 16) if _INTERPRET else GEMV_GPU_BLOCK
+#: warps and pipeline stages of the GEMV on a GPU (the interpreter: 1 stage)
+GEMV_WARPS = 4
+GEMV_GPU_STAGES = 3
 #: programs the GEMV aims at per SM when it picks its split
 GEMV_PROGRAMS_PER_SM = 4
 
@@ -62,6 +66,11 @@ _GPU_CONFIGS = [
 ]
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+def gpu_configs() -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for the tiled GEMM."""
+    return _GPU_CONFIGS
 
 
 @triton.jit
@@ -197,8 +206,8 @@ def make_launch(
             "BLOCK_M": 16,
             "BLOCK_N": block_n,
             "BLOCK_R": block_r,
-            "num_warps": 4,
-            "num_stages": 1 if _INTERPRET else 3,
+            "num_warps": GEMV_WARPS,
+            "num_stages": 1 if _INTERPRET else GEMV_GPU_STAGES,
         }
 
         def launch_gemv() -> None:

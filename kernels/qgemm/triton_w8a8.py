@@ -49,6 +49,11 @@ _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
+def gpu_configs(fp8: bool) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for fp8 (else int8) operands."""
+    return _GPU_CONFIGS
+
+
 @triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"])
 @triton.jit
 def _w8a8_kernel(
