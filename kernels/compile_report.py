@@ -17,8 +17,8 @@ job is compiled once.
 A config passes (``ok``) when it compiles, spills nothing and needs at most
 :data:`SM90_MAX_SHARED_BYTES` of shared memory, the per-block opt-in limit of sm_90.
 
-``python -m wattbench.kernels.compile_report [--jobs N] [--kernel NAME ...]`` prints the table
-(exit status 1 when a row is not ok).
+``python -m wattbench.kernels.compile_report [--jobs N] [--kernel NAME] [--half bf16 fp16]``
+prints the table (exit status 1 when a row is not ok, 2 when sm_90a cannot be compiled here).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import importlib
 import io
+import itertools
 import multiprocessing
 import os
 import sys
@@ -40,8 +41,6 @@ from typing import Any
 
 #: shared memory one block may use on sm_90 (H100 / H200), bytes: 227 KiB
 SM90_MAX_SHARED_BYTES = 232448
-#: SMs of the sm_90 GPUs wattbench knows (H100 SXM, H200), for launch sizes that depend on them
-SM90_SMS = 132
 #: the compile target, (backend, compute capability, warp size)
 TARGET = ("cuda", 90, 32)
 
@@ -75,13 +74,14 @@ class Job:
 @dataclass(frozen=True)
 class Result:
     """What sm_90a compilation of ``job`` gives: registers per thread, spill bytes, shared memory
-    bytes per block; ``error`` (one line) when it did not compile."""
+    bytes per block, the compile's seconds; ``error`` (one line) when it did not compile."""
 
     job: Job
     registers: int = 0
     spill_stores: int = 0
     spill_loads: int = 0
     shared_bytes: int = 0
+    seconds: float = 0.0  # wall time of the compile in its worker
     error: str | None = None
 
     @property
@@ -113,6 +113,10 @@ def unavailable_reason() -> str | None:
 # --- the jobs -------------------------------------------------------------------------------------
 
 
+#: torch dtype attribute names of the 16-bit dtype names
+_TORCH_HALF = {"bf16": "bfloat16", "fp16": "float16"}
+
+
 def _config_label(kw: dict[str, Any], warps: int, stages: int) -> str:
     blocks = [kw[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "BLOCK_R") if k in kw]
     extra = "".join(f" {k}={v}" for k, v in kw.items() if not k.startswith("BLOCK_"))
@@ -138,15 +142,13 @@ def _autotuned(
     return jobs
 
 
-def _matmul_jobs() -> list[Job]:
+def _matmul_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.matmul import triton_matmul as tm
 
     jobs = []
-    for dtype in ("bf16", "fp16", "fp32", "tf32", "fp8"):
+    for dtype in (*half, "fp32", "tf32", "fp8"):
         fp8 = dtype == "fp8"
-        torch_in = {"bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn"}.get(
-            dtype, "float32"
-        )
+        torch_in = {**_TORCH_HALF, "fp8": "float8_e4m3fn"}.get(dtype, "float32")
         a = Tensor(torch_in)
         c = Tensor("bfloat16" if fp8 else torch_in)
         scale = Tensor("float32") if fp8 else None
@@ -169,7 +171,7 @@ def _matmul_jobs() -> list[Job]:
     return jobs
 
 
-def _w8a8_jobs() -> list[Job]:
+def _w8a8_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.qgemm import triton_w8a8 as w8
 
     jobs = []
@@ -189,13 +191,13 @@ def _w8a8_jobs() -> list[Job]:
     return jobs
 
 
-def _w4a16_jobs() -> list[Job]:
+def _w4a16_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.qgemm import triton_w4a16 as w4
 
     jobs = []
     group = 128
-    for act in ("bf16", "fp16"):
-        x = Tensor("bfloat16" if act == "bf16" else "float16")
+    for act in half:
+        x = Tensor(_TORCH_HALF[act])
         qw, z, ws, cnt = Tensor("int32"), Tensor("uint8"), Tensor("float32"), Tensor("int32")
         m = 64  # the tiled GEMM serves M > GEMV_MAX_M
         args = (x, qw, x, z, x, m, _N, _K, group, _K, _N, m, _N, _K)
@@ -224,43 +226,32 @@ def _w4a16_jobs() -> list[Job]:
     return jobs
 
 
-def _prefill_jobs() -> list[Job]:
+def _prefill_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.attention import triton_prefill as tp
 
     jobs = []
     heads, n = 32, 4096
-    for d in (64, 128):
-        for causal in (True, False):
-            q = Tensor("bfloat16")
-            strides = (heads * n * d, n * d, d)
-            args = (
-                q, q, q, q, q, n, heads, 1, 0.125, *strides, *strides, *strides, *strides, n,
-            )  # fmt: skip
-            constexprs = {"HEAD_DIM": d, "CAUSAL": causal, "HAS_LSE": False}
-            variant = f"bf16 D={d} {'causal' if causal else 'full'}"
-            configs = tp.gpu_configs(d)
-            jobs += _autotuned(
-                "prefill", variant, tp.__name__, "_prefill_kernel", configs, args, constexprs
-            )
+    for dtype, d, causal in itertools.product(half, (64, 128), (True, False)):
+        q = Tensor(_TORCH_HALF[dtype])
+        strides = (heads * n * d, n * d, d)
+        args = (
+            q, q, q, q, q, n, heads, 1, 0.125, *strides, *strides, *strides, *strides, n,
+        )  # fmt: skip
+        constexprs = {"HEAD_DIM": d, "CAUSAL": causal, "HAS_LSE": False}
+        variant = f"{dtype} D={d} {'causal' if causal else 'full'}"
+        jobs += _autotuned(
+            "prefill", variant, tp.__name__, "_prefill_kernel", tp.gpu_configs(d), args, constexprs
+        )
     return jobs
 
 
-def _max_decode_splits_pad() -> int:
-    """The largest ``S_PAD`` a decode launch uses on an sm_90 GPU of :data:`SM90_SMS` SMs: the
-    most splits ``choose_splits`` gives (one program, a long cache), padded to a power of two."""
-    from wattbench.kernels.attention.problem import MIN_CHUNK, choose_splits
-
-    splits, _ = choose_splits(SM90_SMS * MIN_CHUNK * 64, 1, SM90_SMS)
-    return 1 << (splits - 1).bit_length()
-
-
-def _decode_jobs() -> list[Job]:
+def _decode_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.attention import triton_decode as td
 
     jobs = []
     hkv, group, length = 8, 4, 8192
-    for d in (64, 128):
-        q, f32 = Tensor("bfloat16"), Tensor("float32")
+    for dtype, d in itertools.product(half, (64, 128)):
+        q, f32 = Tensor(_TORCH_HALF[dtype]), Tensor("float32")
         chunk, splits = 512, length // 512
         kv = (hkv * length * d, length * d, d)
         args = (
@@ -268,18 +259,20 @@ def _decode_jobs() -> list[Job]:
             hkv * group * d, d, *kv, *kv,
         )  # fmt: skip
         jobs += _autotuned(
-            "decode-split", f"bf16 D={d} G_PAD=16", td.__name__, "_split_kernel",
-            td._GPU_CONFIGS, args, {"HEAD_DIM": d, "G_PAD": 16},
+            "decode-split", f"{dtype} D={d} G_PAD=16", td.__name__, "_split_kernel",
+            td.gpu_configs(), args, {"HEAD_DIM": d, "G_PAD": 16},
         )  # fmt: skip
-        for s_pad in (16, _max_decode_splits_pad()):
-            meta = {"HEAD_DIM": d, "S_PAD": s_pad, "HAS_LSE": True}
+        block_s = 2
+        while block_s <= td.COMBINE_BLOCK_S:  # every BLOCK_S a split count can give
+            meta = {"HEAD_DIM": d, "BLOCK_S": block_s, "HAS_LSE": True}
             args = (f32, f32, q, f32, splits, hkv * group, hkv * group * d, d)
             jobs.append(
                 Job(
-                    "decode-combine", f"bf16 D={d}", f"S_PAD={s_pad} w4 s3", td.__name__,
+                    "decode-combine", f"{dtype} D={d}", f"BLOCK_S={block_s} w4 s3", td.__name__,
                     "_combine_kernel", args, tuple(meta.items()),
                 )
             )  # fmt: skip
+            block_s *= 2
     return jobs
 
 
@@ -291,13 +284,16 @@ _JOB_LISTS = {
     "decode": _decode_jobs,
 }
 KERNEL_GROUPS: tuple[str, ...] = tuple(_JOB_LISTS)
+#: the 16-bit dtypes the kernels take (each compiled by default)
+HALF_DTYPES: tuple[str, ...] = ("bf16", "fp16")
 
 
-def jobs(groups: Sequence[str] = KERNEL_GROUPS) -> list[Job]:
-    """Every distinct compile of the kernel ``groups`` (names of :data:`KERNEL_GROUPS`)."""
+def jobs(groups: Sequence[str] = KERNEL_GROUPS, half: Sequence[str] = HALF_DTYPES) -> list[Job]:
+    """Every distinct compile of the kernel ``groups`` (names of :data:`KERNEL_GROUPS`), with
+    the 16-bit dtypes ``half`` (of :data:`HALF_DTYPES`)."""
     out: dict[Job, None] = {}
     for g in groups:
-        for job in _JOB_LISTS[g]():
+        for job in _JOB_LISTS[g](half):
             out.setdefault(job)
     return list(out)
 
@@ -323,6 +319,7 @@ def compile_job(job: Job) -> Result:
 
     from wattbench.kernels.cuda_build import parse_ptxas_report
 
+    start = time.perf_counter()
     try:
         fn = getattr(importlib.import_module(job.module), job.attr)
         while not isinstance(fn, JITFunction):  # autotuner / heuristics wrappers
@@ -353,10 +350,12 @@ def compile_job(job: Job) -> Result:
             spill_stores=e.spill_stores,
             spill_loads=e.spill_loads,
             shared_bytes=int(compiled.metadata.shared) + e.shared_bytes,
+            seconds=time.perf_counter() - start,
         )
     except Exception as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        return Result(job, error=f"{type(exc).__name__}: {lines[0]}")
+        error = f"{type(exc).__name__}: {lines[0]}"
+        return Result(job, seconds=time.perf_counter() - start, error=error)
 
 
 def run(job_list: Sequence[Job], processes: int | None = None) -> list[Result]:
@@ -413,18 +412,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--kernel", action="append", choices=KERNEL_GROUPS, help="only these (repeatable)"
     )
+    parser.add_argument(
+        "--half",
+        nargs="+",
+        choices=HALF_DTYPES,
+        default=list(HALF_DTYPES),
+        help="16-bit dtypes to compile (default: both)",
+    )
     opts = parser.parse_args(argv)
     reason = unavailable_reason()
     if reason:
         print(f"cannot compile for sm_90a here: {reason}", file=sys.stderr)
         return 2
-    job_list = jobs(opts.kernel or KERNEL_GROUPS)
+    job_list = jobs(opts.kernel or KERNEL_GROUPS, opts.half)
     start = time.perf_counter()
     results = run(job_list, opts.jobs)
     elapsed = time.perf_counter() - start
     print(format_table(results))
     bad = sum(not r.ok for r in results)
-    print(f"\n{len(results)} compiles for sm_90a in {elapsed:.1f} s; {bad} not ok")
+    busy = sum(r.seconds for r in results)
+    print(
+        f"\n{len(results)} compiles for sm_90a in {elapsed:.1f} s ({busy:.1f} s of compiling in "
+        f"{min(opts.jobs or os.cpu_count() or 1, len(results))} processes); {bad} not ok"
+    )
     return 1 if bad else 0
 
 
