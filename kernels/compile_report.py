@@ -4,7 +4,9 @@ No GPU is needed: each job compiles one (kernel, variant, config) with Triton's 
 ``GPUTarget("cuda", 90, 32)`` (sm_90a) and reads the result from the compiler itself -- registers
 per thread and spill stores / loads (bytes) from the ptxas ``-v`` log Triton writes, parsed by
 :func:`wattbench.kernels.cuda_build.parse_ptxas_report`, and shared memory (bytes) as the
-kernel's dynamic shared memory (``metadata.shared``) plus ptxas' static shared memory.
+kernel's dynamic shared memory (``metadata.shared``) plus ptxas' static shared memory. The
+integer-to-float conversions in the PTX (``cvt.rn.f32.u32`` and kin, a static count) are
+counted too: the W4A16 kernels dequantize without any.
 
 Arguments are specialised exactly as a launch specialises them (Triton's own binder: dtypes,
 16-byte divisibility, integers equal to 1 as constants) from representative arguments mirroring
@@ -31,6 +33,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -74,13 +77,15 @@ class Job:
 @dataclass(frozen=True)
 class Result:
     """What sm_90a compilation of ``job`` gives: registers per thread, spill bytes, shared memory
-    bytes per block, the compile's seconds; ``error`` (one line) when it did not compile."""
+    bytes per block, integer-to-float conversion instructions in the PTX (static count), the
+    compile's seconds; ``error`` (one line) when it did not compile."""
 
     job: Job
     registers: int = 0
     spill_stores: int = 0
     spill_loads: int = 0
     shared_bytes: int = 0
+    int_to_float: int = 0  # integer-to-float conversions (cvt.rn.f*.{s,u}*) in the PTX
     seconds: float = 0.0  # wall time of the compile in its worker
     error: str | None = None
 
@@ -301,6 +306,9 @@ def jobs(groups: Sequence[str] = KERNEL_GROUPS, half: Sequence[str] = HALF_DTYPE
 # --- compiling ------------------------------------------------------------------------------------
 
 
+_INT_TO_FLOAT = re.compile(r"\bcvt\.rn\.(?:f16|bf16|f32|f64)\.[su](?:8|16|32|64)\b")
+
+
 def _init_worker(cache_root: str) -> None:
     """A fresh process compiles for the GPU (never interprets) into an empty cache of its own."""
     os.environ.pop("TRITON_INTERPRET", None)
@@ -350,6 +358,7 @@ def compile_job(job: Job) -> Result:
             spill_stores=e.spill_stores,
             spill_loads=e.spill_loads,
             shared_bytes=int(compiled.metadata.shared) + e.shared_bytes,
+            int_to_float=len(_INT_TO_FLOAT.findall(compiled.asm["ptx"])),
             seconds=time.perf_counter() - start,
         )
     except Exception as exc:
@@ -377,12 +386,12 @@ def run(job_list: Sequence[Job], processes: int | None = None) -> list[Result]:
 
 def format_table(results: Sequence[Result]) -> str:
     """One row per result: kernel, variant, config, registers, spill bytes (stores/loads),
-    shared memory in KiB, ok (or the error)."""
-    head = ("kernel", "variant", "config", "regs", "spills", "smem KiB", "ok")
+    shared memory in KiB, integer-to-float conversions in the PTX, ok (or the error)."""
+    head = ("kernel", "variant", "config", "regs", "spills", "smem KiB", "i2f", "ok")
     rows = [head]
     for r in results:
         if r.error:
-            rows.append((r.job.kernel, r.job.variant, r.job.config, "-", "-", "-", r.error))
+            rows.append((r.job.kernel, r.job.variant, r.job.config, "-", "-", "-", "-", r.error))
             continue
         rows.append(
             (
@@ -392,6 +401,7 @@ def format_table(results: Sequence[Result]) -> str:
                 str(r.registers),
                 f"{r.spill_stores}/{r.spill_loads}",
                 f"{r.shared_bytes / 1024:.1f}",
+                str(r.int_to_float),
                 "ok" if r.ok else "NO",
             )
         )

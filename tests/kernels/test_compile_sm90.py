@@ -36,6 +36,17 @@ def test_every_config_that_can_be_chosen_fits_sm90(report: list[cr.Result]) -> N
 
 
 @needs_nvidia
+def test_w4a16_dequantizes_without_integer_to_float_conversions(
+    report: list[cr.Result],
+) -> None:
+    w4a16 = [r for r in report if r.job.kernel.startswith("w4a16")]
+    assert len(w4a16) >= 4
+    assert all(r.int_to_float == 0 for r in w4a16), cr.format_table(w4a16)
+    # the count sees conversions where there are some: fp32 scaling of int8 accumulators
+    assert all(r.int_to_float > 0 for r in report if r.job.variant == "int8")
+
+
+@needs_nvidia
 def test_a_config_that_does_not_fit_is_seen() -> None:
     """The check can fail: tf32 128x256x64 (8 warps, 3 stages) needs 3 * (128 + 256) * 64 * 4
     bytes of operand buffers (over 227 KiB) and spills."""
