@@ -125,3 +125,12 @@ def test_autotuners_offer_each_launch_only_its_configs(monkeypatch: pytest.Monke
     assert len(triton_prefill.gpu_configs(64)) > len(d128)
     for kernel in (triton_matmul._matmul_kernel, triton_w8a8._w8a8_kernel):
         assert kernel.early_config_prune is not None
+
+
+def test_without_the_nvidia_backend_the_reason_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triton.backends
+
+    monkeypatch.setattr(triton.backends, "backends", {})
+    reason = cr.unavailable_reason()
+    assert reason is not None and "no nvidia backend" in reason
+    assert cr.main([]) == 2  # the table is not printed as if it had been compiled
