@@ -12,7 +12,8 @@ Two kernels:
   ``o_part [B, HQ, splits, D]`` and its log2-domain log-sum-exp ``lse_part [B, HQ, splits]``
   (float32 scratch, allocated once by :func:`make_launch`).
 * ``_combine_kernel``, grid ``(B * HQ,)``: ``o = sum_s 2^(lse_s - lse) o_s`` with
-  ``lse = log2 sum_s 2^lse_s``, written in the input dtype (and lse in natural log).
+  ``lse = log2 sum_s 2^lse_s``, written in the input dtype (and lse in natural log); it reads the
+  splits ``COMBINE_BLOCK_S`` at a time.
 
 The split count comes from :func:`wattbench.kernels.attention.problem.choose_splits` (L, the
 B * HKV programs, the SM count); chunks are multiples of 128 keys, so every BLOCK_N divides them.
@@ -65,6 +66,16 @@ _GPU_CONFIGS: list[triton.Config] = [
     _config(64, 8, 2),
 ]
 _INTERPRETER_CONFIG = _config(INTERPRETER_CHUNK, 4, 1)
+
+
+def gpu_configs() -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for the split kernel."""
+    return _GPU_CONFIGS
+
+
+#: splits the combine kernel reads at a time (fewer when there are fewer): its registers stay
+#: bounded whatever the split count (1024 splits read at once spill on sm_90a)
+COMBINE_BLOCK_S = 16
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
@@ -119,22 +130,32 @@ def _split_kernel(
 @triton.jit
 def _combine_kernel(
     OP, LP, OUT, LSE, SPLITS, HQ, stride_ob, stride_oh,
-    HEAD_DIM: tl.constexpr, S_PAD: tl.constexpr, HAS_LSE: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, HAS_LSE: tl.constexpr,
 ):  # fmt: skip
+    """Program bh: ``o = sum_s 2^(lse_s - big) o_s / sum_s 2^(lse_s - big)``, ``big`` the largest
+    lse_s; splits are read BLOCK_S at a time (any number of splits, registers bounded)."""
     bh = tl.program_id(0).to(tl.int64)
-    offs_s = tl.arange(0, S_PAD)
+    offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, HEAD_DIM)
-    s_ok = offs_s < SPLITS
-    lse_s = tl.load(LP + bh * SPLITS + offs_s, mask=s_ok, other=float("-inf"))
-    big = tl.max(lse_s, 0)
-    w = tl.math.exp2(lse_s - big)
-    total = tl.sum(w, 0)
-    parts = tl.load(
-        OP + (bh * SPLITS + offs_s)[:, None] * HEAD_DIM + offs_d[None, :],
-        mask=s_ok[:, None],
-        other=0.0,
-    )
-    out = tl.sum(parts * (w / total)[:, None], 0)
+    big = tl.max(tl.full([BLOCK_S], float("-inf"), dtype=tl.float32), 0)
+    for s0 in range(0, SPLITS, BLOCK_S):
+        s_ok = s0 + offs_s < SPLITS
+        lse_s = tl.load(LP + bh * SPLITS + s0 + offs_s, mask=s_ok, other=float("-inf"))
+        big = tl.maximum(big, tl.max(lse_s, 0))
+    total = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), 0)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for s0 in range(0, SPLITS, BLOCK_S):
+        s_ok = s0 + offs_s < SPLITS
+        lse_s = tl.load(LP + bh * SPLITS + s0 + offs_s, mask=s_ok, other=float("-inf"))
+        w = tl.math.exp2(lse_s - big)
+        total += tl.sum(w, 0)
+        parts = tl.load(
+            OP + (bh * SPLITS + s0 + offs_s)[:, None] * HEAD_DIM + offs_d[None, :],
+            mask=s_ok[:, None],
+            other=0.0,
+        )
+        acc += tl.sum(parts * w[:, None], 0)
+    out = acc / total
     b = bh // HQ
     h = bh % HQ
     tl.store(OUT + b * stride_ob + h * stride_oh + offs_d, out.to(OUT.dtype.element_ty))
@@ -202,7 +223,7 @@ def make_launch(
     )  # fmt: skip
     combine_meta = {
         "HEAD_DIM": ops.d,
-        "S_PAD": max(2, triton.next_power_of_2(splits)),
+        "BLOCK_S": min(COMBINE_BLOCK_S, max(2, triton.next_power_of_2(splits))),
         "HAS_LSE": lse is not None,
     }
     combine_kernel = _combine_kernel[(ops.batch * ops.hq,)]

@@ -72,10 +72,10 @@ class TileConfig:
 
     bm: int = 128  # block tile rows
     bn: int = 256  # block tile columns
-    bk: int = 32  # k depth of one pipeline stage
+    bk: int = 64  # k depth of one pipeline stage
     warps_m: int = 2
     warps_n: int = 4
-    stages: int = 4  # shared-memory pipeline stages
+    stages: int = 3  # shared-memory pipeline stages
     group_m: int = 8  # block rows per group of the grouped block order
 
     @property

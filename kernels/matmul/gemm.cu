@@ -10,11 +10,11 @@
 //                                    and pipeline, filled by guarded 2-byte loads.
 //   Arguments: (const u16* A, const u16* B, u16* C, int M, int N, int K); launch with a 1-D grid
 //   of ceil(M / BM) * ceil(N / BN) blocks of wb::THREADS (256) threads and wb::SMEM_BYTES
-//   (108544) bytes of dynamic shared memory.
+//   (156672) bytes of dynamic shared memory.
 //
 // Tile design (defaults; each WB_GEMM_* macro can be overridden with -D, static_asserts below
 // check a combination):
-//   block tile BM x BN x BK = 128 x 256 x 32, 8 warps as 2 (M) x 4 (N), warp tile 64 x 64.
+//   block tile BM x BN x BK = 128 x 256 x 64, 8 warps as 2 (M) x 4 (N), warp tile 64 x 64.
 //   A warp tile of 64 x 64 is 4 x 8 mma.sync.m16n8k16 per 16-deep k step: 32 MMAs (65536 MACs)
 //   fed by 8 ldmatrix.x4 (4 KiB), which keeps shared-memory reads (128 B/clk/SM on sm_80 and
 //   sm_90) well below the tensor-core rate; a 64 x 32 warp tile reads 1.5x as many bytes per MAC
@@ -23,13 +23,14 @@
 //   the traffic per MAC of 128 x 128. Registers: 128 fp32 accumulators + 2 x 32 fragment
 //   registers (the next k step's fragments load while the current one computes), within 255
 //   for one 256-thread block per SM (__launch_bounds__(256, 1)); ptxas (CUDA 13) reports
-//   232-238 registers and no spills on sm_80 and sm_90 (tests/kernels/test_cuda_sources.py).
-//   Pipeline: WB_GEMM_STAGES = 4 shared-memory stages filled by cp.async (16 B, .cg: L2 only),
+//   231-238 registers and no spills on sm_80 and sm_90 (tests/kernels/test_cuda_sources.py).
+//   Pipeline: WB_GEMM_STAGES = 3 shared-memory stages filled by cp.async (16 B, .cg: L2 only),
 //   one commit group per k tile, cp.async.wait_group(STAGES - 2) and one __syncthreads per
-//   k tile. Shared memory: STAGES * (BM * (BK + 8) + BK * (BN + 8)) * 2 B = 4 * 27136 B =
-//   106 KiB: over the 48 KiB default (the host raises the limit), within the 163 KiB of sm_80
-//   and the 227 KiB of sm_90.
-//   Bank conflicts: rows are padded by 8 elements (16 B). A rows are 80 B (5 x 16 B) apart and
+//   k tile: with BK = 64 a warp issues 4 k steps x 32 = 128 MMAs per barrier (64 with BK = 32).
+//   Shared memory: STAGES * (BM * (BK + 8) + BK * (BN + 8)) * 2 B = 3 * 52224 B = 153 KiB: over
+//   the 48 KiB default (the host raises the limit), within the 163 KiB of sm_80 and the 227 KiB
+//   of sm_90 (a fourth stage would not fit sm_80).
+//   Bank conflicts: rows are padded by 8 elements (16 B). A rows are 144 B (9 x 16 B) apart and
 //   B rows 528 B (33 x 16 B) apart; both strides are odd in 16-byte units, so the 8 row
 //   addresses of every ldmatrix 8 x 8 matrix fall in the 8 distinct 16-byte bank groups of a
 //   128-byte wavefront: conflict-free reads.
@@ -48,7 +49,7 @@
 #define WB_GEMM_BN 256
 #endif
 #ifndef WB_GEMM_BK
-#define WB_GEMM_BK 32
+#define WB_GEMM_BK 64
 #endif
 #ifndef WB_GEMM_WARPS_M
 #define WB_GEMM_WARPS_M 2
@@ -57,7 +58,7 @@
 #define WB_GEMM_WARPS_N 4
 #endif
 #ifndef WB_GEMM_STAGES
-#define WB_GEMM_STAGES 4
+#define WB_GEMM_STAGES 3
 #endif
 #ifndef WB_GEMM_GROUP_M
 #define WB_GEMM_GROUP_M 8
@@ -101,6 +102,11 @@ static_assert((BM * BK) % THREADS == 0 && (BK * BN) % THREADS == 0, "2-byte copi
 static_assert(GROUP_M >= 1, "GROUP_M must be positive");
 static_assert(SMEM_BYTES <= 227 * 1024, "over the 227 KiB of shared memory a block may have (sm_90)");
 
+// Device primitives: shared memory, cp.async, ldmatrix, mma.sync and the fp32 -> 16-bit
+// conversions. The host emulator (tests/kernels/gemm_emulator.cpp) compiles this file with
+// WB_EMULATE defined and supplies these itself, written from the PTX ISA's definitions, so the
+// rest of the file runs unchanged on the CPU in the tests.
+#ifndef WB_EMULATE
 extern __shared__ __align__(128) u16 smem[];
 
 // Shared-space byte address of a generic pointer into shared memory.
@@ -181,6 +187,8 @@ __device__ __forceinline__ u16 pack1(float x) {
   }
   return r;
 }
+
+#endif  // WB_EMULATE
 
 // Copies k tiles of A and B into shared stages. Elements outside the matrices are written as
 // zeros, so edge tiles need no other guard in the MMA loop. Built once per block: the per-tile

@@ -23,11 +23,12 @@ Tiling: programs are mapped to output tiles in GROUP_M super-rows (consecutive p
 A rows and sweep a band of B columns, which keeps both in L2). The persistent variant launches at
 most one program per SM, each looping over tiles with a stride of the grid size in the same order.
 
-Autotuning: ``_CONFIGS`` (7 configs) are tuned per (M, N, K) *bucket* -- each size rounded up to a
-power of two and clamped to [16, 16384] -- plus dtypes, fp32 precision and scaling, so odd sizes
-in one bucket reuse one tuned config. Under ``TRITON_INTERPRET`` (read at import, like Triton
-itself) the list is the single small ``_INTERPRETER_CONFIG`` instead: the interpreter is too slow
-to tune, and its timings would mean nothing.
+Autotuning: the GPU configs of the input kind (16-bit, fp32 / tf32, fp8: ``gpu_configs``; the
+autotuner prunes the others) are tuned per (M, N, K) *bucket* -- each size rounded up to a power of
+two and clamped to [16, 16384] -- plus dtypes, fp32 precision and scaling, so odd sizes in one
+bucket reuse one tuned config. Under ``TRITON_INTERPRET`` (read at import, like Triton itself) the
+list is the single small ``_INTERPRETER_CONFIG`` instead: the interpreter is too slow to tune, and
+its timings would mean nothing.
 
 Persistent rule: with ``persistent=None``, the persistent kernel is used when the problem has at
 least ``PERSISTENT_MIN_WAVES`` (4) full waves of 128x128 reference tiles on the device's SMs, i.e.
@@ -77,21 +78,68 @@ PERSISTENT_MIN_WAVES = 4
 _REFERENCE_TILE = 128
 
 
-#: GPU configs. Every BLOCK_K >= 32 (fp8 tensor cores need it). Configs whose shared memory does
-#: not fit (e.g. the largest ones with fp32 inputs) fail to compile and the autotuner drops them;
-#: 64x64x32 with 3 stages fits every dtype on every supported GPU.
-_GPU_CONFIGS: list[triton.Config] = [
-    gemm_config(128, 256, 64, 8, 8, 3),  # large square problems (Hopper / Ampere)
-    gemm_config(128, 128, 64, 8, 4, 4),
-    gemm_config(128, 64, 64, 8, 4, 4),
-    gemm_config(64, 128, 64, 8, 4, 4),
-    gemm_config(64, 64, 64, 8, 4, 3),
-    gemm_config(64, 64, 32, 8, 4, 3),  # fallback: small shared memory (fp32, L4)
-    gemm_config(16, 64, 128, 1, 4, 3),  # decode-like M <= 16
-]
+#: GPU configs per input kind (:func:`config_kind`), each compiled for sm_90a without spills and
+#: within 227 KiB of shared memory in both kernels (``tests/kernels/test_compile_sm90.py``, the
+#: table: ``python -m wattbench.kernels.compile_report --kernel matmul``). Every BLOCK_K >= 32
+#: (fp8 tensor cores need it).
+_GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
+    "16-bit": [
+        gemm_config(128, 256, 64, 8, 8, 3),  # large square problems (Hopper / Ampere)
+        gemm_config(128, 128, 64, 8, 4, 4),
+        gemm_config(128, 64, 64, 8, 4, 4),
+        gemm_config(64, 128, 64, 8, 4, 4),
+        gemm_config(64, 64, 64, 8, 4, 3),
+        gemm_config(64, 64, 32, 8, 4, 3),  # small shared memory (L4)
+        gemm_config(16, 64, 128, 1, 2, 3),  # decode-like M <= 16 (4 warps spill on sm_90a)
+    ],
+    # fp32 (IEEE or tf32): 4-byte elements halve the tile a warp can hold; 128x128 tiles need 8
+    # warps and BLOCK_K = 32
+    "fp32": [
+        gemm_config(128, 128, 32, 8, 8, 3),
+        gemm_config(128, 64, 64, 8, 8, 3),
+        gemm_config(64, 64, 64, 8, 4, 3),
+        gemm_config(64, 64, 32, 8, 4, 3),
+        gemm_config(16, 64, 128, 1, 4, 3),
+    ],
+    # fp8: the fp32 accumulator and the partial one of the precise accumulation
+    # (max_num_imprecise_acc=BLOCK_K) both live in registers: 128x128 tiles need 8 warps
+    "fp8": [
+        gemm_config(128, 128, 128, 8, 8, 3),
+        gemm_config(128, 128, 64, 8, 8, 4),
+        gemm_config(128, 64, 64, 8, 4, 4),
+        gemm_config(64, 128, 64, 8, 4, 4),
+        gemm_config(64, 64, 64, 8, 4, 3),
+        gemm_config(64, 64, 32, 8, 4, 3),
+        gemm_config(16, 64, 128, 1, 4, 3),
+    ],
+}
+_GPU_CONFIGS: list[triton.Config] = [c for cs in _GPU_CONFIGS_BY_KIND.values() for c in cs]
 #: the one config used under TRITON_INTERPRET
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS: list[triton.Config] = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+def config_kind(dtype: str) -> str:
+    """The config list (``"16-bit"``, ``"fp32"``, ``"fp8"``) inputs of a family dtype name
+    (``bf16``, ``fp16``, ``fp32``, ``tf32``, ``fp8``) tune over."""
+    return {"bf16": "16-bit", "fp16": "16-bit", "tf32": "fp32"}.get(dtype, dtype)
+
+
+def gpu_configs(kind: str) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for inputs of ``kind`` (:func:`config_kind`)."""
+    return _GPU_CONFIGS_BY_KIND[kind]
+
+
+def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> list[triton.Config]:
+    """The autotuner's early pruning: only the configs of the launch's input kind (none under
+    the interpreter: its one config is for every launch)."""
+    if _INTERPRET:
+        return configs
+    keep = gpu_configs(config_kind(_NAMES[named_args["a_ptr"].dtype]))
+    return [c for c in configs if any(c is k for k in keep)]
+
+
+_PRUNE = {"early_config_prune": _prune}
 _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
 
 
@@ -153,7 +201,7 @@ def _matmul_tile(
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
-@triton.autotune(configs=_CONFIGS, key=_TUNE_KEY)
+@triton.autotune(configs=_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE)
 @triton.jit
 def _matmul_kernel(
     a_ptr,
@@ -190,7 +238,7 @@ def _matmul_kernel(
     )  # fmt: skip
 
 
-@triton.autotune(configs=_CONFIGS, key=_TUNE_KEY)
+@triton.autotune(configs=_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE)
 @triton.jit
 def _matmul_persistent_kernel(
     a_ptr,

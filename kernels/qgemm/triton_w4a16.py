@@ -20,6 +20,11 @@ Two kernels, chosen by M:
   tile is unpacked from its word with a per-k shift, dequantized in registers and fed to one
   ``tl.dot`` with the contiguous X tile.
 
+Dequantization is conversion-free: codes and zeros become floats through :func:`magic_f32`
+(``2^23 + i`` by OR-ing ``i`` into the mantissa of 2^23), whose difference is exactly
+``q - zero``, so ``(q - zero) * scale`` is bit for bit what converting each integer gives, without
+an integer-to-float conversion per weight.
+
 The launch closure allocates nothing (workspace and counters are made once per closure).
 """
 
@@ -47,21 +52,46 @@ _INTERPRET = triton_interpreting()
 #: the GEMV serves M up to this; the tiled kernel above
 GEMV_MAX_M = 16
 #: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV; interpreter: small
-GEMV_BLOCK = (32, 16) if _INTERPRET else (128, 32)
+GEMV_GPU_BLOCK = (128, 32)
+GEMV_BLOCK = (32, 16) if _INTERPRET else GEMV_GPU_BLOCK
+#: warps and pipeline stages of the GEMV on a GPU (the interpreter: 1 stage)
+GEMV_WARPS = 4
+GEMV_GPU_STAGES = 3
 #: programs the GEMV aims at per SM when it picks its split
 GEMV_PROGRAMS_PER_SM = 4
 
 
+#: GPU configs of the tiled GEMM, each compiled for sm_90a without spills and within 227 KiB of
+#: shared memory (``tests/kernels/test_compile_sm90.py``): the dequantized weight tile is staged
+#: through shared memory too, so the large tiles take BLOCK_K = 32
 _GPU_CONFIGS = [
-    gemm_config(128, 256, 64, 8, 8, 3),
-    gemm_config(128, 128, 64, 8, 4, 4),
+    gemm_config(128, 256, 32, 8, 8, 3),
+    gemm_config(128, 128, 64, 8, 8, 3),
     gemm_config(128, 128, 32, 8, 4, 4),
     gemm_config(64, 128, 64, 8, 4, 4),
     gemm_config(64, 64, 64, 8, 4, 3),
-    gemm_config(32, 128, 64, 1, 4, 4),  # 17 <= M <= 32
+    gemm_config(32, 128, 64, 1, 4, 3),  # 17 <= M <= 32
 ]
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
+
+
+def gpu_configs() -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for the tiled GEMM."""
+    return _GPU_CONFIGS
+
+
+#: the bits of the float32 2^23 (8388608.0): its mantissa's unit is 1
+MAGIC_F32_BITS = tl.constexpr(0x4B000000)
+
+
+@triton.jit
+def magic_f32(i):
+    """``2^23 + i`` as float32, exactly, for int32 ``0 <= i < 2^23``, with no integer-to-float
+    conversion: ``i`` is OR-ed into the mantissa of 2^23 and the bits are reinterpreted. The
+    difference of two such values is ``float(i - j)`` bit for bit (both exact, and so is their
+    difference), which is how the kernels dequantize: ``(q - zero) * scale``."""
+    return (i | MAGIC_F32_BITS).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -87,11 +117,11 @@ def _gemv_kernel(
         words = tl.load(qw_ptr + rows[:, None].to(tl.int64) * N + cols[None, :], mask=w_ok, other=0)
         g_off = ((rows * 8) // G)[:, None].to(tl.int64) * N + cols[None, :]
         scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0).to(tl.float32)
-        zero = tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.float32)
+        zero = magic_f32(tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.int32))
         x_ok = m_ok[:, None] & (rows < r_end)[None, :]
         for j in tl.static_range(8):
             e = 2 * (j % 4) + j // 4  # k offset held by nibble j
-            q = ((words >> (4 * j)) & 15).to(tl.float32)
+            q = magic_f32((words >> (4 * j)) & 15)
             w = ((q - zero) * scale).to(x_ptr.dtype.element_ty)
             x_ptrs = x_ptr + ms[:, None] * stride_xm + (rows * 8 + e)[None, :]
             x = tl.load(x_ptrs, mask=x_ok, other=0)
@@ -142,8 +172,8 @@ def _gemm_kernel(
         words = tl.load(qw_ptr + (kk // 8)[:, None].to(tl.int64) * N + cols[None, :], mask=w_ok)
         g_off = (kk // G)[:, None].to(tl.int64) * N + cols[None, :]
         scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0).to(tl.float32)
-        zero = tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.float32)
-        q = ((words >> shift[:, None]) & 15).to(tl.float32)
+        zero = magic_f32(tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.int32))
+        q = magic_f32((words >> shift[:, None]) & 15)
         w = tl.where(w_ok, (q - zero) * scale, 0.0).to(x_ptr.dtype.element_ty)
         acc = tl.dot(x, w, acc)
     c_ptrs = c_ptr + rows[:, None].to(tl.int64) * stride_cm + cols[None, :]
@@ -197,8 +227,8 @@ def make_launch(
             "BLOCK_M": 16,
             "BLOCK_N": block_n,
             "BLOCK_R": block_r,
-            "num_warps": 4,
-            "num_stages": 1 if _INTERPRET else 3,
+            "num_warps": GEMV_WARPS,
+            "num_stages": 1 if _INTERPRET else GEMV_GPU_STAGES,
         }
 
         def launch_gemv() -> None:

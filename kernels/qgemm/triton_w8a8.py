@@ -11,9 +11,9 @@ weight); sizes are elements. Every M, N, K >= 1 is correct (masked loads and sto
   ``scale_b`` one per column of B or one for all; a 1-element scale is read with stride 0.
 * C is bf16 or fp16, rounded once from fp32.
 
-Tiles are visited in GROUP_M bands (A rows reused from L2). ``_GPU_CONFIGS`` are tuned per
-power-of-two bucket of (M, N, K) and the operand kind; under ``TRITON_INTERPRET`` the one small
-``_INTERPRETER_CONFIG`` is used.
+Tiles are visited in GROUP_M bands (A rows reused from L2). The GPU configs of the operand kind
+(``gpu_configs``; the autotuner prunes the others) are tuned per power-of-two bucket of
+(M, N, K); under ``TRITON_INTERPRET`` the one small ``_INTERPRETER_CONFIG`` is used.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from wattbench.kernels.triton_support import gemm_config, grouped_tile, size_buc
 _INTERPRET = triton_interpreting()
 
 
-#: BLOCK_K >= 64 (int8 / fp8 MMAs are 32 deep); 128x256x128 is the large-problem tile
-_GPU_CONFIGS = [
+#: GPU configs per operand kind, each compiled for sm_90a without spills and within 227 KiB of
+#: shared memory (``tests/kernels/test_compile_sm90.py``). BLOCK_K >= 64 (int8 / fp8 MMAs are 32
+#: deep); 128x256x128 is the large int8 tile.
+_GPU_CONFIGS_INT8 = [
     gemm_config(128, 256, 128, 8, 8, 3),
     gemm_config(256, 128, 128, 8, 8, 3),
     gemm_config(128, 128, 128, 8, 4, 4),
@@ -45,11 +47,41 @@ _GPU_CONFIGS = [
     gemm_config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
     gemm_config(32, 128, 128, 1, 4, 4),
 ]
+#: fp8: the precise accumulation (max_num_imprecise_acc=BLOCK_K) keeps a partial accumulator
+#: beside the fp32 one, so 128x128 tiles need 8 warps and larger ones spill
+_GPU_CONFIGS_FP8 = [
+    gemm_config(128, 128, 128, 8, 8, 3),
+    gemm_config(128, 128, 64, 8, 8, 4),
+    gemm_config(64, 128, 128, 8, 4, 4),
+    gemm_config(64, 64, 64, 8, 4, 3),
+    gemm_config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
+    gemm_config(32, 128, 128, 1, 4, 4),
+]
+_GPU_CONFIGS = _GPU_CONFIGS_INT8 + _GPU_CONFIGS_FP8
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
-@triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"])
+def gpu_configs(fp8: bool) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for fp8 (else int8) operands."""
+    return _GPU_CONFIGS_FP8 if fp8 else _GPU_CONFIGS_INT8
+
+
+def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> list[triton.Config]:
+    """The autotuner's early pruning: only the configs of the launch's operand kind (none under
+    the interpreter: its one config is for every launch)."""
+    if _INTERPRET:
+        return configs
+    keep = gpu_configs(bool(meta.get("IS_FP8")))
+    return [c for c in configs if any(c is k for k in keep)]
+
+
+_PRUNE = {"early_config_prune": _prune}
+
+
+@triton.autotune(
+    configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"], prune_configs_by=_PRUNE
+)
 @triton.jit
 def _w8a8_kernel(
     a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,

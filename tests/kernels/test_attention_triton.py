@@ -85,9 +85,11 @@ def test_prefill_relaunch_is_identical():
 
 
 # B, HQ, HKV, L, D, chunk: several splits with a short last one; G = 3 (padded rows); MHA with
-# D = 128 and the split rule's own choice; a cache shorter than one block
+# D = 128 and the split rule's own choice; a cache shorter than one block; more splits (19) than
+# the combine kernel reads at a time (COMBINE_BLOCK_S = 16)
 DECODE_CASES = [
     (1, 4, 2, 131, 64, 32),
+    (1, 2, 1, 600, 64, 32),
     (2, 6, 2, 100, 64, 64),
     (1, 2, 2, 70, 128, None),
     (1, 8, 1, 5, 64, None),

@@ -141,8 +141,8 @@ def test_source_needs_no_header_and_defaults_match_tile_config() -> None:
     }
     for name in cm.ENTRY_POINTS:
         assert re.search(rf"WB_GEMM_ENTRY\({name},", text), name
-    # 4 stages of (128 x 40 + 32 x 264) 2-byte elements
-    assert tiles.smem_bytes == 108544 and tiles.threads == 256
+    # 3 stages of (128 x 72 + 64 x 264) 2-byte elements
+    assert tiles.smem_bytes == 156672 and tiles.threads == 256
     assert tiles.blocks(8192, 8192) == 64 * 32 and tiles.blocks(1, 1) == 1
 
 
@@ -352,7 +352,7 @@ def test_launch_geometry_and_fast_entry(fake_cupy: types.ModuleType) -> None:
     grid, block, args, smem = kernel.calls[0]
     assert kernel.calls[1][:2] == (grid, block) and kernel.calls[1][3] == smem
     assert kernel.calls[1][2] is args  # built once
-    assert grid == (3 * 3,) and block == (256,) and smem == 108544
+    assert grid == (3 * 3,) and block == (256,) and smem == 156672
     assert [x.data.ptr for x in args[:3]] == [x.data.ptr for x in (a, b, out)]  # no copies
     assert all(x.dtype == np.uint16 for x in args[:3])
     assert [type(x) for x in args[3:]] == [np.int32] * 3 and list(args[3:]) == [300, 520, 64]
@@ -396,7 +396,7 @@ def test_smem_over_the_device_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(smem_limit=99 * 1024))
     cm.clear_module_cache()
     try:
-        with pytest.raises(UsageError, match="108544 bytes"):
+        with pytest.raises(UsageError, match="156672 bytes"):
             cm.make_launch(*_mats(8, 8, 8))
     finally:
         cm.clear_module_cache()

@@ -216,7 +216,9 @@ def test_buckets_share_odd_sizes() -> None:
 
 
 def test_config_sets() -> None:
-    assert 4 <= len(tm._GPU_CONFIGS) <= 8
+    for kind in ("16-bit", "fp32", "fp8"):  # each launch tunes over one kind's configs
+        assert 4 <= len(tm.gpu_configs(kind)) <= 8
+    assert {tm.config_kind(d) for d in (*tm.SUPPORTED_DTYPES, "tf32")} == {"16-bit", "fp32", "fp8"}
     assert all(c.kwargs["BLOCK_K"] >= 32 for c in tm._GPU_CONFIGS)  # fp8 needs BLOCK_K >= 32
     if tm._INTERPRET:
         assert tm._CONFIGS == [tm._INTERPRETER_CONFIG]
