@@ -42,6 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default <results>/validate/<gpu uuid>)")
     p.add_argument("--resume", action="store_true", help="keep finished steps of --out")
     p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="leave out steps whose key starts with STEP (e.g. configs, target:, sensors)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="run the flow on this machine: simulated GPU, Triton interpreter",
@@ -85,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
             "DRY RUN: a simulated GPU answers NVML, kernels run in Triton's interpreter; "
             "the steps marked n/a say what a GPU run adds"
         )
-    outcomes, rows = run_validate(ctx, args.budget_s, resume=args.resume, echo=echo)
+    outcomes, rows = run_validate(
+        ctx, args.budget_s, resume=args.resume, echo=echo, skip=tuple(args.skip)
+    )
     print()
     print(render_verdict(rows))
     print(f"written: {folder} (steps.jsonl, provenance.json, verdict.json, verdict.md)")

@@ -23,7 +23,7 @@ import os
 import platform
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,30 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
     return {"status": "info", "summary": summary + sim, "figures": figures}
 
 
+# --- configs ------------------------------------------------------------------------------------
+
+
+def configs(ctx: Context) -> dict[str, Any]:
+    """Every config each Triton autotuner can choose, compiled for sm_90a in parallel processes
+    (``kernels/compile_report.py``): none may spill or exceed the shared memory of a block."""
+    from wattbench.kernels import compile_report as cr
+
+    why = cr.unavailable_reason()
+    if why is not None:
+        return {"status": "unavailable", "summary": why}
+    results = cr.run(cr.jobs())
+    bad = [r for r in results if not r.ok]
+    write_json_atomic(ctx.folder / "compile-report.json", [
+        {"kernel": r.job.kernel, "variant": r.job.variant, "config": r.job.config,
+         "registers": r.registers, "spill_stores": r.spill_stores, "spill_loads": r.spill_loads,
+         "shared_bytes": r.shared_bytes, "ok": r.ok, "error": r.error} for r in results
+    ])  # fmt: skip
+    names = ", ".join(f"{r.job.kernel} {r.job.variant} {r.job.config}" for r in bad[:3])
+    summary = f"{len(results)} compiled for sm_90a, {len(results) - len(bad)} ok"
+    return {"status": "fail" if bad else "pass",
+            "summary": summary + (f"; not ok: {names}" if bad else "")}  # fmt: skip
+
+
 def build_steps() -> list[Step]:
     steps = [Step("provenance", "provenance", 2, 0, provenance)]
     for fam in catalog.FAMILIES:
@@ -278,6 +302,16 @@ def build_steps() -> list[Step]:
         steps.append(Step(f"target:{t.key}", t.title, 15, 30 + i, target(t), t.text()))
     steps.append(
         Step(
+            "configs",
+            "Triton configs for sm_90a",
+            60,
+            45,
+            configs,
+            "every autotune config compiled in parallel processes (spills, shared memory)",
+        )
+    )
+    steps.append(
+        Step(
             "sensors",
             "NVML sensors",
             15,
@@ -290,7 +324,12 @@ def build_steps() -> list[Step]:
 
 
 def run_validate(
-    ctx: Context, budget_s: float, *, resume: bool, echo: Callable[[dict[str, Any]], None]
+    ctx: Context,
+    budget_s: float,
+    *,
+    resume: bool,
+    echo: Callable[[dict[str, Any]], None],
+    skip: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every step within ``budget_s``; the outcomes and the verdict rows (also written:
     ``steps.jsonl``, ``verdict.json``, ``verdict.md`` in ``ctx.folder``)."""
@@ -301,7 +340,7 @@ def run_validate(
     kept = journal.kept.get("bandwidth")
     if kept is not None:
         ctx.hbm_read_gbs = kept.get("read_gbs")
-    outcomes = run_steps(build_steps(), ctx, journal, Budget(budget_s), echo=echo)
+    outcomes = run_steps(build_steps(), ctx, journal, Budget(budget_s), echo=echo, skip=skip)
     rows = verdict(outcomes)
     sim = ctx.device.simulated is not None
     write_json_atomic(

@@ -15,7 +15,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,9 +84,11 @@ def run_steps(
     budget: Budget,
     *,
     echo: Callable[[dict[str, Any]], None] | None = None,
+    skip: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run ``steps`` by priority within ``budget``, journalling each outcome; the outcomes (kept
-    ones included), in the order they were decided."""
+    ones included), in the order they were decided. A step whose key starts with one of
+    ``skip`` is not run (status ``skipped``)."""
     out = []
     for step in sorted(steps, key=lambda s: (s.priority, s.key)):
         doc: dict[str, Any]
@@ -97,7 +99,9 @@ def run_steps(
                 echo(doc)
             continue
         left = budget.left_s()
-        if left < step.est_s:
+        if any(step.key.startswith(prefix) for prefix in skip):
+            doc = {"status": "skipped", "summary": "left out by --skip"}
+        elif left < step.est_s:
             doc = {
                 "status": "skipped",
                 "summary": f"not started: {left:.0f} s left of the budget, it needs ~"
