@@ -121,10 +121,14 @@ def _split_kernel(
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
         m_i = m_new
     # partial results: o_part[b, head, split, :], lse_part[b, head, split] (log2 domain)
+    # an empty split (no key in [lo, hi)) weighs nothing: zero output, log-sum-exp -inf (its
+    # 0 / 0 would be NaN, and NaN times a zero weight is still NaN in the combine)
     row = ((b * HKV + hk) * GROUP + offs_g) * SPLITS + split
-    out = acc / l_i[:, None]
+    seen = l_i > 0
+    out = acc / tl.where(seen, l_i, 1.0)[:, None]
+    lse = tl.where(seen, m_i + tl.math.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
     tl.store(OP + row[:, None] * HEAD_DIM + offs_d[None, :], out, mask=g_ok[:, None])
-    tl.store(LP + row, m_i + tl.math.log2(l_i), mask=g_ok)
+    tl.store(LP + row, lse, mask=g_ok)
 
 
 @triton.jit
@@ -184,11 +188,14 @@ def make_launch(
     lse: torch.Tensor | None = None,
     scale: float | None = None,
     chunk: int | None = None,
+    splits: int | None = None,
 ) -> Callable[[], None]:
     """Validate once, allocate the float32 partial results, and return a closure that writes
     decode attention of q (one token) against (k, v) into ``out`` (and ``lse``, natural log).
     ``chunk`` (keys per split, a multiple of every BLOCK_N: 128 on a GPU, 32 in the
-    interpreter) overrides the split rule. The closure allocates nothing."""
+    interpreter) overrides the split rule; ``splits`` (at least enough to cover the keys)
+    fixes the grid, the trailing splits then being empty -- a launch sized once for a cache
+    that grows. An empty split weighs nothing. The closure allocates nothing."""
     ops = check_operands(q, k, v, out, what="Triton decode", lse=lse)
     reason = head_dim_reason(ops.d)
     if reason:
@@ -200,6 +207,7 @@ def make_launch(
         )
     length = ops.nkv
     programs = ops.batch * ops.hkv
+    wanted = splits
     if chunk is None:
         splits, chunk = splits_for(length, programs, q.device)
     else:
@@ -207,6 +215,13 @@ def make_launch(
         if chunk < 1 or chunk % multiple:
             raise ShapeError(f"Triton decode: chunk {chunk}", f"use a multiple of {multiple}")
         splits = math.ceil(length / chunk)
+    if wanted is not None:
+        if wanted < splits:
+            raise ShapeError(
+                f"Triton decode: {wanted} splits of {chunk} keys cannot hold {length} keys",
+                f"use at least {splits} splits",
+            )
+        splits = int(wanted)
     qk_scale = (ops.d**-0.5 if scale is None else float(scale)) * LOG2E
     o_part = torch.empty(ops.batch, ops.hq, splits, ops.d, device=q.device, dtype=torch.float32)
     lse_part = torch.empty(ops.batch, ops.hq, splits, device=q.device, dtype=torch.float32)
