@@ -36,3 +36,13 @@ def stop_pids(pids: Iterable[int], grace_s: float = 10.0) -> None:
         if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def tail_logs(folder: Path, lines: int) -> str:
+    """The last ``lines`` of every ``*.log`` in ``folder``, each under its name (for a daemon
+    that did not come up)."""
+    out = []
+    for p in sorted(folder.glob("*.log")):
+        tail = p.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {p.name}\n" + "\n".join(tail))
+    return "\n".join(out)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import stop_pids
+from tests.processes import stop_pids, tail_logs
 
 NODES = ("rnode1", "rnode2")
 GPUS_PER_NODE = 4
@@ -86,11 +86,7 @@ class LocalRay:
         raise RuntimeError(f"Ray nodes did not come up ({n} wanted)\n{self.logs()}")
 
     def logs(self) -> str:
-        out = []
-        for p in sorted(self.d.glob("*.log")):
-            lines = p.read_text(errors="replace").splitlines()[-8:]
-            out.append(f"--- {p.name}\n" + "\n".join(lines))
-        return "\n".join(out)
+        return tail_logs(self.d, 8)
 
     def stop(self) -> None:
         """SIGTERM every ``ray start --block`` (workers first, the head last), then SIGKILL."""

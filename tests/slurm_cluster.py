@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import stop_pids
+from tests.processes import stop_pids, tail_logs
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
 MUNGE_KEY = Path("/etc/munge/munge.key")
@@ -162,11 +162,7 @@ class LocalSlurm:
         raise RuntimeError(f"jobs still queued after {timeout} s: {self.jobs()}")
 
     def logs(self) -> str:
-        out = []
-        for p in sorted(self.d.glob("*.log")):
-            lines = p.read_text(errors="replace").splitlines()[-5:]
-            out.append(f"--- {p.name}\n" + "\n".join(lines))
-        return "\n".join(out)
+        return tail_logs(self.d, 5)
 
     def stop(self) -> None:
         """Stop every daemon by its PID file (SIGTERM, then SIGKILL after 10 s)."""

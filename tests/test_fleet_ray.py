@@ -20,8 +20,7 @@ from tests.cli_run import CLI, wb
 from tests.conftest import CLEARED_ENV
 from tests.ray_cluster import GPUS_PER_NODE, NODES, LocalRay, needs_ray
 from tests.test_fleet_node import PLAN
-from wattbench.profiler.store import RunRecord
-from wattbench.profiler.store.record import RecordError
+from tests.test_fleet_slurm import fleet_records
 
 pytestmark = needs_ray
 
@@ -37,16 +36,6 @@ def ray_cluster():
         yield cluster.start()
     finally:
         cluster.stop()
-
-
-def _records(root: Path) -> dict[Path, RunRecord]:
-    out = {}
-    for p in root.glob("*/*/*.json"):
-        try:
-            out[p] = RunRecord.load(p)
-        except RecordError:
-            continue
-    return out
 
 
 def _plan(tmp_path: Path, run_id: str) -> Path:
@@ -75,7 +64,7 @@ def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_on
     deadline = time.monotonic() + 120
     busy = False
     while time.monotonic() < deadline and driver.poll() is None and not busy:
-        recs = _records(root).values()
+        recs = fleet_records(root).values()
         busy = sum(x.status == "running" and len(x.points) >= 2 for x in recs) >= 4
         time.sleep(0.1)
     assert busy, f"the agents did not start sweeping\n{ray_cluster.logs()}"
@@ -84,13 +73,13 @@ def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_on
     assert driver.returncode == 130, (out, err)
     assert "run it again to resume" in err
     time.sleep(1.0)  # the cancelled agents' last writes
-    first = _records(root)
+    first = fleet_records(root)
     assert first and not all(x.status == "complete" for x in first.values())
     assert {p.parent.parent.name for p in first} <= set(NODES)
 
     again = wb("fleet", "ray", "run", str(plan), env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    final = _records(root)
+    final = fleet_records(root)
     assert len(final) == len(NODES) * GPUS_PER_NODE * 2
     assert all(x.status == "complete" for x in final.values())
     assert {p.parent.parent.name for p in final} == set(NODES)
@@ -109,7 +98,7 @@ def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_on
     third = wb("fleet", "ray", "run", str(plan), env=env)
     assert third.returncode == 0, third.stderr
     assert third.stdout.count("2 skipped") == 8
-    for path, rec in _records(root).items():
+    for path, rec in fleet_records(root).items():
         assert rec.doc["updated_utc"] == final[path].doc["updated_utc"]  # untouched
 
 

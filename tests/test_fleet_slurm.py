@@ -32,7 +32,7 @@ def slurm():
     cluster.stop()
 
 
-def _records(root: Path) -> dict[Path, RunRecord]:
+def fleet_records(root: Path) -> dict[Path, RunRecord]:
     out = {}
     for p in root.glob("*/*/*.json"):
         try:
@@ -65,7 +65,7 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, 
     assert "wbnode1: job" in r.stdout and "wbnode2: job" in r.stdout and "aggregate" in r.stdout
     deadline = time.monotonic() + 120  # cancel wbnode1 once GPU 2 failed and others measure
     while time.monotonic() < deadline:
-        recs = {p: x for p, x in _records(root).items() if "wbnode1" in str(p)}
+        recs = {p: x for p, x in fleet_records(root).items() if "wbnode1" in str(p)}
         failed = any(failing in str(p) and x.status == "interrupted" for p, x in recs.items())
         busy = any(x.status == "running" and len(x.points) >= 2 for x in recs.values())
         if failed and busy:
@@ -77,7 +77,7 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, 
     slurm.run("scancel", job[0])
     slurm.wait_idle()
 
-    first = _records(root)
+    first = fleet_records(root)
     status = json.loads(wb("fleet", "status", str(plan), "--json", env=env).stdout)
     complete = {(g["host"], g["uuid"]) for g in status["gpus"] if g["complete"]}
     assert status["incomplete_hosts"] == ["wbnode1"]  # the cancelled node; wbnode2 is done
@@ -90,7 +90,7 @@ def test_a_fleet_run_survives_a_failed_gpu_and_a_cancelled_job(tmp_path, slurm, 
     assert "complete, not submitted: wbnode2" in again.stdout and "wbnode2: job" not in again.stdout
     slurm.wait_idle()
 
-    final = _records(root)
+    final = fleet_records(root)
     status = json.loads(wb("fleet", "status", str(plan), "--json", env=env).stdout)
     assert len(status["gpus"]) == 8 and all(g["complete"] for g in status["gpus"])
     assert len({g["uuid"] for g in status["gpus"]}) == 8  # eight distinct units

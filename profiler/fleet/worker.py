@@ -33,7 +33,7 @@ from wattbench.profiler.measure.types import OperatingPoint
 from wattbench.profiler.signals import Terminated
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.record import FLEET_RUN_ENV, RecordError
-from wattbench.profiler.sweep.session import resume_request, sweep_problem
+from wattbench.profiler.sweep.session import SweepRequest, resume_request, sweep_problem
 
 SCHEMA = "wattbench.fleet-worker/1"
 
@@ -90,18 +90,11 @@ def sweep_one(
         outcome = ProblemOutcome(problem.label, "skipped", str(done[-1].path), len(done[-1].points))
     else:
         try:
-            if records:
-                record = RunRecord.resume(records[-1].path)
-                _, device, request = resume_request(record)
-                how = "resumed"
-            else:
-                record, device, request = None, open_device(selection), plan.request()
-                how = "complete"
-            swept = sweep_problem(device, problem, request, out_dir=folder, record=record)
+            how, swept = _resume_or_start(records, selection, folder, problem, plan.request())
         except WattbenchError as exc:
             return ProblemOutcome(problem.label, "failed", None, 0, str(exc))
-        done = [swept.record]
-        outcome = ProblemOutcome(problem.label, how, str(swept.record.path), len(done[0].points))
+        done = [swept]
+        outcome = ProblemOutcome(problem.label, how, str(swept.path), len(swept.points))
     points = (candidates or {}).get(verify.group_key(done[-1]))
     if points:
         _verify_one(outcome, selection, folder, problem, plan, points, in_folder)
@@ -126,20 +119,28 @@ def _verify_one(
         return
     wanted = {p.key for p in points}
     same = [r for r in records if r.status != "complete" and _verify_keys(r) == wanted]
+    request = dataclasses.replace(plan.request(), points=points)
     try:
-        if same:
-            record = RunRecord.resume(same[-1].path)
-            _, device, request = resume_request(record)
-            how = "resumed"
-        else:
-            record, device = None, open_device(selection)
-            request = dataclasses.replace(plan.request(), points=points)
-            how = "complete"
-        verified = sweep_problem(device, problem, request, out_dir=folder, record=record)
+        how, verified = _resume_or_start(same, selection, folder, problem, request)
     except WattbenchError as exc:
         outcome.verify, outcome.error = "failed", f"verify pass: {exc}"
         return
-    outcome.verify, outcome.verify_record = how, str(verified.record.path)
+    outcome.verify, outcome.verify_record = how, str(verified.path)
+
+
+def _resume_or_start(
+    records: list[RunRecord], selection: str, folder: Path, problem: Problem, request: SweepRequest
+) -> tuple[str, RunRecord]:
+    """Resume the newest of ``records`` (incomplete ones, as they were started), or start
+    ``request`` on the GPU ``selection``; how (``resumed`` / ``complete``) and the record."""
+    if records:
+        record: RunRecord | None = RunRecord.resume(records[-1].path)
+        _, device, request = resume_request(record)
+        how = "resumed"
+    else:
+        record, device, how = None, open_device(selection), "complete"
+    swept = sweep_problem(device, problem, request, out_dir=folder, record=record)
+    return how, swept.record
 
 
 def _verify_keys(record: RunRecord) -> set[str]:
