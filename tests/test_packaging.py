@@ -5,6 +5,7 @@ NVML switch the custom ``build_py`` writes, and nothing at the top level but ``w
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,12 +41,17 @@ def _tree_packages() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory) -> list[str]:
-    """The member names of a wheel built from the tree (no build isolation: offline)."""
-    out = tmp_path_factory.mktemp("wheel")
+    """The member names of a wheel built from a clean copy of the tree (so no build/ folder of
+    an earlier build can add stale files; no build isolation: offline)."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for folder in _config()["package-dir"].values():
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"),
-            *("-w", str(out), str(ROOT)),
+            *("-w", str(out), str(src)),
         ],
         capture_output=True,
         text=True,
