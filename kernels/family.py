@@ -272,8 +272,6 @@ class Family:
 
     def _suite_problems(self) -> list[str]:
         out = []
-        if not self.presets and (self.suite.full is None or self.suite.quick is None):
-            out.append("no preset, so the suite needs its full and quick shapes written out")
         extra = set(self.suite.quick_dtypes or ()) - set(self.dtypes)
         if extra:
             out.append(f"suite quick_dtypes {sorted(extra)} are not family dtypes")
@@ -285,13 +283,14 @@ class Family:
         return out
 
     def suite_shapes(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """``(full, quick, quick_dtypes)`` of the suite with the defaults filled in."""
+        """``(full, quick, quick_dtypes)`` of the suite with the defaults filled in (a family
+        without presets has no default cases)."""
         full = self.suite.full
         if full is None:
             full = tuple(p.name for p in self.presets)
         quick, dtypes = self.suite.quick, self.suite.quick_dtypes
         if quick is None:
-            quick = (shape_text(self.presets[0].shapes[0]),)
+            quick = (shape_text(self.presets[0].shapes[0]),) if self.presets else ()
             dtypes = dtypes or (next(iter(self.dtypes)),)
         return full, quick, dtypes or tuple(self.dtypes)
 

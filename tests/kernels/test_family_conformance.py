@@ -9,14 +9,16 @@ family folder is in these tests with no edit here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 
 import pytest
 import torch
 
 from wattbench.kernels import catalog, verify
 from wattbench.kernels.env import probe
-from wattbench.kernels.family import Family, Shape, shape_text
+from wattbench.kernels.family import Family, Shape, Suite, shape_text
 from wattbench.profiler.pytest_plugin.cases import problems
 
 CUDA = torch.cuda.is_available()
@@ -102,3 +104,19 @@ def test_every_cpu_path_is_correct_at_the_smallest_preset_shape(name, dtype):
             assert res.rel_error <= res.tolerance_rel_fro
         else:
             assert res.status == verify.UNAVAILABLE, (impl.name, res)
+
+
+def test_a_suite_declaration_is_checked_and_defaults_to_every_preset():
+    fam = FAMILIES["matmul"]
+    fields = {f.name: getattr(fam, f.name) for f in dataclasses.fields(fam)}
+    default = Family(**{**fields, "suite": Suite()})
+    full, quick, dtypes = default.suite_shapes()
+    assert full == tuple(p.name for p in fam.presets)
+    assert quick == (shape_text(fam.presets[0].shapes[0]),) and dtypes == ("bf16",)
+    for bad, says in (
+        (Suite(quick_dtypes=("int3",)), "quick_dtypes ['int3']"),
+        (Suite(full=("no-such-preset",)), "suite shape 'no-such-preset'"),
+        (Suite(quick=("1x2",)), "suite shape '1x2'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            Family(**{**fields, "suite": bad})
