@@ -1,17 +1,83 @@
-"""The catalog: every kernel family wattbench has, as an explicit tuple (no import-time
-registration). A new family is one declaration module plus one entry in :data:`FAMILIES`."""
+"""The catalog: every kernel family wattbench has, found by one explicit, deterministic scan (no
+import-time registration, no registry another module fills in).
+
+A family folder is a sub-package of ``wattbench.kernels`` (a folder of ``kernels/`` with an
+``__init__.py``) with a module ``family`` that declares, at module level, either ``FAMILY`` (one
+:class:`~wattbench.kernels.family.Family`) or ``FAMILIES`` (a tuple of them, in order). Folders
+without a ``family`` module are helpers and are skipped. The families of :data:`FIRST` come
+first, in that order; every other folder's follow in folder-name order. Adding a family is
+adding its folder: nothing here, in pyproject.toml or in the suites changes (CONTRIBUTING.md).
+"""
 
 from __future__ import annotations
 
-from wattbench.kernels.attention.family import DECODE, PREFILL, PREFILL_FULL
+import importlib
+import pkgutil
+from collections.abc import Iterable
+from types import ModuleType
+
 from wattbench.kernels.errors import UnknownKernelError, UsageError
 from wattbench.kernels.family import Family, Impl
 from wattbench.kernels.l2 import DEFAULT_POLICY, RotatingLaunch, check_policy, rotating_launch
-from wattbench.kernels.matmul.family import FAMILY as MATMUL
-from wattbench.kernels.qgemm.w4a16 import FAMILY as W4A16
-from wattbench.kernels.qgemm.w8a8 import FAMILY as W8A8
 
-FAMILIES: tuple[Family, ...] = (MATMUL, PREFILL, PREFILL_FULL, DECODE, W8A8, W4A16)
+#: the package whose sub-packages are scanned
+PACKAGE = "wattbench.kernels"
+#: the name of a family folder's declaration module
+DECLARATION = "family"
+#: the folders listed first, in this order (the order `wattbench kernels` has always had)
+FIRST = ("matmul", "attention", "qgemm")
+
+
+def family_folders(package: str = PACKAGE) -> tuple[str, ...]:
+    """The sub-packages of ``package`` that have a ``family`` module: :data:`FIRST` first, the
+    others by name."""
+    pkg = importlib.import_module(package)
+    folders = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.ispkg:
+            continue
+        sub = importlib.import_module(f"{package}.{info.name}")
+        if any(m.name == DECLARATION for m in pkgutil.iter_modules(sub.__path__)):
+            folders.append(info.name)
+    rank = {name: i for i, name in enumerate(FIRST)}
+    return tuple(sorted(folders, key=lambda n: (rank.get(n, len(rank)), n)))
+
+
+def declared(module: ModuleType) -> tuple[Family, ...]:
+    """The families ``module`` declares: its ``FAMILY`` or its ``FAMILIES`` (exactly one)."""
+    has = [name for name in ("FAMILY", "FAMILIES") if hasattr(module, name)]
+    if len(has) != 1:
+        raise TypeError(f"{module.__name__} must declare exactly one of FAMILY, FAMILIES")
+    value = getattr(module, has[0])
+    families = (value,) if has[0] == "FAMILY" else value
+    if not isinstance(families, tuple) or not families:
+        raise TypeError(f"{module.__name__}.FAMILIES must be a non-empty tuple of Family")
+    for fam in families:
+        if not isinstance(fam, Family):
+            raise TypeError(f"{module.__name__}.{has[0]} holds {fam!r}, not a Family")
+    return families
+
+
+def discover(package: str = PACKAGE) -> tuple[Family, ...]:
+    """Every family declared by a family folder of ``package``, in catalog order (names unique)."""
+    found = [
+        fam
+        for folder in family_folders(package)
+        for fam in declared(importlib.import_module(f"{package}.{folder}.{DECLARATION}"))
+    ]
+    _check_unique(found)
+    return tuple(found)
+
+
+def _check_unique(families: Iterable[Family]) -> None:
+    seen: set[str] = set()
+    for fam in families:
+        if fam.name in seen:
+            raise ValueError(f"two kernel families are called {fam.name!r}")
+        seen.add(fam.name)
+
+
+FAMILIES: tuple[Family, ...] = discover()
 
 
 def required_modules() -> tuple[str, ...]:

@@ -7,7 +7,8 @@ implementations, the baseline (the vendor library) first. An **implementation** 
 declaration (:class:`Impl`): its dtypes with the minimum CUDA compute capability of each, the
 modules it needs, whether it has a CPU path, and a function that turns allocated
 :class:`Inputs` into a launch callable. Nothing registers itself on import: the catalog
-(``wattbench.kernels.catalog``) lists the families, and each family lists its implementations.
+(``wattbench.kernels.catalog``) reads the ``FAMILY`` / ``FAMILIES`` of every family folder's
+``family`` module, and each family lists its implementations.
 
 Invariants (checked when a declaration is built): names are unique, the baseline comes first,
 every implementation's dtypes are family dtypes, every dtype has a tolerance > 0, every preset
@@ -208,6 +209,18 @@ class Comparison:
         return tuple(self.shape(shape)) if self.shape is not None else tuple(shape)
 
 
+@dataclass(frozen=True)
+class Suite:
+    """What the pytest suites (``suites/test_kernels.py``) run of a family, as the family writes
+    shapes (``MxNxK``, a preset name, ``PRESET@V``). ``full``: every dtype of these shapes
+    (None: every preset, in order). ``quick``: the quick subset, in ``quick_dtypes`` (None:
+    every dtype); None: the first shape of the first preset in the first dtype; ``()``: none."""
+
+    full: tuple[str, ...] | None = None
+    quick: tuple[str, ...] | None = None
+    quick_dtypes: tuple[str, ...] | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class Family:
     """A kernel family. ``dims`` names the sizes of a shape in the order it is written (matmul:
@@ -216,7 +229,8 @@ class Family:
     ``reference(inputs, device)`` the float64 result computed on ``device``; ``work(shape,
     dtype)`` the Work of one launch. ``impls[0]`` is the baseline speedups are reported against.
     ``comparison`` (optional) names a problem of another family that timings are also compared
-    with, e.g. the same (M, N, K) in bf16 on cuBLAS for a quantized GEMM.
+    with, e.g. the same (M, N, K) in bf16 on cuBLAS for a quantized GEMM. ``suite`` says what
+    the pytest suites run of it (default: every preset; quick: the first shape in one dtype).
     """
 
     name: str
@@ -229,6 +243,7 @@ class Family:
     reference: Callable[[Inputs, str], Any] = field(repr=False)
     work: Callable[[Shape, str], Work] = field(repr=False)
     comparison: Comparison | None = None
+    suite: Suite = Suite()
 
     def __post_init__(self) -> None:
         problems = []
@@ -250,8 +265,34 @@ class Family:
         for p in self.presets:
             if not p.shapes or any(len(s) != len(self.dims) or min(s) < 1 for s in p.shapes):
                 problems.append(f"preset {p.name!r} has a shape that is not {self.shape_form}")
+        if not problems:  # the suite's shapes parse only against a consistent declaration
+            problems.extend(self._suite_problems())
         if problems:
             raise ValueError(f"family {self.name!r}: " + "; ".join(problems))
+
+    def _suite_problems(self) -> list[str]:
+        out = []
+        extra = set(self.suite.quick_dtypes or ()) - set(self.dtypes)
+        if extra:
+            out.append(f"suite quick_dtypes {sorted(extra)} are not family dtypes")
+        for text in (*(self.suite.full or ()), *(self.suite.quick or ())):
+            try:
+                self.shapes(text)
+            except WattbenchError as e:
+                out.append(f"suite shape {text!r}: {e}")
+        return out
+
+    def suite_shapes(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """``(full, quick, quick_dtypes)`` of the suite with the defaults filled in (a family
+        without presets has no default cases)."""
+        full = self.suite.full
+        if full is None:
+            full = tuple(p.name for p in self.presets)
+        quick, dtypes = self.suite.quick, self.suite.quick_dtypes
+        if quick is None:
+            quick = (shape_text(self.presets[0].shapes[0]),) if self.presets else ()
+            dtypes = dtypes or (next(iter(self.dtypes)),)
+        return full, quick, dtypes or tuple(self.dtypes)
 
     # --- lookups (UnknownKernelError lists the valid choices) ------------------------------------
 

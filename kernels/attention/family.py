@@ -27,7 +27,7 @@ from wattbench.kernels.attention import cupy_impl, triton_impl, vendor
 from wattbench.kernels.attention.problem import check_heads
 from wattbench.kernels.attention.reference import attention_float64
 from wattbench.kernels.errors import ShapeError
-from wattbench.kernels.family import DtypeSpec, Family, Inputs, Preset, Shape
+from wattbench.kernels.family import DtypeSpec, Family, Inputs, Preset, Shape, Suite
 from wattbench.kernels.work import DTYPE_BYTES, Work
 
 TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
@@ -167,7 +167,9 @@ def reference(inputs: Inputs, device: str, *, causal: bool):
     return o
 
 
-def _family(name: str, description: str, dims, presets, impls, *, causal: bool) -> Family:
+def _family(
+    name: str, description: str, dims, presets, impls, *, causal: bool, suite: Suite
+) -> Family:
     def inputs(shape, dtype, seed, device):
         return make_inputs(shape, dtype, seed, device, family=name)
 
@@ -189,6 +191,7 @@ def _family(name: str, description: str, dims, presets, impls, *, causal: bool) 
         make_inputs=inputs,
         reference=ref,
         work=work,
+        suite=suite,
     )
 
 
@@ -200,6 +203,12 @@ PREFILL = _family(
     _prefill_presets(),
     (vendor.impl(causal=True), triton_impl.prefill(causal=True), cupy_impl.prefill(causal=True)),
     causal=True,
+    # quick: bf16 Llama-3 8B at N = 4096 (compute-bound)
+    suite=Suite(
+        full=("llama3-8b", "llama3-70b", "llama3.2-1b", "odd"),
+        quick=("llama3-8b@4096",),
+        quick_dtypes=("bf16",),
+    ),
 )
 
 PREFILL_FULL = _family(
@@ -209,6 +218,7 @@ PREFILL_FULL = _family(
     _prefill_presets(),
     (vendor.impl(causal=False), triton_impl.prefill(causal=False), cupy_impl.prefill(causal=False)),
     causal=False,
+    suite=Suite(full=("llama3-8b", "llama3.2-1b", "odd"), quick=()),
 )
 
 DECODE = _family(
@@ -219,6 +229,12 @@ DECODE = _family(
     _decode_presets(),
     (vendor.impl(causal=False), triton_impl.decode(), cupy_impl.decode()),
     causal=False,
+    # quick: bf16 Llama-3 8B (batch 16) against an 8192-token cache (memory-bound)
+    suite=Suite(
+        full=("llama3-8b", "llama3-70b", "llama3-8b-batch", "llama3.2-1b", "odd"),
+        quick=("llama3-8b@8192",),
+        quick_dtypes=("bf16",),
+    ),
 )
 
 FAMILIES = (PREFILL, PREFILL_FULL, DECODE)

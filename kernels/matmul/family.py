@@ -14,7 +14,7 @@ output rounding), not the input rounding.
 
 from __future__ import annotations
 
-from wattbench.kernels.family import DtypeSpec, Family, Inputs, Preset, Shape
+from wattbench.kernels.family import DtypeSpec, Family, Inputs, Preset, Shape, Suite
 from wattbench.kernels.matmul import cupy_impls, triton_impl, vendor
 from wattbench.kernels.work import DTYPE_BYTES, Work
 
@@ -150,4 +150,10 @@ FAMILY = Family(
     make_inputs=make_inputs,
     reference=reference,
     work=work,
+    # quick: bf16 at 4096^3, 8192^3 and one Llama-3 8B decode projection (16 tokens x qkv)
+    suite=Suite(
+        full=("square", "odd", "llama3-8b", "llama3-70b"),
+        quick=("4096x4096x4096", "8192x8192x8192", "llama3-8b-qkv@16"),
+        quick_dtypes=("bf16",),
+    ),
 )

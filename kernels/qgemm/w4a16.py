@@ -18,7 +18,7 @@ activation dtype (or keeps it exact), accumulates in fp32 and rounds C.
 
 from __future__ import annotations
 
-from wattbench.kernels.family import Comparison, DtypeSpec, Family, Inputs, Shape
+from wattbench.kernels.family import Comparison, DtypeSpec, Family, Inputs, Shape, Suite
 from wattbench.kernels.qgemm import impls_w4a16, pack, presets, quantize
 from wattbench.kernels.qgemm.names import ACTIVATIONS, GROUPS, TORCH_NAMES, act_of, group_of
 from wattbench.kernels.work import DTYPE_BYTES, Work
@@ -89,4 +89,9 @@ FAMILY = Family(
     reference=reference,
     work=work,
     comparison=Comparison("bf16 cuBLAS", "matmul", "vendor", "bf16"),
+    suite=Suite(
+        full=("decode", "prefill", "square", "small"),
+        quick=("1x8192x8192",),
+        quick_dtypes=("bf16-g128",),
+    ),
 )

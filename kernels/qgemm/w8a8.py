@@ -21,7 +21,7 @@ bounds the kernel's error (fp32 scaling, output rounding), not the quantization 
 from __future__ import annotations
 
 from wattbench.kernels.errors import ShapeError
-from wattbench.kernels.family import Comparison, DtypeSpec, Family, Inputs, Shape
+from wattbench.kernels.family import Comparison, DtypeSpec, Family, Inputs, Shape, Suite
 from wattbench.kernels.qgemm import impls_w8a8, presets, quantize
 from wattbench.kernels.work import Work
 
@@ -110,4 +110,9 @@ FAMILY = Family(
     reference=reference,
     work=work,
     comparison=Comparison("bf16 cuBLAS", "matmul", "vendor", "bf16"),
+    suite=Suite(
+        full=("decode", "prefill", "square", "small"),
+        quick=("8192x8192x8192",),
+        quick_dtypes=("int8",),
+    ),
 )

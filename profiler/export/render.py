@@ -20,7 +20,6 @@ from wattbench.profiler.jsonio import write_text_atomic
 from wattbench.profiler.names import safe_name
 from wattbench.profiler.store.points import PointEntry, PointsDocument
 
-FORMATS = ("env", "slurm", "k8s")
 INDEX_SCHEMA = "wattbench.export-index/1"
 
 
@@ -91,7 +90,10 @@ def _k8s(doc: PointsDocument, folder: Path) -> tuple[list[str], list[dict]]:
     return written, index
 
 
+#: format name -> renderer (doc, folder) -> (file names written, index.json rows)
 _RENDERERS = {"env": _env, "slurm": _slurm, "k8s": _k8s}
+#: the formats `wattbench export --format` takes besides "points"
+FORMATS = tuple(_RENDERERS)
 
 
 def render(doc: PointsDocument, fmt: str, folder: str | os.PathLike[str]) -> list[str]:

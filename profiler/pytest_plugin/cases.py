@@ -14,6 +14,7 @@ import pytest
 
 from wattbench.kernels import catalog
 from wattbench.kernels.costs import Problem
+from wattbench.kernels.family import Family
 
 
 def problems(
@@ -56,3 +57,13 @@ def cases(full: Iterable[Problem], quick: Iterable[Problem] = ()) -> list:
         )
         for p in ordered
     ]
+
+
+def suite_cases(families: Iterable[Family] | None = None) -> list:
+    """The suite of every family (default: the catalog's, in its order): per family, the quick
+    cases then the full ones, as its :class:`~wattbench.kernels.family.Suite` declares them."""
+    out = []
+    for fam in catalog.FAMILIES if families is None else families:
+        full, quick, quick_dtypes = fam.suite_shapes()
+        out.extend(cases(problems(fam.name, full), problems(fam.name, quick, dtypes=quick_dtypes)))
+    return out

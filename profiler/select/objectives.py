@@ -294,6 +294,7 @@ def pareto_front(
 
 # --- CLI names -----------------------------------------------------------------------------------
 
+#: what --objective takes; a form without ":" is a parameterless objective, its own OBJECTIVES key
 OBJECTIVE_FORMS = ("energy", "edp", "ed2p", "zeus:<eta in [0,1]>", "slowdown:<s >= 0>")
 
 
@@ -341,7 +342,7 @@ def parse_objective(text: str) -> Objective:
     forms = ", ".join(OBJECTIVE_FORMS)
     raw = text.strip().lower()
     kind, sep, arg = raw.partition(":")
-    if kind in ("energy", "edp", "ed2p") and not sep:
+    if kind in OBJECTIVES and kind in OBJECTIVE_FORMS and not sep:  # parameterless
         return Objective(kind, kind)
     if kind in ("zeus", "slowdown") and sep:
         try:
