@@ -34,3 +34,13 @@ def test_data_files_are_declared():
     for needed in (".toml", ".cu", ".json"):
         if needed in suffixes:
             assert f"*{needed}" in data
+
+
+def test_both_packages_ship_py_typed():
+    """PEP 561: the marker in each package folder, and declared as package data."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["package-data"]["*"]
+    assert "py.typed" in data
+    for folder in ("kernels", "profiler"):
+        assert (ROOT / folder / "py.typed").is_file(), f"{folder}/py.typed is missing"
