@@ -205,7 +205,7 @@ def _w4a16_jobs(half: Sequence[str]) -> list[Job]:
         x = Tensor(_TORCH_HALF[act])
         qw, z, ws, cnt = Tensor("int32"), Tensor("uint8"), Tensor("float32"), Tensor("int32")
         m = 64  # the tiled GEMM serves M > GEMV_MAX_M
-        args = (x, qw, x, z, x, m, _N, _K, group, _K, _N, m, _N, _K)
+        args: tuple[Any, ...] = (x, qw, x, z, x, m, _N, _K, group, _K, _N, m, _N, _K)
         jobs += _autotuned(
             "w4a16-gemm", act, w4.__name__, "_gemm_kernel", w4.gpu_configs(), args, {}
         )
@@ -259,7 +259,7 @@ def _decode_jobs(half: Sequence[str]) -> list[Job]:
         q, f32 = Tensor(_TORCH_HALF[dtype]), Tensor("float32")
         chunk, splits = 512, length // 512
         kv = (hkv * length * d, length * d, d)
-        args = (
+        args: tuple[Any, ...] = (
             q, q, q, f32, f32, length, chunk, hkv, group, splits, 0.125,
             hkv * group * d, d, *kv, *kv,
         )  # fmt: skip

@@ -130,9 +130,9 @@ class L2Plan:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> L2Plan:
         """The plan :meth:`to_json` wrote (its derived keys are recomputed, not read)."""
-        names = ("policy", "sets", "set_bytes", "footprint_bytes", "l2_bytes", "cover_bytes")
-        names += ("cap_bytes", "limited_by")
-        return cls(**{n: doc.get(n) for n in names})
+        names = "policy sets set_bytes footprint_bytes l2_bytes cover_bytes cap_bytes limited_by"
+        given: dict[str, Any] = {n: doc.get(n) for n in names.split()}
+        return cls(**given)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -93,7 +93,7 @@ def test_nothing_but_wattbench_is_installed_at_the_top_level(wheel_names):
 
 
 def test_the_data_files_are_shipped(wheel_names):
-    assert _config()["package-data"]["*"] == [f"*{s}" for s in DATA_SUFFIXES]
+    assert _config()["package-data"]["*"] == [*(f"*{s}" for s in DATA_SUFFIXES), "py.typed"]
     for prefix, folder in _config()["package-dir"].items():
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts:
@@ -103,3 +103,10 @@ def test_the_data_files_are_shipped(wheel_names):
 
 def test_the_custom_build_step_writes_the_nvml_switch(wheel_names):
     assert "wattbench-sim-nvml.pth" in wheel_names
+
+
+def test_both_packages_ship_py_typed(wheel_names):
+    """PEP 561: the marker in each package, in the wheel."""
+    for folder in ("kernels", "profiler"):
+        assert (ROOT / folder / "py.typed").is_file(), f"{folder}/py.typed is missing"
+        assert f"wattbench/{folder}/py.typed" in wheel_names

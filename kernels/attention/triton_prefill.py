@@ -75,7 +75,9 @@ def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> li
     the interpreter: its one config is for every launch)."""
     if _INTERPRET:
         return configs
-    keep = gpu_configs(int(meta["HEAD_DIM"]))
+    head_dim = meta["HEAD_DIM"]
+    assert isinstance(head_dim, int), "HEAD_DIM is a constexpr int"
+    keep = gpu_configs(head_dim)
     return [c for c in configs if any(c is k for k in keep)]
 
 

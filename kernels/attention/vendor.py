@@ -13,6 +13,7 @@ CPU it is torch's CPU SDPA: a correctness reference point, never timed.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from wattbench.kernels.family import Impl, Inputs, Launch
 
@@ -29,7 +30,7 @@ def make_sdpa_launch(inputs: Inputs, *, causal: bool) -> Launch:
     import torch.nn.functional as F
 
     q, k, v, out = inputs["q"], inputs["k"], inputs["v"], inputs.out
-    kwargs = {"is_causal": causal}
+    kwargs: dict[str, Any] = {"is_causal": causal}
     if k.shape[1] != q.shape[1]:
         if sdpa_has_gqa(torch.__version__):
             kwargs["enable_gqa"] = True

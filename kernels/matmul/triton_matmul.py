@@ -298,16 +298,21 @@ def _dtype_name(t: torch.Tensor, what: str) -> str:
     return name
 
 
-def _check_operands(a: object, b: object) -> tuple[int, int, int, str]:
+def _matrix(t: object, what: str) -> torch.Tensor:
+    """``t`` when it is a 2-D tensor (operand ``what``)."""
+    if not isinstance(t, torch.Tensor):
+        raise UsageError(f"matmul operand {what} is a {type(t).__name__}", "pass torch tensors")
+    if t.dim() != 2:
+        raise ShapeError(
+            f"matmul operand {what} has shape {tuple(t.shape)}, not 2-D",
+            "pass A as (M, K) and B as (K, N)",
+        )
+    return t
+
+
+def _check_operands(a_in: object, b_in: object) -> tuple[int, int, int, str]:
     """Validate A and B; returns (M, N, K, dtype name)."""
-    for what, t in (("A", a), ("B", b)):
-        if not isinstance(t, torch.Tensor):
-            raise UsageError(f"matmul operand {what} is a {type(t).__name__}", "pass torch tensors")
-        if t.dim() != 2:
-            raise ShapeError(
-                f"matmul operand {what} has shape {tuple(t.shape)}, not 2-D",
-                "pass A as (M, K) and B as (K, N)",
-            )
+    a, b = _matrix(a_in, "A"), _matrix(b_in, "B")
     m, k = a.shape
     k_b, n = b.shape
     if k != k_b:

@@ -195,6 +195,7 @@ def make_w8a8_launch(a: Any, b_t: Any, out: Any, scale_a: Any, scale_b: Any) -> 
     out_name = "bf16" if out.dtype == torch.bfloat16 else "fp16"
     path = "mma" if major >= 8 else "dp4a"
     kernel = load_module("w8a8.cu").get_function(f"wb_w8a8_{path}_{out_name}")
+    grid: tuple[int, ...]  # blocks: (x,) or (x, y)
     if path == "mma":
         bm, bn = W8A8_MMA_TILE
         grid, block, smem = (_cdiv(m, bm) * _cdiv(n, bn),), (W8A8_MMA_THREADS,), W8A8_MMA_SMEM_BYTES
@@ -256,6 +257,9 @@ def make_w4a16_launch(
     act = "bf16" if x.dtype == torch.bfloat16 else "fp16"
     module = load_module("w4a16.cu")
     tensors = [_array(cp, t) for t in (x, qweight, scales, zeros, out)]
+    grid: tuple[int, ...]  # blocks: (x,) or (x, y)
+    args: tuple[Any, ...]  # the kernel's arguments
+    keep: tuple[Any, ...]  # the closure owns its workspace
     if m <= 16:
         sms = cp.cuda.Device().attributes["MultiProcessorCount"]
         splits, per_split = gemv_split(n, k, sms)
@@ -268,7 +272,7 @@ def make_w4a16_launch(
         grid, block, smem = (_cdiv(n, W4A16_GEMV_BN), splits), (W4A16_GEMV_THREADS,), 0
         args = (*tensors, _array(cp, partial), _array(cp, counters), np.int32(m), np.int32(n),
                 np.int32(k), np.int32(group), np.int32(per_split))  # fmt: skip
-        keep = (partial, counters)  # the closure owns its workspace
+        keep = (partial, counters)
     else:
         kernel = module.get_function(f"wb_w4a16_gemm_{act}")
         bm, bn = W4A16_GEMM_TILE

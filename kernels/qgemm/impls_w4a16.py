@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from wattbench.kernels.errors import UsageError
 from wattbench.kernels.family import Impl, ImplUnavailable, Inputs, Launch, Shape
 from wattbench.kernels.qgemm import vendor
 from wattbench.kernels.qgemm.names import W4A16_DTYPES, group_of
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def _operands(inputs: Inputs) -> tuple:
+
+def _operands(inputs: Inputs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """x, qweight, scales, zeros, out."""
     return (inputs["x"], inputs["qweight"], inputs["scales"], inputs["zeros"], inputs.out)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import triton
@@ -218,7 +219,7 @@ def make_launch(
         ws = torch.empty(splits * m * n if splits > 1 else 1, dtype=torch.float32, device=device)
         counters = torch.zeros(bands, dtype=torch.int32, device=device)
         grid = (bands, splits)
-        args = (
+        args: tuple[Any, ...] = (
             x, qweight, scales, zeros, out, ws, counters, m, n, k, group, x.stride(0),
             out.stride(0), rows_per_split, splits,
         )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wattbench.kernels.costs import Problem, make_problem
 from wattbench.profiler.cli.args import bounded, nonempty, positive_float, positive_int
@@ -29,6 +30,9 @@ from wattbench.profiler.sweep.session import (
     sweep_problem,
 )
 from wattbench.profiler.textfmt import percent
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -144,6 +148,7 @@ _FIXED_BY_RECORD = {
 
 
 def run(args: argparse.Namespace) -> int:
+    record: RunRecord | None
     if args.resume:
         given = [opt for attr, opt in _FIXED_BY_RECORD.items() if getattr(args, attr)]
         if given:
@@ -264,7 +269,7 @@ class _progress:
     """A tqdm bar when stderr is a terminal (and not --quiet); silent otherwise."""
 
     def __init__(self, quiet: bool) -> None:
-        self.bar = None
+        self.bar: tqdm[Any] | None = None
         self.quiet = quiet
 
     def start(self, total: int | None) -> None:

@@ -306,7 +306,7 @@ class Device:
 
     def running_processes(self) -> list[tuple[int, int | None]]:
         """(pid, used GPU memory in bytes or None) of every compute and graphics process."""
-        procs = []
+        procs: list[tuple[int, int | None]] = []
         for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
             procs.extend((p.pid, p.usedGpuMemory) for p in self._nvml(fn, what="listing processes"))
         return procs

@@ -58,7 +58,8 @@ def _env(doc: PointsDocument, folder: Path) -> tuple[list[str], list[dict]]:
 
 
 def _slurm(doc: PointsDocument, folder: Path) -> tuple[list[str], list[dict]]:
-    written, index = [], []
+    written: list[str] = []
+    index: list[dict] = []
     for entry in doc.points:
         info, stem = doc.gpu_info(entry.gpu_name), point_name(entry)
         row = {**_base(entry), "gpu_freq": slurm.gpu_freq(entry, info)}

@@ -100,7 +100,7 @@ exit 0
 """
 
 
-def _script(what: str, entry: PointEntry, info: GpuInfo, body: str) -> str:
+def _script(what: str, entry: PointEntry, limit_w: float, info: GpuInfo, body: str) -> str:
     default = info.power_limit_w_default
     assignments = "\n".join(
         [
@@ -108,7 +108,7 @@ def _script(what: str, entry: PointEntry, info: GpuInfo, body: str) -> str:
             f"GPU_NAME={shlex.quote(entry.gpu_name)}",
             f"WORKLOAD={shlex.quote(entry.workload)}",
             f"OBJECTIVE={shlex.quote(entry.objective)}",
-            f"POWER_LIMIT_W={_watts(entry.power_limit_w)}",
+            f"POWER_LIMIT_W={_watts(limit_w)}",
             f"DEFAULT_LIMIT_W={_watts(default) if default is not None else ''}",
         ]
     )
@@ -128,13 +128,15 @@ def _script(what: str, entry: PointEntry, info: GpuInfo, body: str) -> str:
 
 def prolog(entry: PointEntry, info: GpuInfo) -> str:
     """Bash Prolog setting ``entry.power_limit_w`` on the job's GPUs of the entry's model."""
-    if entry.power_limit_w is None:
+    limit_w = entry.power_limit_w
+    if limit_w is None:
         raise ValueError("the point keeps the default power limit: no prolog needed")
-    return _script("prolog", entry, info, _PROLOG)
+    return _script("prolog", entry, limit_w, info, _PROLOG)
 
 
 def epilog(entry: PointEntry, info: GpuInfo) -> str:
     """Bash Epilog restoring the power limits the matching :func:`prolog` saved."""
-    if entry.power_limit_w is None:
+    limit_w = entry.power_limit_w
+    if limit_w is None:
         raise ValueError("the point keeps the default power limit: no epilog needed")
-    return _script("epilog", entry, info, _EPILOG)
+    return _script("epilog", entry, limit_w, info, _EPILOG)

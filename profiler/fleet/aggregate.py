@@ -138,7 +138,7 @@ def _group(
 ) -> dict:
     checked = [u.verify for u in units if u.verify is not None and verify.covers(u.verify, points)]
     from_verify = bool(points) and len(checked) == len(units)
-    measured = [(u.verify if from_verify else u.record).points for u in units]
+    measured = [r.points for r in (checked if from_verify else [u.record for u in units])]
     max_power = zeus_max_power_w([u.record.doc["settings"] for u in units])
     mc = model_choice(measured, objective, policy=policy, max_power_w=max_power)
     combined, chosen = mc.combined, mc.choice

@@ -223,7 +223,8 @@ def _run(
     task = ray.remote(agent_task)
     sim = isinstance(plan.devices, str) and plan.devices.startswith("sim:")
     text = plan.path.read_text(encoding="utf-8")
-    waiting, running, done = list(nodes), {}, []
+    waiting, done = list(nodes), []
+    running: dict[Any, NodeOutcome] = {}  # Ray's object reference -> the outcome it will give
     try:
         while waiting or running:
             while waiting and len(running) < lanes:

@@ -20,7 +20,7 @@ SCHEMA = "wattbench.fleet-status/1"
 def fleet_status(plan: FleetPlan) -> dict[str, Any]:
     root = plan.results / plan.run_id
     candidates = verify.load_candidates(plan) if plan.verify else {}
-    gpus = []
+    gpus: list[dict[str, Any]] = []
     hosts = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     for host in hosts:
         for folder in sorted(p for p in host.iterdir() if p.is_dir()):

@@ -133,12 +133,13 @@ def _resume_or_start(
 ) -> tuple[str, RunRecord]:
     """Resume the newest of ``records`` (incomplete ones, as they were started), or start
     ``request`` on the GPU ``selection``; how (``resumed`` / ``complete``) and the record."""
+    record: RunRecord | None = None
     if records:
-        record: RunRecord | None = RunRecord.resume(records[-1].path)
+        record = RunRecord.resume(records[-1].path)
         _, device, request = resume_request(record)
         how = "resumed"
     else:
-        record, device, how = None, open_device(selection), "complete"
+        device, how = open_device(selection), "complete"
     swept = sweep_problem(device, problem, request, out_dir=folder, record=record)
     return how, swept.record
 

@@ -3,7 +3,7 @@
 from wattbench.profiler.measure.actuator import Actuator
 from wattbench.profiler.measure.clock import Clock, WallClock
 from wattbench.profiler.measure.measure import MeasureSettings, PointMeasurer
-from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.measure.types import Measurement, OperatingPoint, Sample
 
 __all__ = [
     "Actuator",
@@ -12,5 +12,6 @@ __all__ = [
     "Measurement",
     "OperatingPoint",
     "PointMeasurer",
+    "Sample",
     "WallClock",
 ]

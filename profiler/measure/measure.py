@@ -226,11 +226,11 @@ class PointMeasurer:
                 break
         self.thermal.add(readings)
         trial_windows = windows[-trials:]
-        crit = RelativeSpread(float("inf"), 1, trials)  # spread reported, never a stop or a flag
+        spread = RelativeSpread(float("inf"), 1, trials)  # reported, never a stop or a flag
         for w in trial_windows:
-            crit.add(w.energy_j / w.iterations)
+            spread.add(w.energy_j / w.iterations)
         m = self._summarise(
-            point, trial_windows, crit, warmup_s, temp_start, self.device.temperature_c()
+            point, trial_windows, spread, warmup_s, temp_start, self.device.temperature_c()
         )
         m.thermal = {
             "readings": [r.to_json() for r in readings],

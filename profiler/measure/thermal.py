@@ -108,14 +108,19 @@ class ThermalModel:
     def from_json(cls, d: Any) -> ThermalModel:
         if not isinstance(d, dict):
             return cls()
-        known = {k: d.get(k) for k in cls.__dataclass_fields__}
+        known: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__}
         for k, v in known.items():
             if k == "n_points":
                 known[k] = int(v) if isinstance(v, int) and v >= 0 else 0
             elif k == "leak_cov":
-                ok = isinstance(v, list) and len(v) == 3
-                ok = ok and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
-                known[k] = [float(x) for x in v] if ok else None
+                if (
+                    isinstance(v, list)
+                    and len(v) == 3
+                    and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+                ):
+                    known[k] = [float(x) for x in v]
+                else:
+                    known[k] = None
             elif not (isinstance(v, (int, float)) and math.isfinite(v)):
                 known[k] = None
         return cls(**known)

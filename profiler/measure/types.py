@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from wattbench.profiler.safety.found import LIMIT_TOLERANCE_W
+
+# the tags a sweep adds (``sweep/run.py``); "pass" is a keyword, hence the functional form
+_SweepTags = TypedDict("_SweepTags", {"pass": int, "seq": int}, total=False)
+
+
+class Sample(_SweepTags):
+    """One trial's measurement window, as ``Measurement.samples`` holds it (a JSON object in the
+    run record): ``start_s`` / ``end_s`` on the measurement clock, ``iterations``, and
+    ``energy_j`` / ``time_s`` per iteration. A sweep tags it with ``pass`` (0 = the point's
+    first measurement) and ``seq`` (1 = the run's first measurement, over all points and
+    passes)."""
+
+    start_s: float
+    end_s: float
+    iterations: int
+    energy_j: float
+    time_s: float
 
 
 @dataclass(frozen=True, order=True)
@@ -99,7 +116,7 @@ class Measurement:
     energy_source: str  # "counter" or "polled_power"
     flags: list[str] = field(default_factory=list)
     #: per trial: start_s / end_s (measurement clock), iterations, energy_j and time_s per iteration
-    samples: list[dict[str, float]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     # derived throughput, filled from the problem's Work
     tflops: float | None = None
     gbs: float | None = None

@@ -32,7 +32,7 @@ def problems(
         fam.dtype(name)
     chosen = [fam.impl(n) for n in impls] if impls else list(fam.impls)
     all_shapes = dict.fromkeys(s for text in shapes for s in fam.shapes(text))
-    out = []
+    out: list[Problem] = []
     for shape in all_shapes:
         for dtype in dtypes or fam.dtypes:
             out.extend(

@@ -60,6 +60,12 @@ class Checked:
     launch: Launch | None = None
     inputs: Inputs | None = None
 
+    def kept(self) -> tuple[Inputs, Launch]:
+        """The inputs and the launch kept by ``check_once(..., keep_launch=True)``."""
+        if self.inputs is None or self.launch is None:
+            raise ValueError("the check kept no launch: pass keep_launch=True")
+        return self.inputs, self.launch
+
 
 def check_once(
     family: Family,

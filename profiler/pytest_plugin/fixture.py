@@ -158,7 +158,7 @@ class WattbenchFixture:
             problem.dtype,
             device=f"cuda:{cuda_index}",
             policy=timing.l2,
-            first=(checked.inputs, checked.launch),
+            first=checked.kept(),
         )
         timed = time_launches(launch, timing)
         times_s = [t * 1e-3 for t in timed.per_launch_ms]

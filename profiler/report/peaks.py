@@ -29,14 +29,14 @@ class Peaks:
     @property
     def ridge_flop_per_byte(self) -> float | None:
         """Arithmetic intensity (FLOP/B) above which a problem is compute-bound here."""
-        if not self.known:
+        if self.tflops is None or self.gbs is None:
             return None
         return self.tflops * 1e12 / (self.gbs * 1e9)
 
     def roofline_fraction(self, tflops: float, gbs: float) -> float | None:
         """Achieved fraction of the roofline, ``max(tflops / peak, gbs / peak_bw)`` (None when
         a peak is unknown): the time the roofline allows over the time taken."""
-        if not self.known:
+        if self.tflops is None or self.gbs is None:
             return None
         return max(tflops / self.tflops, gbs / self.gbs)
 
@@ -87,8 +87,10 @@ def peaks_of(device: dict[str, Any], dtype: str) -> Peaks:
     """Peaks for ``dtype`` of the device described by a run record's ``device`` object."""
     spec = device.get("spec")
     if device.get("simulated") and isinstance(spec, dict):
-        perf = spec.get("performance") if isinstance(spec.get("performance"), dict) else {}
-        tf = perf.get("tflops") if isinstance(perf.get("tflops"), dict) else {}
+        perf = spec.get("performance")
+        perf = perf if isinstance(perf, dict) else {}
+        tf = perf.get("tflops")
+        tf = tf if isinstance(tf, dict) else {}
         source = f"simulated spec ({device.get('spec_source') or 'in the run record'})"
         return Peaks(_positive(tf.get(dtype)), _positive(perf.get("memory_bandwidth_gbs")), source)
     if device.get("simulated"):

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.names import safe_name
@@ -40,6 +41,9 @@ from wattbench.profiler.report.table import gpu_label, printable
 from wattbench.profiler.select.objectives import pareto_front
 from wattbench.profiler.store import RunRecord
 from wattbench.profiler.store.points import gpu_info_of_run
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType
 
 KINDS = ("energy", "pareto", "bars", "power")
 #: every kind; ``spread`` (units of one model side by side) only when asked for
@@ -61,7 +65,7 @@ class Series:
     """One GPU's points on one problem, ready to draw."""
 
     label: str
-    color: str
+    color: ColorType
     work: Work
     points: list[PointFigures]
     front: list[PointFigures]
@@ -111,9 +115,9 @@ def _x(p: PointFigures, s: Series, normalise: bool) -> float:
 
 
 def _series(group: ProblemRuns, cmp: ProblemComparison) -> list[Series]:
-    from matplotlib import colormaps
+    from matplotlib.colors import TABLEAU_COLORS
 
-    colors = colormaps["tab10"].colors
+    colors = list(TABLEAU_COLORS.values())  # the "tab10" colormap's ten colours, as #rrggbb
     runs = {(GpuKey.of(r), str(r.path)): r for r in group.runs}
     color_of = {
         gpu: colors[i % len(colors)] for i, gpu in enumerate(sorted(r.gpu for r in cmp.rows))
@@ -126,7 +130,7 @@ def _series(group: ProblemRuns, cmp: ProblemComparison) -> list[Series]:
         figs = {m.point.key: PointFigures.of(m, work, row.peaks) for m in measurements}
         front = [figs[m.point.key] for m in pareto_front(measurements)] if measurements else []
         info = gpu_info_of_run(rec.doc)
-        clocks = [c for v in info.sm_clocks_mhz_by_mem.values() for c in v]
+        clocks: list[float] = [c for v in info.sm_clocks_mhz_by_mem.values() for c in v]
         clocks += [p.sm_mhz_achieved for p in figs.values()]
         space = rec.doc.get("settings", {}).get("space") or {}
         out.append(
@@ -158,9 +162,17 @@ def _title(fig, cmp: ProblemComparison, what: str) -> None:
     fig.suptitle(f"{text(cmp.problem.label)}: {what}\n{_subtitle(cmp)}", fontsize=10)
 
 
+def _work(cmp: ProblemComparison) -> Work:
+    """The problem's work per iteration (a comparison has one when it has runs, as every
+    plotted one has)."""
+    if cmp.work is None:
+        raise ValueError(f"{cmp.problem.label}: no runs to plot")
+    return cmp.work
+
+
 def _energy_unit(cmp: ProblemComparison) -> str:
     """``J/GB`` for a memory-bound problem (or one without FLOPs), else ``J/TFLOP``."""
-    w = cmp.work
+    w = _work(cmp)
     if w.flops == 0 or (cmp.bound == "memory" and w.bytes > 0):
         return "J/GB"
     return "J/TFLOP"
@@ -207,7 +219,7 @@ def plot_energy(fig, cmp: ProblemComparison, series: Sequence[Series], normalise
         ax_e.plot([], [], "o", ms=10, mfc="none", mec="grey", mew=2,
                   label=f"chosen: {text(cmp.rank_objective)}")  # fmt: skip
     ax_e.set_ylabel(f"energy per work ({unit})")
-    w = cmp.work
+    w = _work(cmp)
     if w.flops > 0 and w.bytes > 0:  # the same quantity in the other unit, on the right
         k = (w.flops / 1e12) / (w.bytes / 1e9)  # (J/GB) = (J/TFLOP) * k
         other, f = ("J/TFLOP", 1 / k) if unit == "J/GB" else ("J/GB", k)

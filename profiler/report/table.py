@@ -96,11 +96,11 @@ def _columns(g: ProblemComparison) -> tuple[list[str], list[list[str]]]:
             _num(b.tflop_per_j if b else None),
             _pct(b.peak_fraction if b else None),
         ]
-        shown = [o for o in g.objectives if o in row.objectives] or [None]
+        shown: list[str | None] = [o for o in g.objectives if o in row.objectives] or [None]
         for i, name in enumerate(shown):
             cells = base if i == 0 else [""] * len(base)
             r = row.objectives.get(name) if name else None
-            if r is None:
+            if name is None or r is None:
                 lines.append([*cells, "-", "-", *(["-"] if mem else []), "-", "-", "-", "-", "-"])
                 continue
             p = r.point
@@ -169,8 +169,8 @@ def _unit_spread(g: ProblemComparison) -> list[str]:
                 f"({max(base) / min(base) - 1:.1%} apart)"
             )
         obj = g.rank_objective
-        savings = [r.objectives[obj].saving_rel for r in rows if obj and obj in r.objectives]
-        savings = [x for x in savings if x is not None]
+        found = [r.objectives[obj].saving_rel for r in rows if obj and obj in r.objectives]
+        savings = [x for x in found if x is not None]
         if savings:
             text += f", {obj} saving {_pct(min(savings))} to {_pct(max(savings))}"
         out.append(text + " (`wattbench plot --kind spread`)")

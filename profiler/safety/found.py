@@ -86,9 +86,8 @@ def settings_found(device: Device, journal: Journal | None = None) -> FoundSetti
     from wattbench.profiler.safety.guard import journal_file_for
 
     default_w = device.capabilities.power_limit_w_default
-    limit_w: float | None = device.power_limit_w()
-    if abs(limit_w - default_w) <= LIMIT_TOLERANCE_W:
-        limit_w = None
+    read_w = device.power_limit_w()
+    limit_w = None if abs(read_w - default_w) <= LIMIT_TOLERANCE_W else read_w
     sources = {"power": SOURCE_READ}
     stale = False
     if journal is None:

@@ -271,10 +271,9 @@ class SharedNode:
         again: its state was saved, so the node goes on where it was."""
         for attempt in (0, 1):
             with self._lock:
-                stale = self._conn is None or self._conn.pid != os.getpid()
-                if stale or attempt:
-                    self._conn = connect(self.name)
                 conn = self._conn
+                if conn is None or conn.pid != os.getpid() or attempt:
+                    conn = self._conn = connect(self.name)
             try:
                 return conn.request(op, **args)
             except ServiceGone:

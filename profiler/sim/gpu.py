@@ -424,7 +424,7 @@ class SimulatedGpu:
         """P0 while work ran within ``IDLE_HOLD_S``, else P8 (an idle data-centre GPU's state
         in nvidia-smi) [U: no source gives the simulated GPUs' idle P-state]."""
         with self._lock:
-            return 0 if self._active() else 8
+            return 0 if self._active() is not None else 8
 
     def idle_clocks(self) -> tuple[int, int]:
         lock = self.sm_locked_mhz()
@@ -494,8 +494,11 @@ class SimulatedGpu:
         (ta, ea), (tb, eb) = h[i - 1], h[i]
         return ea + (eb - ea) * (t - ta) / (tb - ta)
 
-    def _active(self) -> bool:
-        return self.now_s - self._busy_until_s <= IDLE_HOLD_S and self._last is not None
+    def _active(self) -> Segment | None:
+        """The last segment run while the GPU still counts as busy; None when idle."""
+        if self.now_s - self._busy_until_s <= IDLE_HOLD_S:
+            return self._last
+        return None
 
     def instant_power_w(self, noisy: bool = True) -> float:
         """The latest power reading (NVML_FI_DEV_POWER_INSTANT): the mean power over the sample
@@ -523,11 +526,13 @@ class SimulatedGpu:
 
     def sm_clock_mhz(self) -> int:
         with self._lock:
-            return self._last.sm_mhz if self._active() else self.idle_clocks()[0]
+            seg = self._active()
+            return seg.sm_mhz if seg is not None else self.idle_clocks()[0]
 
     def mem_clock_mhz(self) -> int:
         with self._lock:
-            return self._last.mem_mhz if self._active() else self.idle_clocks()[1]
+            seg = self._active()
+            return seg.mem_mhz if seg is not None else self.idle_clocks()[1]
 
     def temperature_c(self) -> int:
         with self._lock:
@@ -535,7 +540,8 @@ class SimulatedGpu:
 
     def clock_event_reasons(self) -> int:
         with self._lock:
-            return self._last.reasons if self._active() else REASON_GPU_IDLE
+            seg = self._active()
+            return seg.reasons if seg is not None else REASON_GPU_IDLE
 
 
 class VirtualClock:

@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ctypes import (
     POINTER,
     Structure,
@@ -46,6 +46,7 @@ from ctypes import (
     cast,
 )
 from types import ModuleType
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from wattbench.profiler.errors import WattbenchError
 from wattbench.profiler.sim.gpu import SimulatedGpu
@@ -243,17 +244,42 @@ def _install_unraisable_hook() -> None:
     sys.unraisablehook = hook
 
 
-_EXPORTS: dict[str, tuple[str, tuple]] = {}
+_EXPORTS: dict[str, tuple[str, tuple[type, ...]]] = {}
+
+_Method = TypeVar("_Method", bound=Callable[..., int])
+_Args = ParamSpec("_Args")
 
 
-def _export(name: str, *argtypes):
+def _export(name: str, *argtypes: type) -> Callable[[_Method], _Method]:
     """Register a method as the C function ``name`` with the given argument types."""
 
-    def deco(fn):
+    def deco(fn: _Method) -> _Method:
         _EXPORTS[name] = (fn.__name__, argtypes)
         return fn
 
     return deco
+
+
+def _device_call(
+    fn: Callable[Concatenate[SimulatedNvmlLibrary, SimulatedGpu, _Args], int],
+) -> Callable[Concatenate[SimulatedNvmlLibrary, int | None, _Args], int]:
+    """Resolve the handle argument to a SimulatedGpu (INVALID_ARGUMENT if it is not one)."""
+
+    def wrapper(
+        self: SimulatedNvmlLibrary, handle: int | None, *args: _Args.args, **kwargs: _Args.kwargs
+    ) -> int:
+        gpu = self._gpu(handle)
+        if gpu is None:
+            return ERROR_INVALID_ARGUMENT
+        return fn(self, gpu, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _nearest(values: Sequence[int], target: int) -> int:
+    """The value nearest ``target``; between two as near, the higher."""
+    return min(values, key=lambda c: (abs(c - target), -c))
 
 
 _P = c_void_p  # every pointer argument, cast to its real type inside the function
@@ -407,18 +433,6 @@ class SimulatedNvmlLibrary:
                 _out(out, c_void_p)[0] = _HANDLE_BASE + g.index
                 return SUCCESS
         return ERROR_NOT_FOUND
-
-    def _device_call(fn):
-        """Resolve the handle argument to a SimulatedGpu (INVALID_ARGUMENT if it is not one)."""
-
-        def wrapper(self, handle, *args):
-            gpu = self._gpu(handle)
-            if gpu is None:
-                return ERROR_INVALID_ARGUMENT
-            return fn(self, gpu, *args)
-
-        wrapper.__name__ = fn.__name__
-        return wrapper
 
     @_export("nvmlDeviceGetIndex", _P, _P)
     @_device_call
@@ -833,7 +847,7 @@ class SimulatedNvmlLibrary:
         if lo > hi or lo < clocks.sm_mhz_min or hi > clocks.sm_mhz_max:
             return ERROR_INVALID_ARGUMENT
         supported = clocks.sm_clocks_mhz()
-        snap = [min(supported, key=lambda c, v=v: (abs(c - v), -c)) for v in (lo, hi)]
+        snap = [_nearest(supported, v) for v in (lo, hi)]
         gpu.update_settings(sm_locked_mhz=(snap[0], snap[1]))
         return SUCCESS
 
@@ -855,7 +869,7 @@ class SimulatedNvmlLibrary:
         mem = gpu.spec.clocks.memory_mhz
         if lo > hi or lo < min(mem) or hi > max(mem):
             return ERROR_INVALID_ARGUMENT
-        snap = [min(mem, key=lambda c, v=v: (abs(c - v), -c)) for v in (lo, hi)]
+        snap = [_nearest(mem, v) for v in (lo, hi)]
         gpu.update_settings(mem_locked_mhz=(snap[0], snap[1]))
         return SUCCESS
 
@@ -880,8 +894,6 @@ class SimulatedNvmlLibrary:
         default = int(p.limit_w_default * 1000)
         gpu.update_settings(power_limit_mw=None if limit_mw == default else int(limit_mw))
         return SUCCESS
-
-    del _device_call
 
 
 # --- putting the library beneath pynvml ----------------------------------------------------------
@@ -923,11 +935,14 @@ def install(pynvml_module: ModuleType | None, lib: SimulatedNvmlLibrary) -> Modu
 
     Lets other NVML-based tools run against a simulated GPU in the same process.
     """
-    if pynvml_module is None:
-        import pynvml as pynvml_module
-    pynvml_module.nvmlLib = lib
-    pynvml_module._nvmlGetFunctionPointer_cache.clear()
-    return pynvml_module
+    module: Any = pynvml_module  # pynvml ships no types: its attributes are set here
+    if module is None:
+        import pynvml
+
+        module = pynvml
+    module.nvmlLib = lib
+    module._nvmlGetFunctionPointer_cache.clear()
+    return module
 
 
 __all__ = ["SETTERS", "SimulatedNvmlLibrary", "fresh_pynvml", "install", "load_pynvml"]

@@ -27,7 +27,9 @@ class BuildPy(build_py):
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
-            root = self.get_finalized_command("install").install_lib
+            # types-setuptools derives build_py from distutils' Command, whose
+            # get_finalized_command lacks setuptools' per-command overloads (-> install here)
+            root = self.get_finalized_command("install").install_lib  # type: ignore[attr-defined]
         else:
             root = self.build_lib
         os.makedirs(root, exist_ok=True)

@@ -174,7 +174,10 @@ def cost_function(objective: Objective, max_power_w: float) -> Callable[[float, 
     if kind == "ed2p":
         return lambda e, t: e * t * t
     if kind == "zeus":
-        return lambda e, t: param * e + (1.0 - param) * max_power_w * t
+        if param is None:
+            raise ValueError(f"objective {objective.name!r} has no eta (zeus:<eta>)")
+        eta = param
+        return lambda e, t: eta * e + (1.0 - eta) * max_power_w * t
     raise ValueError(f"the adaptive search has no cost for objective kind {kind!r}")
 
 
@@ -229,8 +232,10 @@ class _Ranker:
         #: 2; Zeus's mix counted as 1): at the power cap a thermal correction moves time and
         #: energy together, so its error enters the figure once per factor
         self.t_power = {"edp": 1, "ed2p": 2, "zeus": 1}.get(objective.kind, 0)
-        self.limit_s = None
+        self.limit_s: float | None = None
         if objective.kind == "slowdown":
+            if objective.param is None:
+                raise ValueError(f"objective {objective.name!r} has no bound (slowdown:<s>)")
             self.limit_s = (
                 baseline.time_s * (1.0 + objective.param) * (1.0 + SLOWDOWN_TOLERANCE_REL)
             )

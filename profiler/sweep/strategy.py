@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
-from wattbench.profiler.measure.types import Measurement, OperatingPoint
+from wattbench.profiler.measure.types import Measurement, OperatingPoint, Sample
 
 
 def passes_of(m: Measurement) -> int:
@@ -22,7 +22,7 @@ def passes_of(m: Measurement) -> int:
     return 1 + max((int(s.get("pass", 0)) for s in m.samples), default=0)
 
 
-def latest_samples(m: Measurement) -> list[dict[str, float]]:
+def latest_samples(m: Measurement) -> list[Sample]:
     """The samples of the point's latest pass (whose figures the measurement carries)."""
     last = passes_of(m) - 1
     return [s for s in m.samples if int(s.get("pass", 0)) == last]
