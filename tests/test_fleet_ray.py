@@ -38,9 +38,9 @@ def ray_cluster():
         cluster.stop()
 
 
-def _plan(tmp_path: Path, run_id: str) -> Path:
+def _plan(tmp_path: Path, run_id: str, clocks: str = "every:6") -> Path:
     plan = tmp_path / "plan.toml"
-    plan.write_text(PLAN.format(run_id=run_id, results=tmp_path / "results", clocks="every:6"))
+    plan.write_text(PLAN.format(run_id=run_id, results=tmp_path / "results", clocks=clocks))
     return plan
 
 
@@ -50,7 +50,7 @@ def test_the_plan_runs_on_every_node_and_a_second_run_finishes_an_interrupted_on
     """The driver is interrupted (SIGINT) while the agents sweep: the tasks are cancelled, every
     agent stops cleanly (exit 130) keeping its points. The second run completes all 8 GPUs x 2
     problems without measuring a kept point again; a third one measures nothing."""
-    plan = _plan(tmp_path, "ray-1")
+    plan = _plan(tmp_path, "ray-1", clocks="every:3")  # long enough to interrupt
     root = tmp_path / "results" / "ray-1"
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.address}
 

@@ -236,7 +236,11 @@ def _run(
                     name=f"wattbench-{plan.run_id}-{node.hostname}",
                 ).remote(text, plan.path.name, sim)
                 running[ref] = NodeOutcome(node, phase)
-            ready, _ = ray.wait(list(running), num_returns=1)
+            # short waits: a signal's handler (Ctrl-C, a scheduler's SIGTERM) runs only between
+            # bytecodes, and a wait blocked in Ray's core would hold it until a node finished
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+            if not ready:
+                continue
             outcome = running.pop(ready[0])
             try:
                 got = ray.get(ready[0])
