@@ -196,6 +196,9 @@ def run_ray(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("wattbench: fleet ray run interrupted; run it again to resume", file=sys.stderr)
         return 130
+    except InterruptedBySignal as exc:
+        print(f"wattbench: fleet ray run {exc}; run it again to resume", file=sys.stderr)
+        return 128 + exc.signum
     if args.dry_run:
         for o in outcomes:
             print(f"{o.node.label}: {o.node.gpus} GPU(s) at {o.node.address} -> fleet node")

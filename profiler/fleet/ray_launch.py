@@ -32,10 +32,12 @@ from typing import Any
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet import verify
-from wattbench.profiler.fleet.node import host_name
+from wattbench.profiler.fleet.node import InterruptedBySignal, host_name
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.sim.env import HOST_ENV as SIM_HOST_ENV
 
+#: seconds a cancelled task has to end by itself before its worker is killed
+CANCEL_GRACE_S = 5.0
 #: Ray resource naming a node's GPU model (set by Ray from the GPUs it detects)
 ACCELERATOR_RESOURCE = "accelerator_type:"
 
@@ -194,20 +196,30 @@ def run_plan_on_ray(
             "start one (`ray start --head`) or pass --address HOST:PORT",
         ) from None
 
+    received: list[int] = []
+
     def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt  # a scheduler's SIGTERM cancels the tasks as Ctrl-C does
+        # a scheduler's SIGTERM cancels as Ctrl-C does; KeyboardInterrupt, because it is the
+        # one exception Ray's calls let through from a signal handler (others become errors)
+        received.append(signum)
+        raise KeyboardInterrupt
 
     old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         nodes = gpu_nodes(ray.nodes(), names, accelerator)
         if dry_run:
             return [NodeOutcome(n) for n in nodes]
-        outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "sweep")
-        write_summary(plan)
-        if plan.verify and verify.load_candidates(plan):
-            # every node again: the agents measure the candidates (and retry what failed)
-            outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "verify")
+        try:
+            outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "sweep")
             write_summary(plan)
+            if plan.verify and verify.load_candidates(plan):
+                # every node again: the agents measure the candidates (and retry what failed)
+                outcomes = _run(ray, plan, nodes, max_nodes or len(nodes), echo, "verify")
+                write_summary(plan)
+        except KeyboardInterrupt:
+            if received:
+                raise InterruptedBySignal(received[0]) from None
+            raise
         return outcomes
     finally:
         for s, handler in old.items():
@@ -256,8 +268,13 @@ def _run(
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref)  # KeyboardInterrupt in the task: its agent gets SIGTERM
+        left = list(running)
         with contextlib.suppress(Exception):
-            ray.wait(list(running), num_returns=len(running), timeout=60)
+            _, left = ray.wait(left, num_returns=len(left), timeout=CANCEL_GRACE_S)
+        for ref in left:  # a worker that ignores SIGINT (its raylet started without job
+            ray.cancel(ref, force=True)  # control) is killed; its agent gets PDEATHSIG SIGTERM
+        with contextlib.suppress(Exception):
+            ray.wait(left, num_returns=len(left), timeout=60)
         raise
     return done
 
