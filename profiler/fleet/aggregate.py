@@ -38,7 +38,7 @@ from wattbench.profiler.errors import UsageError
 from wattbench.profiler.fleet import verify
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.jsonio import write_json_atomic
-from wattbench.profiler.measure.types import Measurement
+from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.report.runs import ProblemKey
 from wattbench.profiler.select.objectives import find_baseline
 from wattbench.profiler.select.units import POLICIES, model_choice, zeus_max_power_w
@@ -107,29 +107,36 @@ def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple,
 
 
 def aggregate(plan: FleetPlan, policy: str = "median") -> dict[str, Any]:
+    return _aggregate(plan, policy)[0]
+
+
+def _aggregate(
+    plan: FleetPlan, policy: str
+) -> tuple[dict[str, Any], dict[verify.GroupKey, tuple[OperatingPoint, ...]]]:
+    """The aggregate document and, with a verify pass, each group's candidates."""
     if policy not in POLICIES:
         raise UsageError(f"unknown policy {policy!r}", f"use {' or '.join(POLICIES)}")
     groups, totals = collect_units(plan)
     objectives = plan.request().objectives
-    out = []
+    out, found = [], {}
     for (name, sim, label), units in sorted(groups.items()):
         points = verify.candidates(u.record for u in units) if plan.verify else None
+        if points:
+            found[(name, sim, label)] = points
         for objective in objectives:
             doc = _group(name, sim, label, units, totals[(name, sim)], objective, policy, points)
             out.append(doc)
-    return {"schema": SCHEMA, "run_id": plan.run_id, "policy": policy, "groups": out}
+    return {"schema": SCHEMA, "run_id": plan.run_id, "policy": policy, "groups": out}, found
 
 
 def write_aggregate(plan: FleetPlan, policy: str = "median") -> tuple[dict[str, Any], list[Path]]:
     """:func:`aggregate`, written to ``aggregate.json`` in the run folder; with a verify pass
     also the candidates each unit is to measure (``verify.json``)."""
-    doc = aggregate(plan, policy)
+    doc, found = _aggregate(plan, policy)
     paths = [plan.results / plan.run_id / "aggregate.json"]
     write_json_atomic(paths[0], doc)
     if plan.verify:
-        groups, _ = collect_units(plan)
-        found = {key: verify.candidates(u.record for u in units) for key, units in groups.items()}
-        paths.append(verify.write_candidates(plan, {k: v for k, v in found.items() if v}))
+        paths.append(verify.write_candidates(plan, found))
     return doc, paths
 
 

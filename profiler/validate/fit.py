@@ -37,6 +37,7 @@ from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.spec import GpuSpec, parse_spec
 from wattbench.profiler.sim.spec_text import toml_text
 from wattbench.profiler.store import RunRecord
+from wattbench.profiler.validate.sensors import Sample, counter_updates
 
 EXPONENTS = tuple(round(1.0 + 0.02 * i, 2) for i in range(151))  # 1.00 .. 4.00
 WINDOWS_S = tuple(round(0.02 * i, 2) for i in range(101))  # 0 .. 2 s
@@ -208,14 +209,7 @@ def _fit_power(points: list[Point], raw: dict[str, Any], source: str, set_) -> N
 
 def _fit_sensors(trace: dict[str, Any], raw: dict[str, Any], set_) -> None:
     samples = trace["samples"]
-    changes = []
-    last = None
-    for s in samples:
-        e = s.get("energy_j")
-        if e is not None and e != last:
-            if last is not None:
-                changes.append((s["t_s"], e))
-            last = e
+    changes = counter_updates([Sample(**s) for s in samples])
     if len(changes) < 4:
         return
     period = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(changes))

@@ -99,8 +99,9 @@ def trace(
     return samples, (start, end)
 
 
-def _counter_power(samples: list[Sample]) -> list[tuple[float, float]]:
-    """(time, power) between consecutive counter changes: the counter's own power trace."""
+def counter_updates(samples: list[Sample]) -> list[tuple[float, float]]:
+    """(time, energy J) of each counter update as first seen (the first value read is not one:
+    when it was written is unknown)."""
     changes = []
     last = None
     for s in samples:
@@ -108,9 +109,14 @@ def _counter_power(samples: list[Sample]) -> list[tuple[float, float]]:
             if last is not None:
                 changes.append((s.t_s, s.energy_j))
             last = s.energy_j
+    return changes
+
+
+def _counter_power(samples: list[Sample]) -> list[tuple[float, float]]:
+    """(time, power) between consecutive counter changes: the counter's own power trace."""
     return [
         ((t0 + t1) / 2, (e1 - e0) / (t1 - t0))
-        for (t0, e0), (t1, e1) in itertools.pairwise(changes)
+        for (t0, e0), (t1, e1) in itertools.pairwise(counter_updates(samples))
         if t1 > t0
     ]
 
