@@ -161,10 +161,14 @@ def test_a_graph_of_at_least_a_millisecond_is_captured_after_the_first_runs(gpu)
     assert runner.describe()["cuda_graph_state"] == "not tried yet"
     runner.run(30)
     assert runner.describe()["cuda_graph_state"].startswith("captured")
-    assert runner.describe()["graph_launches"] == 10  # 10 x 0.1 ms >= 1 ms
+    # sized from the measured launch time: 10 x 0.1 ms on an idle machine; a loaded machine
+    # stretches the stand-in stream's launches, so the graph may hold fewer (never more), but
+    # it always spans >= 1 ms of the time that was measured
+    n = runner.describe()["graph_launches"]
+    assert 5 <= n <= 10
     before = stream.launches
     gpu_s = runner.run_window(95, lambda: None, 1e-3)
-    assert stream.launches - before == 95  # 9 replays of 10, then 5 single launches
+    assert stream.launches - before == 95  # whole replays of n, then the rest one by one
     assert gpu_s == pytest.approx(95e-4, rel=0.2)
 
 
