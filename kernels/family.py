@@ -112,6 +112,13 @@ class Inputs:
 
             self.out.fill_(torch.iinfo(self.out.dtype).max)
 
+    def zero_operands(self) -> None:
+        """Set every operand to all-zero bits except per-tensor scales (names ``scale*``): the
+        same launch on data that toggles no bits, for measuring how much power data costs."""
+        for name, t in self.tensors.items():
+            if not name.startswith("scale"):
+                t.zero_()
+
 
 @dataclass(frozen=True, eq=False)  # a declaration is equal only to itself
 class Impl:

@@ -23,6 +23,7 @@ TRUTH = {  # field line in the built-in h100-sxm spec -> the truth's value
     r"^ambient_c = 33 ": "ambient_c = 28 ",
     r"^time_constant_s = 1.0": "time_constant_s = 2.0",
     r"^idle_w = 70 ": "idle_w = 80 ",
+    r"^data_dynamic_fraction = 0.33 ": "data_dynamic_fraction = 0.20 ",
 }
 
 
@@ -49,6 +50,7 @@ def test_the_fit_recovers_a_known_spec(tmp_path):
     fitted = load_file(out)  # a spec the simulator loads
     assert fitted.performance.compute_efficiency == pytest.approx(0.80, abs=0.01)
     assert fitted.power.idle_w == pytest.approx(80, abs=1)
+    assert fitted.power.data_dynamic_fraction == pytest.approx(0.20, abs=0.03)
     assert fitted.power.dynamic_w == pytest.approx(1000, rel=0.03)
     assert fitted.voltage.exponent == pytest.approx(2.6, abs=0.1)
     assert fitted.sensors.update_period_s == pytest.approx(0.05, rel=0.1)

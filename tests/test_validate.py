@@ -48,6 +48,12 @@ def test_the_dry_run_runs_every_step_and_says_what_a_gpu_adds(tmp_path):
     assert figures["usage_to_counter"] == pytest.approx(1.0, abs=0.02)
     assert figures["rise_s"]["usage"] > figures["rise_s"]["counter"]  # an average lags
     assert figures["temperature_rise_c"] > 0
+    # zeros toggle fewer bits: at the simulated H100's 700 W cap (8192^3 bf16 holds it) the
+    # saving goes into clock, not power
+    data = figures["data"]
+    assert data["zeros_to_random"] == pytest.approx(1.0, abs=0.02)
+    assert data["zeros_to_random_sm_mhz"] > 1.05
+    assert "zeros / random power" in steps["sensors"]["summary"]
 
 
 def test_a_short_budget_skips_what_does_not_fit_and_resume_runs_only_the_rest(tmp_path):

@@ -36,7 +36,8 @@ class RunLog:
 
 class SimulatedRunner:
     """Feeds ``work`` to ``gpu``; ``compute_efficiency`` / ``memory_efficiency`` override the
-    spec's for this kernel (fractions of peak it reaches)."""
+    spec's for this kernel (fractions of peak it reaches); ``data_activity`` is the inputs'
+    switching activity relative to random data (1 random, 0 all zeros: see ``sim/physics.py``)."""
 
     simulated = True
 
@@ -48,11 +49,17 @@ class SimulatedRunner:
         compute_efficiency: float | None = None,
         memory_efficiency: float | None = None,
         keep_log: bool = False,
+        data_activity: float = 1.0,
     ) -> None:
         self.gpu = gpu
         self.work = work
         self._workload = Workload(
-            work.flops, work.bytes, work.dtype, compute_efficiency, memory_efficiency
+            work.flops,
+            work.bytes,
+            work.dtype,
+            compute_efficiency,
+            memory_efficiency,
+            data_activity=data_activity,
         )
         gpu.spec.peak_tflops(work.dtype)  # unknown dtype: fail now with the spec's message
         self.keep_log = keep_log

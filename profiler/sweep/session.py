@@ -38,6 +38,7 @@ from wattbench.profiler.safety.found import FoundSettings, settings_found
 from wattbench.profiler.safety.preflight import check_not_shared, check_privileges
 from wattbench.profiler.select.objectives import Objective, parse_objective
 from wattbench.profiler.sim.gpu import VirtualClock
+from wattbench.profiler.sim.physics import INPUT_ACTIVITY
 from wattbench.profiler.store import (
     RunRecord,
     collect_versions,
@@ -194,13 +195,18 @@ def device_key(device: Device) -> str:
     return device.identity.name.replace("NVIDIA ", "").replace(" ", "-").lower()
 
 
-def make_runner(device: Device, problem: Problem):
+def make_runner(device: Device, problem: Problem, *, data: str = "random"):
     """A runner and its clock: the simulator's virtual clock for a simulated GPU, else the
-    problem's implementation launched on the CUDA device that is this NVML device."""
+    problem's implementation launched on the CUDA device that is this NVML device.
+
+    ``data``: ``"random"`` (the family's seeded inputs) or ``"zeros"`` (the same launch with
+    every operand but the scales zeroed: the simulator's ``data_activity`` 0)."""
+    if data not in INPUT_ACTIVITY:
+        raise UsageError(f"no input data {data!r}", f"use one of: {', '.join(INPUT_ACTIVITY)}")
     work = work_of(problem)
     sim = device.simulated
     if sim is not None:
-        return SimulatedRunner(sim, work), VirtualClock(sim)
+        return SimulatedRunner(sim, work, data_activity=INPUT_ACTIVITY[data]), VirtualClock(sim)
     from wattbench.kernels.catalog import gpu_launch
 
     # NVML and CUDA number GPUs differently; the visible list is in CUDA's order
@@ -208,6 +214,9 @@ def make_runner(device: Device, problem: Problem):
     launch = gpu_launch(
         problem.family, problem.impl, problem.shape, problem.dtype, cuda_index=cuda_index
     )
+    if data == "zeros":
+        for inputs in launch.inputs:
+            inputs.zero_operands()
     return GpuRunner(launch, work), WallClock()
 
 

@@ -15,7 +15,11 @@ source), :func:`fit` estimates:
   steady temperatures against their power (split over the poles as in the base spec);
 * ``sensors.update_period_s``: the energy counter's measured period; ``sensors.power_average_s``:
   the boxcar width that best turns the counter's power trace into GetPowerUsage's readings; the
-  slowest thermal pole's time constant: the best fit of the temperature rise in the trace.
+  slowest thermal pole's time constant: the best fit of the temperature rise in the trace;
+* ``power.data_dynamic_fraction``: from the trace's zeros-vs-random phases, the share of the
+  switching power that makes the measured zeros / random power ratio, each phase at its own
+  measured clocks and temperature (the ratio, not the absolute powers, so an offset the rest of
+  the spec leaves cancels).
 
 The agreement table sets the fitted and the base spec side by side against every measured point.
 """
@@ -37,7 +41,7 @@ from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.spec import GpuSpec, parse_spec
 from wattbench.profiler.sim.spec_text import toml_text
 from wattbench.profiler.store import RunRecord
-from wattbench.profiler.validate.sensors import Sample, counter_updates
+from wattbench.profiler.validate.sensors import Sample, characterise_data, counter_updates
 
 EXPONENTS = tuple(round(1.0 + 0.02 * i, 2) for i in range(151))  # 1.00 .. 4.00
 WINDOWS_S = tuple(round(0.02 * i, 2) for i in range(101))  # 0 .. 2 s
@@ -149,6 +153,7 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
     _fit_power(points, raw, base.source, set_)
     if trace is not None:
         _fit_sensors(trace, raw, set_)
+        _fit_data(trace, raw, base.source, set_)
     header = (
         f"Fitted by `wattbench sim fit` from {len(records)} run record(s) of "
         f"{records[0].doc['device']['name']}" + (" and a sensor trace" if trace else "") + ".\n"
@@ -263,6 +268,36 @@ def _fit_sensors(trace: dict[str, Any], raw: dict[str, Any], set_) -> None:
     new[-1]["time_constant_s"] = tau
     set_("thermal.poles", new, "temperature rise over the load step",
          ("slowest thermal pole's time constant (s)", old, tau))  # fmt: skip
+
+
+def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_) -> None:
+    if "data_samples" not in trace or "work" not in trace:
+        return  # a trace written before the zeros phase existed
+    figures = characterise_data([Sample(**s) for s in trace["data_samples"]])
+    random, zeros, ratio = figures["random"], figures["zeros"], figures["zeros_to_random"]
+    if ratio is None or any(v is None for ph in (random, zeros) for v in ph.values()):
+        return
+    w = trace["work"]
+    work = physics.Workload(float(w["flops"]), float(w["bytes"]), w["dtype"])
+    spec = _spec(raw, source)
+    board = physics.board_w(spec)
+
+    def at(ph: dict[str, float]) -> tuple[float, float]:
+        """(power as if on random data, its data-dependent switching power) at a phase."""
+        t = physics.iteration_timing(spec, work, ph["sm_mhz"], ph["mem_mhz"])
+        full = physics.power_w(spec, board, ph["sm_mhz"], ph["mem_mhz"], ph["temp_c"],
+                               t.sm_activity, t.memory_activity, dtype=work.dtype)  # fmt: skip
+        dyn = physics.dynamic_w(spec, ph["sm_mhz"], t.sm_activity, dtype=work.dtype)
+        return full, dyn
+
+    random_w, _ = at(random)
+    zeros_full_w, zeros_dyn_w = at(zeros)
+    # zeros' power = full - f * dyn; f makes zeros / random what was measured
+    fraction = (zeros_full_w - ratio * random_w) / zeros_dyn_w
+    if not 0.0 <= fraction <= 1.0:
+        return  # outside the model: report nothing rather than a clamped number
+    set_("power.data_dynamic_fraction", round(fraction, 3),
+         f"zeros / random power {ratio:.3f} at the measured clocks and temperatures")  # fmt: skip
 
 
 def agreement(result: Fit) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ Steps, by priority (the most valuable first, so a short budget still gets them):
 2. **bandwidth**: HBM copy and read bandwidth; **anchor**: cuBLAS bf16 TFLOP/s at 8192^3;
 3. **targets** (``targets.py``): implementation and reference as CUDA graphs (launch overhead
    out), timed interleaved, inputs rotated past L2, SDPA restricted to its flash kernel;
-4. **sensors** (``sensors.py``): the NVML sensors around a load step, observe-only.
+4. **sensors** (``sensors.py``): the NVML sensors around a load step, and the same load on
+   zeros between two on random data, observe-only.
 
 A dry run (``--dry-run``) runs the same flow on this machine: a simulated GPU answers NVML (the
 sensors step runs there on virtual time) and kernels run in Triton's interpreter; the steps that
@@ -237,7 +238,7 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
 
 
 def sensor_step(ctx: Context) -> dict[str, Any]:
-    from wattbench.kernels.costs import make_problem
+    from wattbench.kernels.costs import make_problem, work_of
     from wattbench.profiler.sweep.session import make_runner
 
     p = SENSOR_PROBLEM
@@ -245,16 +246,30 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
     runner, clock = make_runner(ctx.device, problem)
     samples, load = sensors.trace(ctx.device, runner, clock)
     figures = sensors.characterise(samples, load)
+    zeros, _ = make_runner(ctx.device, problem, data="zeros")
+    data = sensors.data_trace(ctx.device, {"random": runner, "zeros": zeros}, clock)
+    figures["data"] = sensors.characterise_data(data)
+    w = work_of(problem)
     write_json_atomic(
-        ctx.folder / "sensor-trace.json", {"load": load, "samples": [s.__dict__ for s in samples]}
+        ctx.folder / "sensor-trace.json",
+        {
+            "load": load,
+            "samples": [s.__dict__ for s in samples],
+            "work": {"flops": w.flops, "bytes": w.bytes, "dtype": w.dtype},
+            "data_samples": [s.__dict__ for s in data],
+        },
     )
     period = figures["counter_period_s"]
     usage = figures.get("usage_to_counter")
     rise = figures["rise_s"].get("usage")
+    ratio = figures["data"]["zeros_to_random"]
+    clocks = figures["data"]["zeros_to_random_sm_mhz"]
     summary = (
         (f"counter period {period * 1e3:.0f} ms" if period else "no counter updates seen")
         + (f"; GetPowerUsage / counter {usage:.3f}" if usage else "")
         + (f"; GetPowerUsage follows a step in {rise:.2f} s" if rise is not None else "")
+        + (f"; zeros / random power {ratio:.3f}" if ratio is not None else "")
+        + (f", SM clock {clocks:.3f}" if ratio is not None and clocks is not None else "")
     )
     sim = " [SIMULATED GPU]" if ctx.device.simulated is not None else ""
     return {"status": "info", "summary": summary + sim, "figures": figures}
@@ -316,10 +331,10 @@ def build_steps() -> list[Step]:
         Step(
             "sensors",
             "NVML sensors",
-            15,
+            22,
             40,
             sensor_step,
-            "the real sensors' periods, averaging and lag",
+            "the real sensors' periods, averaging and lag; zeros vs random power",
         )
     )
     return steps

@@ -10,7 +10,13 @@ back to back, then idles again. From one such trace:
   over that window, each as a ratio to the counter's;
 * **step response**: for the counter's power and each reading, the delay from the load's start
   (and stop) until it covers 63% of the step (a reading that averages lags the counter);
-* **temperature**: its rise over the load and the rate at the end.
+* **temperature**: its rise over the load and the rate at the end;
+* **data** (:func:`data_trace`): the same kernel on its random inputs, then on all-zero inputs,
+  then on random inputs again, back to back (ABA: the mean of the two random phases cancels a
+  steady drift of temperature, and so of leakage, across the three); each phase's counter power,
+  clocks and temperature, and zeros' power over random's. Switching power depends on how many
+  bits toggle, so zeros draw less: how much less is what ``sim fit`` turns into the spec's
+  ``power.data_dynamic_fraction``.
 
 Nothing is set: the load is a kernel launched as a sweep would launch it. On a simulated GPU the
 same code runs on virtual time, and the simulator's exact energy of the load is reported beside
@@ -42,6 +48,8 @@ class Sample:
     instant_w: float | None
     average_w: float | None
     temperature_c: float | None
+    sm_mhz: float | None = None  # absent from traces written before clocks were polled
+    mem_mhz: float | None = None
 
 
 def _maybe(read: Callable[[], float]) -> float | None:
@@ -75,6 +83,8 @@ def trace(
                 _maybe(device.power_instant_w),
                 _maybe(device.power_average_w),
                 _maybe(device.temperature_c),
+                _maybe(device.sm_clock_mhz),
+                _maybe(device.mem_clock_mhz),
             )
         )
 
@@ -97,6 +107,99 @@ def trace(
     phase = "tail"
     idle(tail_s)
     return samples, (start, end)
+
+
+#: the phases of :func:`data_trace`, in order (ABA)
+DATA_PHASES = ("random-a", "zeros", "random-b")
+
+
+def data_trace(
+    device: Device,
+    runners: dict[str, Runner],
+    clock: Clock,
+    *,
+    phase_s: float = 2.0,
+    poll_s: float = 0.005,
+) -> list[Sample]:
+    """Samples over :data:`DATA_PHASES`, back to back with no idle between; ``runners`` maps
+    ``"random"`` and ``"zeros"`` to runners of one kernel on those inputs (warmed up already)."""
+    samples: list[Sample] = []
+    for phase in DATA_PHASES:
+        runner = runners[phase.split("-")[0]]
+        t0 = clock.now_s()
+        runner.run(1)
+        per_s = max(clock.now_s() - t0, 1e-7)
+
+        def poll(phase: str = phase) -> None:
+            samples.append(
+                Sample(
+                    clock.now_s(),
+                    phase,
+                    _maybe(device.energy_j),
+                    _maybe(device.power_usage_w),
+                    None,
+                    None,
+                    _maybe(device.temperature_c),
+                    _maybe(device.sm_clock_mhz),
+                    _maybe(device.mem_clock_mhz),
+                )
+            )
+
+        poll()
+        runner.run_window(max(1, int(phase_s / per_s)), poll, poll_s)
+        poll()
+    return samples
+
+
+def _phase_figures(samples: list[Sample]) -> dict[str, float | None]:
+    """Counter power (W) between the first and last update in the phase's second half, and the
+    means of the clocks (MHz) and temperature (C) there."""
+    if not samples:
+        return {"power_w": None, "sm_mhz": None, "mem_mhz": None, "temp_c": None}
+    half = samples[0].t_s + (samples[-1].t_s - samples[0].t_s) / 2
+    late = [s for s in samples if s.t_s >= half]
+    updates = [b for a, b in itertools.pairwise(late) if b.energy_j != a.energy_j]
+    power = None
+    if len(updates) >= 2 and updates[-1].t_s > updates[0].t_s:
+        first, last = updates[0], updates[-1]
+        power = (last.energy_j - first.energy_j) / (last.t_s - first.t_s)  # type: ignore[operator]
+
+    def mean(name: str) -> float | None:
+        return _mean([v for s in late if (v := getattr(s, name)) is not None])
+
+    return {
+        "power_w": power,
+        "sm_mhz": mean("sm_mhz"),
+        "mem_mhz": mean("mem_mhz"),
+        "temp_c": mean("temperature_c"),
+    }
+
+
+def characterise_data(samples: list[Sample]) -> dict[str, Any]:
+    """Per phase of :func:`data_trace` its figures; ``random`` (the mean of the two random
+    phases), ``zeros``, ``zeros_to_random`` (power ratio; None without counter updates) and
+    ``zeros_to_random_sm_mhz`` (SM clock ratio: under a power cap zeros' saving goes into
+    clock rather than power)."""
+    phases = {p: _phase_figures([s for s in samples if s.phase == p]) for p in DATA_PHASES}
+    a, b = phases["random-a"], phases["random-b"]
+
+    def both(x: float | None, y: float | None) -> float | None:
+        return (x + y) / 2 if x is not None and y is not None else None
+
+    def over(x: float | None, y: float | None) -> float | None:
+        return x / y if x is not None and y else None
+
+    random = {k: both(a[k], b[k]) for k in a}
+    zeros = phases["zeros"]
+    ratio = over(zeros["power_w"], random["power_w"])
+    clocks = over(zeros["sm_mhz"], random["sm_mhz"])
+    return {
+        "phases": phases,
+        "random": random,
+        "zeros": zeros,
+        "zeros_to_random": ratio,
+        "zeros_to_random_sm_mhz": clocks,
+    }
 
 
 def counter_updates(samples: list[Sample]) -> list[tuple[float, float]]:
