@@ -50,7 +50,7 @@ _L4 = "NVIDIA L4 Tensor Core GPU datasheet (dense = half the sparse figures)"
 _L40S = "NVIDIA L40S GPU datasheet (dense)"
 
 #: NVML name -> (dense TFLOP/s per dtype, memory GB/s, source). Only figures confirmed from a
-#: primary source (see shared/reference/gpu-and-nvml-facts.md); a dtype missing here is unknown.
+#: primary source (the datasheet named in each entry); a dtype missing here is unknown.
 DATASHEET: dict[str, tuple[dict[str, float], float, str]] = {
     "NVIDIA H100 80GB HBM3": (
         {"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
