@@ -7,18 +7,18 @@ multiple of HKV, D = 64 or 128, any L >= 1; optionally ``lse [B, HQ, 1]`` float3
 One kernel, ``_decode_kernel``, grid ``(splits, B * HKV)``. Program (s, b * HKV + hk) reads keys
 ``[s * chunk, min(L, (s + 1) * chunk))`` of KV head hk once for all G = HQ / HKV query heads that
 share it (the G query rows padded to ``G_PAD >= 16`` rows, so both products are tensor-core dots)
-and runs the online softmax over BLOCK_N-key blocks. Then:
-
-* one split: it writes ``out`` (and ``lse``) itself -- no workspace, no atomic.
-* several splits: it stores its normalised partial output and log2-domain log-sum-exp in the
-  float32 workspace ``o_part [B, HKV, splits, G, D]``, ``lse_part [B, HKV, splits, G]`` and
-  increments the (b, hk) counter of ``counters [B * HKV]`` (int32). The program that sees
-  ``splits - 1`` arrived last: it merges the splits in split order 0, 1, ..., reading every
-  partial (its own included) back from the workspace, ``o = sum_s 2^(lse_s - big) o_s /
-  sum_s 2^(lse_s - big)`` (``big`` the largest ``lse_s``), writes ``out`` in the input dtype
-  (and ``lse`` in natural log), and sets the counter back to 0. Which program merges changes
-  nothing: the result is bitwise the same whatever order the programs finish in, and the next
-  launch (or a CUDA graph replay) finds the counters at 0 without a memset.
+and runs the online softmax over BLOCK_N-key blocks. It stores its normalised partial output and
+log2-domain log-sum-exp in the float32 workspace ``o_part [B, HKV, splits, G, D]``, ``lse_part
+[B, HKV, splits, G]`` and increments the (b, hk) counter of ``counters [B * HKV]`` (int32). The
+program that sees ``splits - 1`` arrived last: it merges the splits in split order 0, 1, ...,
+reading every partial (its own included) back from the workspace, ``o = sum_s 2^(lse_s - big)
+o_s / sum_s 2^(lse_s - big)`` (in one pass, ``big`` the running largest ``lse_s``), writes
+``out`` in the input dtype (and ``lse`` in natural log), and sets the counter back to 0. Which
+program merges changes nothing: the result is bitwise the same whatever order the programs
+finish in, and the next launch (or a CUDA graph replay) finds the counters at 0 without a
+memset. One split takes the same path (its merge is exact: weight 1); a separate direct-store
+path for it spilled on sm_90a (D=128, BLOCK_N=128, 8 warps, 4 stages) and saved only a G x D
+round trip through L2.
 
 Memory ordering (PTX memory model, GPU scope): the partial stores are plain stores by every
 thread of the program; ``tl.debug_barrier()`` (``bar.sync``) orders them before the increment,
@@ -26,11 +26,13 @@ which is one ``atom.add.acq_rel.gpu``. Its release half publishes the program's 
 through the barrier) with the increment; each increment continues the release sequence on the
 counter, so the acquire half of the last increment synchronises with every earlier program's
 release, and its partials are visible to the last program's loads that follow it (the branch on
-the returned count orders them after the atomic; they also read through L2, ``.cg``, never a
-stale L1 line). The reset is relaxed: the kernel's end orders it before the next launch.
+the returned count orders them after the atomic; Triton has one thread issue a scalar atomic and
+hands its result to the others through shared memory and a block barrier, which carries the
+acquire to every thread; the loads also read through L2, ``.cg``, never a stale L1 line). The
+reset is relaxed: the kernel's end orders it before the next launch.
 
-An empty split (a grid sized with ``splits=`` for a longer cache, or a short last chunk: no key
-in its range) weighs nothing: zero output and log-sum-exp -inf (its 0 / 0 would be NaN, and NaN
+An empty split (no key in its range: a grid sized with ``splits=`` for a longer cache) weighs
+nothing: zero output and log-sum-exp -inf (its 0 / 0 would be NaN, and NaN
 times a zero weight is still NaN in the merge). Split 0 always has keys, so the merge is finite.
 
 The split count comes from :func:`wattbench.kernels.attention.problem.choose_splits` (L, the
@@ -68,7 +70,8 @@ from wattbench.kernels.triton_support import num_sms
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+#: ln 2, a constexpr so that the kernel may read it (log2 -> natural log)
+LN2 = tl.constexpr(0.6931471805599453)
 #: fewest keys per split and chunk multiple under the interpreter (its SMs: triton_support)
 INTERPRETER_CHUNK = 32
 
@@ -146,39 +149,34 @@ def _decode_kernel(
     part_lse = tl.where(seen, m_i + tl.math.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
     out_ptrs = OUT + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :]
     lse_ptrs = LSE + b * HKV * GROUP + heads
-    if SPLITS == 1:
-        tl.store(out_ptrs, part.to(OUT.dtype.element_ty), mask=g_ok[:, None])
+    # workspace rows of (b, hk): [splits, GROUP] (row s * GROUP + g), each HEAD_DIM floats
+    first = (b * HKV + hk) * SPLITS * GROUP
+    rows = first + split * GROUP + offs_g
+    tl.store(OP + rows[:, None] * HEAD_DIM + offs_d[None, :], part, mask=g_ok[:, None])
+    tl.store(LP + rows, part_lse, mask=g_ok)
+    tl.debug_barrier()  # every thread's partial is stored before the counter moves
+    arrived = tl.atomic_add(COUNT + bh, 1, sem="acq_rel", scope="gpu")
+    if arrived == SPLITS - 1:  # the last program of (b, hk): merge in split order
+        # online over the splits (split 0 always has keys, so ``big`` is finite from it on)
+        big = tl.full([G_PAD], float("-inf"), dtype=tl.float32)
+        total = tl.zeros([G_PAD], dtype=tl.float32)
+        merged = tl.zeros([G_PAD, HEAD_DIM], dtype=tl.float32)
+        for s_i in range(0, SPLITS):
+            row_s = first + s_i * GROUP + offs_g
+            lse_s = tl.load(LP + row_s, mask=g_ok, other=0.0, cache_modifier=".cg")
+            o_s = tl.load(OP + row_s[:, None] * HEAD_DIM + offs_d[None, :],
+                          mask=g_ok[:, None], other=0.0, cache_modifier=".cg")  # fmt: skip
+            new_big = tl.maximum(big, lse_s)
+            rescale = tl.math.exp2(big - new_big)
+            w = tl.math.exp2(lse_s - new_big)
+            total = total * rescale + w
+            merged = merged * rescale[:, None] + o_s * w[:, None]
+            big = new_big
+        tl.store(out_ptrs, (merged / total[:, None]).to(OUT.dtype.element_ty),
+                 mask=g_ok[:, None])  # fmt: skip
         if HAS_LSE:
-            tl.store(lse_ptrs, part_lse * LN2, mask=g_ok)
-    else:
-        # workspace rows of (b, hk): [splits, GROUP] (row s * GROUP + g), each HEAD_DIM floats
-        first = (b * HKV + hk) * SPLITS * GROUP
-        rows = first + split * GROUP + offs_g
-        tl.store(OP + rows[:, None] * HEAD_DIM + offs_d[None, :], part, mask=g_ok[:, None])
-        tl.store(LP + rows, part_lse, mask=g_ok)
-        tl.debug_barrier()  # every thread's partial is stored before the counter moves
-        arrived = tl.atomic_add(COUNT + bh, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLITS - 1:  # the last program of (b, hk): merge in split order
-            big = tl.full([G_PAD], float("-inf"), dtype=tl.float32)
-            for s_i in range(0, SPLITS):
-                lse_s = tl.load(LP + first + s_i * GROUP + offs_g, mask=g_ok, other=0.0,
-                                cache_modifier=".cg")  # fmt: skip
-                big = tl.maximum(big, lse_s)
-            total = tl.zeros([G_PAD], dtype=tl.float32)
-            merged = tl.zeros([G_PAD, HEAD_DIM], dtype=tl.float32)
-            for s_i in range(0, SPLITS):
-                row_s = first + s_i * GROUP + offs_g
-                lse_s = tl.load(LP + row_s, mask=g_ok, other=0.0, cache_modifier=".cg")
-                w = tl.math.exp2(lse_s - big)
-                o_s = tl.load(OP + row_s[:, None] * HEAD_DIM + offs_d[None, :],
-                              mask=g_ok[:, None], other=0.0, cache_modifier=".cg")  # fmt: skip
-                total += w
-                merged += o_s * w[:, None]
-            tl.store(out_ptrs, (merged / total[:, None]).to(OUT.dtype.element_ty),
-                     mask=g_ok[:, None])  # fmt: skip
-            if HAS_LSE:
-                tl.store(lse_ptrs, (big + tl.math.log2(total)) * LN2, mask=g_ok)
-            tl.atomic_xchg(COUNT + bh, 0, sem="relaxed", scope="gpu")
+            tl.store(lse_ptrs, (big + tl.math.log2(total)) * LN2, mask=g_ok)
+        tl.atomic_xchg(COUNT + bh, 0, sem="relaxed", scope="gpu")
 
 
 def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, int]:
@@ -196,8 +194,8 @@ def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, i
 @dataclass(frozen=True)
 class DecodeLaunch:
     """One prepared decode step: calling it launches ``_decode_kernel`` once and allocates
-    nothing. Its workspace, made once: ``o_part`` and ``lse_part`` (float32 partials, unused
-    with one split) and ``counters`` (int32, one per (batch, KV head), 0 between launches)."""
+    nothing. Its workspace, made once: ``o_part`` and ``lse_part`` (float32 partials) and
+    ``counters`` (int32, one per (batch, KV head), 0 between launches)."""
 
     splits: int
     chunk: int
