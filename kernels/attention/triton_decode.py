@@ -191,7 +191,7 @@ def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, i
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class DecodeLaunch:
     """One prepared decode step: calling it launches ``_decode_kernel`` once and allocates
     nothing. Its workspace, made once: ``o_part`` and ``lse_part`` (float32 partials) and
