@@ -255,29 +255,20 @@ def _decode_jobs(half: Sequence[str]) -> list[Job]:
 
     jobs = []
     hkv, group, length = 8, 4, 8192
-    for dtype, d in itertools.product(half, (64, 128)):
-        q, f32 = Tensor(_TORCH_HALF[dtype]), Tensor("float32")
-        chunk, splits = 512, length // 512
+    # one split (SPLITS specialised to 1: no merge) and 16 (partials, counter, merge); with lse
+    for dtype, d, chunk in itertools.product(half, (64, 128), (length, 512)):
+        q, f32, i32 = Tensor(_TORCH_HALF[dtype]), Tensor("float32"), Tensor("int32")
+        splits = length // chunk
         kv = (hkv * length * d, length * d, d)
+        qo = (hkv * group * d, d)
         args: tuple[Any, ...] = (
-            q, q, q, f32, f32, length, chunk, hkv, group, splits, 0.125,
-            hkv * group * d, d, *kv, *kv,
+            q, q, q, q, f32, f32, f32, i32, length, chunk, hkv, group, splits, 0.125,
+            *qo, *kv, *kv, *qo,
         )  # fmt: skip
         jobs += _autotuned(
-            "decode-split", f"{dtype} D={d} G_PAD=16", td.__name__, "_split_kernel",
-            td.gpu_configs(), args, {"HEAD_DIM": d, "G_PAD": 16},
+            "decode", f"{dtype} D={d} G_PAD=16 splits={splits}", td.__name__, "_decode_kernel",
+            td.gpu_configs(), args, {"HEAD_DIM": d, "G_PAD": 16, "HAS_LSE": True},
         )  # fmt: skip
-        block_s = 2
-        while block_s <= td.COMBINE_BLOCK_S:  # every BLOCK_S a split count can give
-            meta = {"HEAD_DIM": d, "BLOCK_S": block_s, "HAS_LSE": True}
-            args = (f32, f32, q, f32, splits, hkv * group, hkv * group * d, d)
-            jobs.append(
-                Job(
-                    "decode-combine", f"{dtype} D={d}", f"BLOCK_S={block_s} w4 s3", td.__name__,
-                    "_combine_kernel", args, tuple(meta.items()),
-                )
-            )  # fmt: skip
-            block_s *= 2
     return jobs
 
 

@@ -6,8 +6,10 @@ reads KV head ``h // (HQ // HKV)``. Sizes are counted in elements.
 
 Split-KV decode (flash-decoding): the KV range ``[0, L)`` of every (batch, KV head) is cut into
 ``splits`` chunks of ``chunk`` keys (the last one shorter); each chunk gives a partial output and
-its log-sum-exp, and a combine step merges them. :func:`choose_splits` sizes the chunks so that
-the GPU has about ``PROGRAMS_PER_SM`` programs per SM, with chunks of at least ``MIN_CHUNK`` keys.
+its log-sum-exp, and a merge weighs them by their log-sum-exps (the Triton kernel: the last split
+program of each KV head, in the same launch; the CUDA kernel: a second launch).
+:func:`choose_splits` sizes the chunks so that the GPU has about ``PROGRAMS_PER_SM`` programs per
+SM, with chunks of at least ``MIN_CHUNK`` keys.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 KERNEL_HEAD_DIMS = (64, 128)
 #: programs (thread blocks) per SM the decode split rule aims for
 PROGRAMS_PER_SM = 4
-#: fewest keys per split (a split's fixed cost: a program start, a partial result, its combine)
+#: fewest keys per split (a split's fixed cost: a program start, a partial result, its merge)
 MIN_CHUNK = 256
 #: every chunk is a multiple of this many keys (the largest key block of any decode kernel)
 CHUNK_MULTIPLE = 128

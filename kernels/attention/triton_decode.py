@@ -1,27 +1,49 @@
-"""Triton split-KV decode (flash-decoding): one query token per sequence against a KV cache.
+"""Triton split-KV decode (flash-decoding), one launch per step: one query token per sequence
+against a KV cache.
 
 q, out ``[B, HQ, 1, D]``, k, v ``[B, HKV, L, D]`` (fp16 or bf16, last dimension contiguous), HQ a
 multiple of HKV, D = 64 or 128, any L >= 1; optionally ``lse [B, HQ, 1]`` float32 (natural log).
 
-Two kernels:
+One kernel, ``_decode_kernel``, grid ``(splits, B * HKV)``. Program (s, b * HKV + hk) reads keys
+``[s * chunk, min(L, (s + 1) * chunk))`` of KV head hk once for all G = HQ / HKV query heads that
+share it (the G query rows padded to ``G_PAD >= 16`` rows, so both products are tensor-core dots)
+and runs the online softmax over BLOCK_N-key blocks. It stores its normalised partial output and
+log2-domain log-sum-exp in the float32 workspace ``o_part [B, HKV, splits, G, D]``, ``lse_part
+[B, HKV, splits, G]`` and increments the (b, hk) counter of ``counters [B * HKV]`` (int32). The
+program that sees ``splits - 1`` arrived last: it merges the splits in split order 0, 1, ...,
+reading every partial (its own included) back from the workspace, ``o = sum_s 2^(lse_s - big)
+o_s / sum_s 2^(lse_s - big)`` (in one pass, ``big`` the running largest ``lse_s``), writes
+``out`` in the input dtype (and ``lse`` in natural log), and sets the counter back to 0. Which
+program merges changes nothing: the result is bitwise the same whatever order the programs
+finish in, and the next launch (or a CUDA graph replay) finds the counters at 0 without a
+memset. One split takes the same path (its merge is exact: weight 1); a separate direct-store
+path for it spilled on sm_90a (D=128, BLOCK_N=128, 8 warps, 4 stages) and saved only a G x D
+round trip through L2.
 
-* ``_split_kernel``, grid ``(splits, B * HKV)``: program (s, b * HKV + hk) reads keys
-  ``[s * chunk, min(L, (s + 1) * chunk))`` of KV head hk once for all G = HQ / HKV query heads
-  that share it (the G query rows padded to ``G_PAD >= 16`` rows, so both products are tensor-core
-  dots), runs the online softmax over BLOCK_N-key blocks and writes the normalised partial output
-  ``o_part [B, HQ, splits, D]`` and its log2-domain log-sum-exp ``lse_part [B, HQ, splits]``
-  (float32 scratch, allocated once by :func:`make_launch`).
-* ``_combine_kernel``, grid ``(B * HQ,)``: ``o = sum_s 2^(lse_s - lse) o_s`` with
-  ``lse = log2 sum_s 2^lse_s``, written in the input dtype (and lse in natural log); it reads the
-  splits ``COMBINE_BLOCK_S`` at a time.
+Memory ordering (PTX memory model, GPU scope): the partial stores are plain stores by every
+thread of the program; ``tl.debug_barrier()`` (``bar.sync``) orders them before the increment,
+which is one ``atom.add.acq_rel.gpu``. Its release half publishes the program's stores (cumulative
+through the barrier) with the increment; each increment continues the release sequence on the
+counter, so the acquire half of the last increment synchronises with every earlier program's
+release, and its partials are visible to the last program's loads that follow it (the branch on
+the returned count orders them after the atomic; Triton has one thread issue a scalar atomic and
+hands its result to the others through shared memory and a block barrier, which carries the
+acquire to every thread; the loads also read through L2, ``.cg``, never a stale L1 line). The
+reset is relaxed: the kernel's end orders it before the next launch.
+
+An empty split (no key in its range: a grid sized with ``splits=`` for a longer cache) weighs
+nothing: zero output and log-sum-exp -inf (its 0 / 0 would be NaN, and NaN
+times a zero weight is still NaN in the merge). Split 0 always has keys, so the merge is finite.
 
 The split count comes from :func:`wattbench.kernels.attention.problem.choose_splits` (L, the
 B * HKV programs, the SM count); chunks are multiples of 128 keys, so every BLOCK_N divides them.
-Decode is memory-bound: the minimum traffic is the KV cache, read exactly once.
+Decode is memory-bound: the minimum traffic is the KV cache, read exactly once; the workspace adds
+``2 * splits * HQ * (D + 1) * 4`` bytes per sequence (written once, read once by the merge).
 
 Autotuning: ``_GPU_CONFIGS`` (BLOCK_N 32-128, 4 or 8 warps, 2-4 stages) keyed on the chunk, D and
 G_PAD; under ``TRITON_INTERPRET`` one fixed config, and chunks of 32-key multiples on 4 "SMs", so
-that small tests still have several splits.
+that small tests still have several splits. Every benchmark run of the autotuner leaves the
+counters at 0, so tuning needs no reset either.
 """
 
 from __future__ import annotations
@@ -29,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -48,6 +70,8 @@ from wattbench.kernels.triton_support import num_sms
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
+#: ln 2, a constexpr so that the kernel may read it (log2 -> natural log)
+LN2 = tl.constexpr(0.6931471805599453)
 #: fewest keys per split and chunk multiple under the interpreter (its SMs: triton_support)
 INTERPRETER_CHUNK = 32
 
@@ -69,23 +93,22 @@ _INTERPRETER_CONFIG = _config(INTERPRETER_CHUNK, 4, 1)
 
 
 def gpu_configs() -> list[triton.Config]:
-    """The GPU configs the autotuner can choose for the split kernel."""
+    """The GPU configs the autotuner can choose for the decode kernel."""
     return _GPU_CONFIGS
 
 
-#: splits the combine kernel reads at a time (fewer when there are fewer): its registers stay
-#: bounded whatever the split count (1024 splits read at once spill on sm_90a)
-COMBINE_BLOCK_S = 16
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
 @triton.autotune(configs=_CONFIGS, key=["CHUNK", "HEAD_DIM", "G_PAD"])
 @triton.jit
-def _split_kernel(
-    Q, K, V, OP, LP, L, CHUNK, HKV, GROUP, SPLITS, qk_scale,
+def _decode_kernel(
+    Q, K, V, OUT, LSE, OP, LP, COUNT, L, CHUNK, HKV, GROUP, SPLITS, qk_scale,
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
-    HEAD_DIM: tl.constexpr, G_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    stride_ob, stride_oh,
+    HEAD_DIM: tl.constexpr, G_PAD: tl.constexpr, HAS_LSE: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
+    """Program (split, b * HKV + hk); see the module docstring."""
     split = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // HKV).to(tl.int64)
@@ -120,51 +143,40 @@ def _split_kernel(
         v = tl.load(v_ptrs + start_n * stride_vn, mask=ok[:, None], other=0.0)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
         m_i = m_new
-    # partial results: o_part[b, head, split, :], lse_part[b, head, split] (log2 domain)
-    # an empty split (no key in [lo, hi)) weighs nothing: zero output, log-sum-exp -inf (its
-    # 0 / 0 would be NaN, and NaN times a zero weight is still NaN in the combine)
-    row = ((b * HKV + hk) * GROUP + offs_g) * SPLITS + split
+    # an empty split (no key in [lo, hi)) weighs nothing: zero output, log-sum-exp -inf
     seen = l_i > 0
-    out = acc / tl.where(seen, l_i, 1.0)[:, None]
-    lse = tl.where(seen, m_i + tl.math.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
-    tl.store(OP + row[:, None] * HEAD_DIM + offs_d[None, :], out, mask=g_ok[:, None])
-    tl.store(LP + row, lse, mask=g_ok)
-
-
-@triton.jit
-def _combine_kernel(
-    OP, LP, OUT, LSE, SPLITS, HQ, stride_ob, stride_oh,
-    HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, HAS_LSE: tl.constexpr,
-):  # fmt: skip
-    """Program bh: ``o = sum_s 2^(lse_s - big) o_s / sum_s 2^(lse_s - big)``, ``big`` the largest
-    lse_s; splits are read BLOCK_S at a time (any number of splits, registers bounded)."""
-    bh = tl.program_id(0).to(tl.int64)
-    offs_s = tl.arange(0, BLOCK_S)
-    offs_d = tl.arange(0, HEAD_DIM)
-    big = tl.max(tl.full([BLOCK_S], float("-inf"), dtype=tl.float32), 0)
-    for s0 in range(0, SPLITS, BLOCK_S):
-        s_ok = s0 + offs_s < SPLITS
-        lse_s = tl.load(LP + bh * SPLITS + s0 + offs_s, mask=s_ok, other=float("-inf"))
-        big = tl.maximum(big, tl.max(lse_s, 0))
-    total = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), 0)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-    for s0 in range(0, SPLITS, BLOCK_S):
-        s_ok = s0 + offs_s < SPLITS
-        lse_s = tl.load(LP + bh * SPLITS + s0 + offs_s, mask=s_ok, other=float("-inf"))
-        w = tl.math.exp2(lse_s - big)
-        total += tl.sum(w, 0)
-        parts = tl.load(
-            OP + (bh * SPLITS + s0 + offs_s)[:, None] * HEAD_DIM + offs_d[None, :],
-            mask=s_ok[:, None],
-            other=0.0,
-        )
-        acc += tl.sum(parts * w[:, None], 0)
-    out = acc / total
-    b = bh // HQ
-    h = bh % HQ
-    tl.store(OUT + b * stride_ob + h * stride_oh + offs_d, out.to(OUT.dtype.element_ty))
-    if HAS_LSE:
-        tl.store(LSE + bh, (big + tl.math.log2(total)) * 0.6931471805599453)
+    part = acc / tl.where(seen, l_i, 1.0)[:, None]
+    part_lse = tl.where(seen, m_i + tl.math.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
+    out_ptrs = OUT + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :]
+    lse_ptrs = LSE + b * HKV * GROUP + heads
+    # workspace rows of (b, hk): [splits, GROUP] (row s * GROUP + g), each HEAD_DIM floats
+    first = (b * HKV + hk) * SPLITS * GROUP
+    rows = first + split * GROUP + offs_g
+    tl.store(OP + rows[:, None] * HEAD_DIM + offs_d[None, :], part, mask=g_ok[:, None])
+    tl.store(LP + rows, part_lse, mask=g_ok)
+    tl.debug_barrier()  # every thread's partial is stored before the counter moves
+    arrived = tl.atomic_add(COUNT + bh, 1, sem="acq_rel", scope="gpu")
+    if arrived == SPLITS - 1:  # the last program of (b, hk): merge in split order
+        # online over the splits (split 0 always has keys, so ``big`` is finite from it on)
+        big = tl.full([G_PAD], float("-inf"), dtype=tl.float32)
+        total = tl.zeros([G_PAD], dtype=tl.float32)
+        merged = tl.zeros([G_PAD, HEAD_DIM], dtype=tl.float32)
+        for s_i in range(0, SPLITS):
+            row_s = first + s_i * GROUP + offs_g
+            lse_s = tl.load(LP + row_s, mask=g_ok, other=0.0, cache_modifier=".cg")
+            o_s = tl.load(OP + row_s[:, None] * HEAD_DIM + offs_d[None, :],
+                          mask=g_ok[:, None], other=0.0, cache_modifier=".cg")  # fmt: skip
+            new_big = tl.maximum(big, lse_s)
+            rescale = tl.math.exp2(big - new_big)
+            w = tl.math.exp2(lse_s - new_big)
+            total = total * rescale + w
+            merged = merged * rescale[:, None] + o_s * w[:, None]
+            big = new_big
+        tl.store(out_ptrs, (merged / total[:, None]).to(OUT.dtype.element_ty),
+                 mask=g_ok[:, None])  # fmt: skip
+        if HAS_LSE:
+            tl.store(lse_ptrs, (big + tl.math.log2(total)) * LN2, mask=g_ok)
+        tl.atomic_xchg(COUNT + bh, 0, sem="relaxed", scope="gpu")
 
 
 def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, int]:
@@ -179,6 +191,32 @@ def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, i
     )
 
 
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
+class DecodeLaunch:
+    """One prepared decode step: calling it launches ``_decode_kernel`` once and allocates
+    nothing. Its workspace, made once: ``o_part`` and ``lse_part`` (float32 partials) and
+    ``counters`` (int32, one per (batch, KV head), 0 between launches)."""
+
+    splits: int
+    chunk: int
+    o_part: torch.Tensor
+    lse_part: torch.Tensor
+    counters: torch.Tensor
+    _args: tuple[object, ...]
+    _meta: dict[str, object]
+    _grid: tuple[int, int]
+    _device: torch.device
+
+    def __call__(self) -> None:
+        guard = (
+            functools.partial(torch.cuda.device, self._device)
+            if self._device.type == "cuda"
+            else contextlib.nullcontext
+        )
+        with guard():
+            _decode_kernel[self._grid](*self._args, **self._meta)
+
+
 def make_launch(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -189,13 +227,13 @@ def make_launch(
     scale: float | None = None,
     chunk: int | None = None,
     splits: int | None = None,
-) -> Callable[[], None]:
-    """Validate once, allocate the float32 partial results, and return a closure that writes
-    decode attention of q (one token) against (k, v) into ``out`` (and ``lse``, natural log).
+) -> DecodeLaunch:
+    """Validate once, allocate the workspace, and return the launch that writes decode attention
+    of q (one token) against (k, v) into ``out`` (and ``lse``, natural log) in one kernel.
     ``chunk`` (keys per split, a multiple of every BLOCK_N: 128 on a GPU, 32 in the
     interpreter) overrides the split rule; ``splits`` (at least enough to cover the keys)
     fixes the grid, the trailing splits then being empty -- a launch sized once for a cache
-    that grows. An empty split weighs nothing. The closure allocates nothing."""
+    that grows. An empty split weighs nothing."""
     ops = check_operands(q, k, v, out, what="Triton decode", lse=lse)
     reason = head_dim_reason(ops.d)
     if reason:
@@ -223,34 +261,21 @@ def make_launch(
             )
         splits = int(wanted)
     qk_scale = (ops.d**-0.5 if scale is None else float(scale)) * LOG2E
-    o_part = torch.empty(ops.batch, ops.hq, splits, ops.d, device=q.device, dtype=torch.float32)
-    lse_part = torch.empty(ops.batch, ops.hq, splits, device=q.device, dtype=torch.float32)
-    g_pad = max(16, triton.next_power_of_2(ops.group))
-    split_args = (
-        q, k, v, o_part, lse_part, length, chunk, ops.hkv, ops.group, splits, qk_scale,
+    shape = (ops.batch, ops.hkv, splits, ops.group)
+    o_part = torch.empty(*shape, ops.d, device=q.device, dtype=torch.float32)
+    lse_part = torch.empty(*shape, device=q.device, dtype=torch.float32)
+    counters = torch.zeros(programs, device=q.device, dtype=torch.int32)
+    args = (
+        q, k, v, out, lse if lse is not None else lse_part, o_part, lse_part, counters, length,
+        chunk, ops.hkv, ops.group, splits, qk_scale,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1),
     )  # fmt: skip
-    split_kernel = _split_kernel[(splits, programs)]
-    combine_args = (
-        o_part, lse_part, out, lse if lse is not None else lse_part, splits, ops.hq,
-        out.stride(0), out.stride(1),
-    )  # fmt: skip
-    combine_meta = {
+    meta = {
         "HEAD_DIM": ops.d,
-        "BLOCK_S": min(COMBINE_BLOCK_S, max(2, triton.next_power_of_2(splits))),
+        "G_PAD": max(16, triton.next_power_of_2(ops.group)),
         "HAS_LSE": lse is not None,
     }
-    combine_kernel = _combine_kernel[(ops.batch * ops.hq,)]
-    guard = (
-        functools.partial(torch.cuda.device, q.device)
-        if q.device.type == "cuda"
-        else contextlib.nullcontext
+    return DecodeLaunch(
+        splits, chunk, o_part, lse_part, counters, args, meta, (splits, programs), q.device
     )
-
-    def launch() -> None:
-        with guard():
-            split_kernel(*split_args, HEAD_DIM=ops.d, G_PAD=g_pad)
-            combine_kernel(*combine_args, **combine_meta)
-
-    return launch

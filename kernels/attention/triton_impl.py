@@ -41,7 +41,7 @@ def prefill(*, causal: bool) -> Impl:
 
 
 def decode() -> Impl:
-    """The Triton split-KV decode (partial results per split, then a combine kernel)."""
+    """The Triton split-KV decode, one launch (the last split program of each KV head merges)."""
 
     def make_launch(inputs: Inputs) -> Launch:
         from wattbench.kernels.attention import triton_decode
@@ -50,8 +50,8 @@ def decode() -> Impl:
 
     return Impl(
         name="triton",
-        description="Triton split-KV decode + combine (kernels/attention/triton_decode.py), "
-        "autotuned",
+        description="Triton split-KV decode, one launch: the last split to finish merges "
+        "(kernels/attention/triton_decode.py), autotuned",
         min_compute_capability={"fp16": (8, 0), "bf16": (8, 0)},
         requires=("torch", "triton"),
         cpu_path="triton-interpreter",

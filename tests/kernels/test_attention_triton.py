@@ -2,10 +2,13 @@
 
 Without a GPU they run in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest) at small
 fp16 shapes: causal and full prefill, grouped-query attention, MHA, lengths that are multiples of
-no block size (67, 131), several decode splits; the output is poisoned with NaN first, and the
-natural log-sum-exp is checked against float64 too (absolute error: scores are fp32 sums of
-exact products, ~1e-6 here). Decode is also checked against prefill run with one query.
-On a GPU (``gpu`` marker): bf16, model shapes and the autotuned configs.
+no block size (67, 131), several decode splits, one split, empty splits; the output is poisoned
+with NaN first, and the natural log-sum-exp is checked against float64 too (absolute error:
+scores are fp32 sums of exact products, ~1e-6 here). Decode is also checked against prefill run
+with one query, and its single launch (the last split program to arrive merges) for bitwise
+determinism and counters left at 0. The kernels take fp16 and bf16 only; bf16 is not run here
+(the interpreter's bf16 ``tl.dot`` is wrong). On a GPU (``gpu`` marker): bf16, model shapes, the
+autotuned configs and a CUDA graph replay of decode.
 """
 
 from __future__ import annotations
@@ -84,15 +87,17 @@ def test_prefill_relaunch_is_identical():
     assert torch.equal(out, first)
 
 
-# B, HQ, HKV, L, D, chunk: several splits with a short last one; G = 3 (padded rows); MHA with
-# D = 128 and the split rule's own choice; a cache shorter than one block; more splits (19) than
-# the combine kernel reads at a time (COMBINE_BLOCK_S = 16)
+# B, HQ, HKV, L, D, chunk: several splits with a short last one; 19 splits; G = 3 (padded rows);
+# MHA with D = 128 and the split rule's own choice; a cache shorter than one block (one split);
+# one split of many blocks; odd everything: B = 3, G = 5, D = 128, a last split of one key
 DECODE_CASES = [
     (1, 4, 2, 131, 64, 32),
     (1, 2, 1, 600, 64, 32),
     (2, 6, 2, 100, 64, 64),
     (1, 2, 2, 70, 128, None),
     (1, 8, 1, 5, 64, None),
+    (1, 4, 2, 131, 64, 160),
+    (3, 10, 2, 97, 128, 32),
 ]
 
 
@@ -100,9 +105,12 @@ DECODE_CASES = [
 def test_decode_matches_float64(case):
     b, hq, hkv, length, d, chunk = case
     q, k, v, out, lse = _operands(b, hq, hkv, 1, length, d, seed=length)
-    triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk)()
+    launch = triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk)
+    launch()
     err, lse_err = _errors(out, lse, q, k, v, causal=False)
     assert err < TOL["fp16"] and lse_err < LSE_ATOL
+    assert launch.splits == math.ceil(length / launch.chunk)
+    assert not launch.counters.any()  # the merging program set its counter back to 0
 
 
 def test_decode_uses_several_splits_in_the_interpreter():
@@ -188,13 +196,94 @@ def test_gpu_decode(shape, dtype):
     assert float((lse.double() - ref_lse).abs().max()) < LSE_ATOL
 
 
-def test_empty_splits_weigh_nothing():
+@pytest.mark.gpu
+def test_gpu_decode_graph_replays_are_bitwise_equal():
+    """On a GPU the split programs finish in any order: 20 launches and 3 replays of a CUDA
+    graph of one launch (captured after autotuning) give bitwise the first result; the counters
+    are back at 0 after each (a replay finds them as the capture left them)."""
+    q, k, v, out, lse = _operands(4, 32, 8, 1, 8195, 128, dtype="bf16", seed=2)
+    launch = triton_decode.make_launch(q, k, v, out, lse=lse)
+    assert launch.splits > 1
+    first = _run(launch, out, lse)
+    for _ in range(20):
+        launch()
+    torch.cuda.synchronize()
+    assert torch.equal(out, first[0]) and torch.equal(lse, first[1])
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        launch()
+    for _ in range(3):
+        out.fill_(math.nan)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, first[0]) and torch.equal(lse, first[1])
+        assert not launch.counters.any()
+
+
+# B, HQ, HKV, L, D, chunk, splits: two empty splits of four; one key, two empty splits (only the
+# first split has a key); GQA G = 3 with three empty splits
+EMPTY_SPLIT_CASES = [
+    (1, 4, 2, 40, 64, 32, 4),
+    (2, 2, 1, 1, 64, 32, 3),
+    (1, 6, 2, 70, 128, 32, 6),
+]
+
+
+@pytest.mark.parametrize("case", EMPTY_SPLIT_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_empty_splits_weigh_nothing(case):
     """A grid sized for a longer cache (trailing splits with no key) gives the same result, not
     NaN: an empty split stores zero output and log-sum-exp -inf."""
-    q, k, v, out, lse = _operands(1, 4, 2, 1, 40, 64, seed=3)
-    chunk = 32 if not CUDA else 128
-    triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk, splits=4)()
+    b, hq, hkv, length, d, chunk, splits = case
+    q, k, v, out, lse = _operands(b, hq, hkv, 1, length, d, seed=3)
+    chunk = chunk if not CUDA else 128
+    launch = triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk, splits=splits)
+    assert launch.splits == splits > math.ceil(length / chunk)
+    launch()
     err, lse_err = _errors(out, lse, q, k, v, causal=False)
     assert err < TOL["fp16"] and lse_err < LSE_ATOL
+    assert not launch.lse_part[:, :, -1].isfinite().any()  # the last split was empty
     with pytest.raises(ShapeError, match="cannot hold"):
-        triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk, splits=1)
+        triton_decode.make_launch(q, k, v, out, lse=lse, chunk=chunk, splits=0)
+
+
+def _run(launch, out, lse):
+    out.fill_(math.nan)
+    lse.fill_(math.nan)
+    launch()
+    if CUDA:
+        torch.cuda.synchronize()
+    return out.clone(), lse.clone()
+
+
+def test_decode_is_deterministic_and_leaves_its_counters_at_zero():
+    """Three launches of one closure, the output poisoned before each, are bitwise equal: each
+    launch's merging program set its counter back to 0 (a counter left at ``splits`` would make
+    no program of the next launch merge, leaving NaN)."""
+    q, k, v, out, lse = _operands(2, 6, 2, 1, 150, 64, seed=5)
+    launch = triton_decode.make_launch(q, k, v, out, lse=lse, chunk=32 if not CUDA else None)
+    runs = [_run(launch, out, lse) for _ in range(3)]
+    for o, o_lse in runs[1:]:
+        assert torch.equal(o, runs[0][0]) and torch.equal(o_lse, runs[0][1])
+    assert not launch.counters.any()
+    err, lse_err = _errors(*runs[0], q, k, v, causal=False)
+    assert err < TOL["fp16"] and lse_err < LSE_ATOL
+
+
+@pytest.mark.skipif(CUDA, reason="arrival order is fixed only in the interpreter")
+def test_decode_merge_does_not_depend_on_which_program_merges():
+    """The interpreter runs the programs in a fixed order (split 0 first), so the last to
+    arrive is always the last split. Presetting every counter to ``splits - 1`` makes split 0
+    merge instead, before the others run, from the workspace the previous launch left (the same
+    inputs, so the same partials): the output is bitwise the same, as the merge reads every
+    split from the workspace in split order, whichever program does it."""
+    q, k, v, out, lse = _operands(1, 4, 2, 1, 200, 64, seed=11)
+    launch = triton_decode.make_launch(q, k, v, out, lse=lse, chunk=32)
+    assert launch.splits == 7
+    normal = _run(launch, out, lse)
+    launch.counters.fill_(launch.splits - 1)
+    early = _run(launch, out, lse)
+    assert torch.equal(early[0], normal[0]) and torch.equal(early[1], normal[1])
+    # the other six programs counted 0..5 after split 0's reset: no second merge, counters at 6
+    assert launch.counters.tolist() == [launch.splits - 1] * 2
+    launch.counters.zero_()
+    assert all(torch.equal(a, b) for a, b in zip(_run(launch, out, lse), normal, strict=True))

@@ -94,6 +94,14 @@ def test_the_report_covers_every_autotuned_kernel() -> None:
     assert autotuned <= reported
 
 
+def test_decode_is_compiled_with_one_split_and_with_several() -> None:
+    """A launch with one split specialises SPLITS to the constant 1 (another compile than 16
+    splits, with its own registers): the report compiles both, at each head dimension."""
+    variants = {j.variant for j in cr.jobs(["decode"], half=("bf16",))}
+    for d in (64, 128):
+        assert {f"bf16 D={d} G_PAD=16 splits={s}" for s in (1, 16)} <= variants
+
+
 def _labels(configs: list[triton.Config]) -> list[str]:
     return [str(c) for c in configs]
 
