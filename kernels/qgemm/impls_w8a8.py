@@ -1,5 +1,6 @@
 """Implementations of ``w8a8`` (baseline first): vendor (torch._int_mm / torch._scaled_mm),
-Triton (``triton_w8a8.py``; ``triton-fastacc``: fp8 with fast accumulation), CuPy (``w8a8.cu``: int8 mma.sync on sm_80+, dp4a below)."""
+Triton (``triton_w8a8.py``; ``triton-fastacc``: fp8 with fast accumulation), CuPy (``w8a8.cu``:
+int8 mma.sync on sm_80+, dp4a below)."""
 
 from __future__ import annotations
 

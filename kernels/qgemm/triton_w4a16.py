@@ -10,20 +10,37 @@ Two kernels, chosen by M:
 
 * M <= ``GEMV_MAX_M`` (16): split-K GEMV. Program (n, s) reads a BLOCK_N-wide column band of
   packed words over its slice of K (word rows ``[s * rows_per_split, ...)``), each word once
-  (coalesced along N), and computes the eight nibbles as eight ``tl.dot``s of
-  X[:, 8r + e] (BLOCK_M = 16 rows, masked) by the dequantized nibble plane: the sum over k is
-  reordered, not the data. With more than one split, each program stores its fp32 partial tile
-  into a workspace (split, M, N); the last program of a column band to arrive (an acq_rel atomic
-  counter per band, after a block barrier) adds the partials in split order -- deterministic --
-  writes C and resets the counter to 0, so launches need no memset.
+  (coalesced along N). For M <= ``FMA_MAX_M`` (4) the weights are dequantized in packed 16-bit
+  pairs (:func:`dequantize_pairs`: nibbles i and i + 4 of a word, k offsets 2i and 2i + 1) and
+  multiplied by X in registers: one fp32 FMA per weight and row of X into a
+  (BLOCK_R, BLOCK_N) accumulator per row, summed over the word rows after the loop (tl.sum).
+  For 4 < M <= 16 each nibble plane is dequantized in fp32 (:func:`magic_f32`) and the eight
+  nibbles are eight ``tl.dot``s of X[:, 8r + e] (BLOCK_M = 16 rows, masked) by the plane. Either
+  way the sum over k is reordered, not the data. With more than one split, each program stores
+  its fp32 partial tile into a workspace (split, M, N); the last program of a column band to
+  arrive (an acq_rel atomic counter per band, after a block barrier) adds the partials in split
+  order -- deterministic -- writes C and resets the counter to 0, so launches need no memset.
+
+  The rule for FMA_MAX_M (an estimate from H100 figures, not a measurement): register FMAs cost
+  M fp32 FMAs per weight on 128 FMA lanes per SM and clock; the tl.dot path instead writes each
+  dequantized 2-byte weight to shared memory and reads it back for the MMA (4 bytes per weight
+  at 128 bytes per clock: 4 lane-clocks per weight, whatever M) and pads M to 16. FMAs are no
+  dearer up to M = 4 lane-clocks per weight: FMA_MAX_M = 4. GEMV_MAX_M = 16 is the MMA's M.
+  The packed pairs pay only on the FMA path: in the tl.dot path Triton lays the dequantized
+  tile out for the MMA, and the pairs compiled to scalar 16-bit operations there (more
+  instructions and registers than the fp32 planes, measured with the sm_90a compile report).
 * M > 16: tiled GEMM (GROUP_M band order, autotuned). Each k of the BLOCK_K x BLOCK_N weight
   tile is unpacked from its word with a per-k shift, dequantized in registers and fed to one
   ``tl.dot`` with the contiguous X tile.
 
 Dequantization is conversion-free: codes and zeros become floats through :func:`magic_f32`
-(``2^23 + i`` by OR-ing ``i`` into the mantissa of 2^23), whose difference is exactly
-``q - zero``, so ``(q - zero) * scale`` is bit for bit what converting each integer gives, without
-an integer-to-float conversion per weight.
+(``2^23 + i`` by OR-ing ``i`` into the mantissa of 2^23) or, two at a time, through
+:func:`dequantize_pairs` (``MAGIC + i`` in each half of a 32-bit word: fp16 1024.0, bf16 128.0),
+whose difference is exactly ``q - zero``, so ``(q - zero) * scale`` is bit for bit what
+converting each integer gives, without an integer-to-float conversion per weight (the sm_90a
+compile report counts none). Both round the weight once to X's dtype (the FMA path then widens
+it to fp32 exactly: ``cvt.f32.f16``, which ptxas emits as an HADD2.F32, not a conversion-unit
+instruction; bf16 widens by a shift).
 
 The launch closure allocates nothing (workspace and counters are made once per closure).
 """

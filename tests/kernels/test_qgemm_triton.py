@@ -25,12 +25,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from wattbench.kernels.errors import UsageError
+from wattbench.kernels.qgemm import pack, quantize, w4a16, w8a8
 from wattbench.kernels.qgemm import triton_w4a16 as t4
 from wattbench.kernels.qgemm import triton_w8a8 as t8
-from wattbench.kernels.qgemm import w4a16, w8a8
 from wattbench.kernels.verify import rel_fro_error
-from wattbench.kernels.qgemm import pack, quantize
-from wattbench.kernels.errors import UsageError
 from wattbench.profiler.errors import ShapeError, UnknownKernelError
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
