@@ -132,8 +132,9 @@ def magic_f32(i):
 @triton.jit
 def dequantize_pairs(words, i: tl.constexpr, zero16, scale, MAGIC: tl.constexpr):
     """The weights of nibbles i and i + 4 of each packed word (k offsets 2i and 2i + 1, see
-    ``pack.py``), dequantized in packed 16-bit pairs: ``(lo, hi)``, each shaped like ``words``,
-    in the dtype of ``scale`` (X's). One shift and one AND / OR put both codes into the mantissas
+    ``pack.py``), dequantized in packed 16-bit pairs: shape ``words.shape + (2,)`` (``tl.split``
+    gives the two k), in the dtype of ``scale`` (X's; ``scale`` and ``zero16`` shaped like
+    ``words``). One shift and one AND / OR put both codes into the mantissas
     of a pair of 16-bit floats ``MAGIC + q`` (MAGIC: fp16 1024.0 = 0x6400, bf16 128.0 = 0x4300,
     whose mantissa unit is 1); one packed subtract of ``zero16`` (``MAGIC + zero``, from
     :func:`magic_16`) gives ``q - zero`` exactly and one packed multiply by the scale rounds
@@ -149,6 +150,17 @@ def magic_16(zero, dtype: tl.constexpr, MAGIC: tl.constexpr):
     """``MAGIC + zero`` as the 16-bit float ``dtype`` (``0 <= zero < 16``), by OR-ing the code
     into the mantissa: what :func:`dequantize_pairs` subtracts."""
     return (zero.to(tl.int16) | MAGIC).to(dtype, bitcast=True)
+
+
+@triton.jit
+def _fma_row(acc, x_ptr, pair_off, r_ok, tt, m: tl.constexpr, M, lo, hi):
+    """``acc + x[m, k] * lo + x[m, k + 1] * hi`` in fp32 FMAs, k = the even k of ``pair_off``
+    (word rows x 2 offsets into row m of X, one 4-byte load per word row); row m >= M reads 0."""
+    x_ok = r_ok[:, None] & (tt * 0 + m < M)[None, :]
+    x_lo, x_hi = tl.split(tl.load(x_ptr + pair_off, mask=x_ok, other=0).to(tl.float32))
+    acc += x_lo[:, None] * lo  # fused: one FMA per weight
+    acc += x_hi[:, None] * hi
+    return acc
 
 
 @triton.jit
@@ -187,32 +199,15 @@ def _gemv_kernel(
             zero16 = magic_16(zero, scale.dtype, MAGIC)
             for i in tl.static_range(4):  # k = 8 r + 2 i (lo) and 8 r + 2 i + 1 (hi)
                 lo, hi = tl.split(dequantize_pairs(words, i, zero16, scale, MAGIC))
-                lo = lo.to(tl.float32)
+                lo = lo.to(tl.float32)  # exact (f16: HADD2.F32 in SASS; bf16: a shift)
                 hi = hi.to(tl.float32)
-                # X's pair (k = 8 r + 2 i, 8 r + 2 i + 1) of each word row: one 4-byte load
-                x_ptrs = x_ptr + (rows * 8 + 2 * i)[:, None] + tt[None, :]
-                x_ok = r_ok[:, None] & (tt < 2)[None, :]
-                x_lo, x_hi = tl.split(tl.load(x_ptrs, mask=x_ok, other=0).to(tl.float32))
-                acc0 += x_lo[:, None] * lo  # fused: one fp32 FMA per weight and row
-                acc0 += x_hi[:, None] * hi
+                pair_off = (rows * 8 + 2 * i)[:, None] + tt[None, :]  # k = 8 r + 2 i + t
+                acc0 = _fma_row(acc0, x_ptr, pair_off, r_ok, tt, 0, M, lo, hi)
                 if BLOCK_M > 1:
-                    x = tl.load(x_ptrs + stride_xm, mask=x_ok & (tt * 0 + 1 < M)[None, :], other=0)
-                    x_lo, x_hi = tl.split(x.to(tl.float32))
-                    acc1 += x_lo[:, None] * lo
-                    acc1 += x_hi[:, None] * hi
+                    acc1 = _fma_row(acc1, x_ptr + stride_xm, pair_off, r_ok, tt, 1, M, lo, hi)
                 if BLOCK_M > 2:
-                    x = tl.load(
-                        x_ptrs + 2 * stride_xm, mask=x_ok & (tt * 0 + 2 < M)[None, :], other=0
-                    )
-                    x_lo, x_hi = tl.split(x.to(tl.float32))
-                    acc2 += x_lo[:, None] * lo
-                    acc2 += x_hi[:, None] * hi
-                    x = tl.load(
-                        x_ptrs + 3 * stride_xm, mask=x_ok & (tt * 0 + 3 < M)[None, :], other=0
-                    )
-                    x_lo, x_hi = tl.split(x.to(tl.float32))
-                    acc3 += x_lo[:, None] * lo
-                    acc3 += x_hi[:, None] * hi
+                    acc2 = _fma_row(acc2, x_ptr + 2 * stride_xm, pair_off, r_ok, tt, 2, M, lo, hi)
+                    acc3 = _fma_row(acc3, x_ptr + 3 * stride_xm, pair_off, r_ok, tt, 3, M, lo, hi)
         else:
             scale = scale.to(tl.float32)
             zero = magic_f32(zero.to(tl.int32))
