@@ -208,3 +208,15 @@ def test_w8a8_gpu(shape, dtype):
         pytest.skip("fp8 needs compute capability 8.9")
     inputs, launch, ref = _w8a8(shape, dtype, seed=2)
     assert _run(launch, inputs, ref) < TOL[inputs.out.dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp8", "fp8-row"])
+@pytest.mark.parametrize("shape", [(1, 4096, 4096), (1024, 1024, 8192), (4097, 4095, 4096)])
+def test_w8a8_fast_accumulation_gpu(shape, dtype):
+    """On Hopper the fast accumulation is the tensor cores' own reduced-precision adder over all
+    of K: the family tolerance must still hold at K = 4096 and 8192."""
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs compute capability 8.9")
+    inputs, launch, ref = _w8a8(shape, dtype, seed=3, fast_acc=True)
+    assert _run(launch, inputs, ref) < TOL[inputs.out.dtype]
