@@ -193,8 +193,11 @@ def test_w4a16_refuses_bad_operands():
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["bf16-g128", "bf16-g32", "fp16-g64"])
 @pytest.mark.parametrize(
-    "shape", [(1, 4096, 4096), (16, 6144, 4096), (512, 4096, 4096), (67, 1000, 256)], ids=str
-)
+    "shape",
+    [(1, 4096, 4096), (4, 4096, 4096), (5, 4096, 4096), (16, 6144, 4096), (512, 4096, 4096),
+     (67, 1000, 256), (3, 1000, 384)],
+    ids=str,
+)  # fmt: skip
 def test_w4a16_gpu(shape, dtype):
     inputs, launch, ref = _w4a16(shape, dtype, seed=1)
     assert _run(launch, inputs, ref) < (2**-7 if dtype.startswith("bf16") else 2**-10)

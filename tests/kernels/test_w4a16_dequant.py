@@ -6,6 +6,8 @@
 words -- every (code, zero) pair of [0, 15]^2 at each of the 8 nibble positions, then random
 words (negative ones included: nibble 7 >= 8), zeros and fp16 / bf16 scales -- and the float32
 results must be identical bit patterns, and equal to torch's float32 ``(q - zero) * scale``.
+The GEMV's packed pairs (``dequantize_pairs``: ``MAGIC + q`` in each half of a word, one packed
+subtract and multiply) must give that product rounded once to the 16-bit dtype, bit for bit.
 """
 
 from __future__ import annotations
