@@ -189,10 +189,11 @@ def _w8a8_jobs(half: Sequence[str]) -> list[Job]:
             a, a, Tensor("bfloat16"), s, s, _M, _N, _K, _K, 1, 1, _K, _N, 1, stride_s, stride_s,
             _M, _N, _K,
         )  # fmt: skip
-        configs = w8.gpu_configs(fp8)
-        jobs += _autotuned(
-            "w8a8", dtype, w8.__name__, "_w8a8_kernel", configs, args, {"IS_FP8": fp8}
-        )
+        for fast in (False, True) if fp8 else (False,):
+            jobs += _autotuned(
+                "w8a8", f"{dtype} fast-acc" if fast else dtype, w8.__name__, "_w8a8_kernel",
+                w8.gpu_configs(fp8, fast), args, {"IS_FP8": fp8, "FAST_ACC": fast},
+            )  # fmt: skip
     return jobs
 
 
@@ -209,14 +210,20 @@ def _w4a16_jobs(half: Sequence[str]) -> list[Job]:
         jobs += _autotuned(
             "w4a16-gemm", act, w4.__name__, "_gemm_kernel", w4.gpu_configs(), args, {}
         )
-        block_n, block_r = w4.GEMV_GPU_BLOCK
-        for split in (True, False):
-            # M = 1 (specialised to a constant, as a real M = 1 launch is); 4 splits of K
-            args = (x, qw, x, z, x, ws, cnt, 1, _N, _K, group, _K, _N, _K // 32, 4)
-            meta = {"SPLIT": split, "BLOCK_M": 16, "BLOCK_N": block_n, "BLOCK_R": block_r}
-            label = _config_label(meta, w4.GEMV_WARPS, w4.GEMV_GPU_STAGES)
-            meta |= {"num_warps": w4.GEMV_WARPS, "num_stages": w4.GEMV_GPU_STAGES}
-            variant = f"{act} M=1 {'split' if split else 'no split'}"
+        # the GEMV's paths: register FMAs (M <= FMA_MAX_M; M = 1 specialised to a constant, as a
+        # real M = 1 launch is) and tl.dot (M = 16); 4 splits of K, and M = 1 without a split
+        for m, split in ((1, True), (1, False), (2, True), (w4.FMA_MAX_M, True), (16, True)):
+            fma = m <= w4.FMA_MAX_M
+            block_m, block_n, block_r = w4.gemv_block(m, interpret=False)
+            args = (x, qw, x, z, x, ws, cnt, m, _N, _K, group, _K, _N, _K // 32, 4)
+            meta = {
+                "SPLIT": split, "FMA": fma, "MAGIC": w4.MAGIC_16[_TORCH_HALF[act]],
+                "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_R": block_r,
+            }  # fmt: skip
+            stages = w4.FMA_GPU_STAGES if fma else w4.GEMV_GPU_STAGES
+            label = _config_label(meta, w4.GEMV_WARPS, stages)
+            meta |= {"num_warps": w4.GEMV_WARPS, "num_stages": stages}
+            variant = f"{act} M={m} {'split' if split else 'no split'}"
             jobs.append(
                 Job(
                     "w4a16-gemv",

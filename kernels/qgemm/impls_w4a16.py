@@ -1,5 +1,6 @@
 """Implementations of ``w4a16`` (baseline first): vendor (dequantize + torch.matmul), Triton
-(``triton_w4a16.py``), CuPy (``w4a16.cu``); both kernels dispatch M <= 16 to a split-K GEMV."""
+(``triton_w4a16.py``), CuPy (``w4a16.cu``); both kernels dispatch M <= 16 to a split-K GEMV
+(Triton: register FMAs on f16x2 / bf16x2-dequantized weights for M <= 4, tl.dot above)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ VENDOR = Impl(
 
 TRITON = Impl(
     name="triton",
-    description="Triton: split-K GEMV for M <= 16, tiled GEMM dequantizing in registers above "
+    description="Triton: split-K GEMV for M <= 16 (register FMAs on weights dequantized in "
+    "f16x2 / bf16x2 pairs for M <= 4, tl.dot above), tiled GEMM dequantizing in registers above "
     "(kernels/qgemm/triton_w4a16.py)",
     min_compute_capability=_ALL,
     math={d: "weights dequantized exactly, rounded to the activation dtype" for d in _ALL},

@@ -1,5 +1,6 @@
 """Implementations of ``w8a8`` (baseline first): vendor (torch._int_mm / torch._scaled_mm),
-Triton (``triton_w8a8.py``), CuPy (``w8a8.cu``: int8 mma.sync on sm_80+, dp4a below)."""
+Triton (``triton_w8a8.py``; ``triton-fastacc``: fp8 with fast accumulation), CuPy (``w8a8.cu``:
+int8 mma.sync on sm_80+, dp4a below)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ def _triton_launch(inputs: Inputs) -> Launch:
 
     return triton_w8a8.make_launch(
         inputs["a"], inputs["b"], inputs.out, inputs["scale_a"], inputs["scale_b"]
+    )
+
+
+def _triton_fastacc_launch(inputs: Inputs) -> Launch:
+    from wattbench.kernels.qgemm import triton_w8a8
+
+    return triton_w8a8.make_launch(
+        inputs["a"], inputs["b"], inputs.out, inputs["scale_a"], inputs["scale_b"], fast_acc=True
     )
 
 
@@ -60,6 +69,22 @@ TRITON = Impl(
     make_launch=_triton_launch,
 )
 
+TRITON_FASTACC = Impl(
+    name="triton-fastacc",
+    description="Triton fp8 GEMM with fast accumulation (no max_num_imprecise_acc, as cuBLAS "
+    "use_fast_accum), 128x256x128 tiles (kernels/qgemm/triton_w8a8.py)",
+    min_compute_capability={"fp8": (8, 9), "fp8-row": (8, 9)},
+    math={
+        d: "fp32 out of the tensor cores' own accumulation over all of K (Hopper: reduced-"
+        "precision adds; not the partial-sum promotion of 'triton')"
+        for d in ("fp8", "fp8-row")
+    },
+    requires=("torch", "triton"),
+    cpu_path="triton-interpreter",
+    cpu_max_flops=2.0**24,
+    make_launch=_triton_fastacc_launch,
+)
+
 CUPY = Impl(
     name="cupy",
     description="hand-written int8 GEMM (kernels/qgemm/w8a8.cu): mma.sync m16n8k32, 4-stage "
@@ -71,4 +96,4 @@ CUPY = Impl(
     limits=_cupy_limits,
 )
 
-IMPLS = (VENDOR, TRITON, CUPY)
+IMPLS = (VENDOR, TRITON, TRITON_FASTACC, CUPY)

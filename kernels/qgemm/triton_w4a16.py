@@ -10,20 +10,37 @@ Two kernels, chosen by M:
 
 * M <= ``GEMV_MAX_M`` (16): split-K GEMV. Program (n, s) reads a BLOCK_N-wide column band of
   packed words over its slice of K (word rows ``[s * rows_per_split, ...)``), each word once
-  (coalesced along N), and computes the eight nibbles as eight ``tl.dot``s of
-  X[:, 8r + e] (BLOCK_M = 16 rows, masked) by the dequantized nibble plane: the sum over k is
-  reordered, not the data. With more than one split, each program stores its fp32 partial tile
-  into a workspace (split, M, N); the last program of a column band to arrive (an acq_rel atomic
-  counter per band, after a block barrier) adds the partials in split order -- deterministic --
-  writes C and resets the counter to 0, so launches need no memset.
+  (coalesced along N). For M <= ``FMA_MAX_M`` (4) the weights are dequantized in packed 16-bit
+  pairs (:func:`dequantize_pairs`: nibbles i and i + 4 of a word, k offsets 2i and 2i + 1) and
+  multiplied by X in registers: one fp32 FMA per weight and row of X into a
+  (BLOCK_R, BLOCK_N) accumulator per row, summed over the word rows after the loop (tl.sum).
+  For 4 < M <= 16 each nibble plane is dequantized in fp32 (:func:`magic_f32`) and the eight
+  nibbles are eight ``tl.dot``s of X[:, 8r + e] (BLOCK_M = 16 rows, masked) by the plane. Either
+  way the sum over k is reordered, not the data. With more than one split, each program stores
+  its fp32 partial tile into a workspace (split, M, N); the last program of a column band to
+  arrive (an acq_rel atomic counter per band, after a block barrier) adds the partials in split
+  order -- deterministic -- writes C and resets the counter to 0, so launches need no memset.
+
+  The rule for FMA_MAX_M (an estimate from H100 figures, not a measurement): register FMAs cost
+  M fp32 FMAs per weight on 128 FMA lanes per SM and clock; the tl.dot path instead writes each
+  dequantized 2-byte weight to shared memory and reads it back for the MMA (4 bytes per weight
+  at 128 bytes per clock: 4 lane-clocks per weight, whatever M) and pads M to 16. FMAs are no
+  dearer up to M = 4 lane-clocks per weight: FMA_MAX_M = 4. GEMV_MAX_M = 16 is the MMA's M.
+  The packed pairs pay only on the FMA path: in the tl.dot path Triton lays the dequantized
+  tile out for the MMA, and the pairs compiled to scalar 16-bit operations there (more
+  instructions and registers than the fp32 planes, measured with the sm_90a compile report).
 * M > 16: tiled GEMM (GROUP_M band order, autotuned). Each k of the BLOCK_K x BLOCK_N weight
   tile is unpacked from its word with a per-k shift, dequantized in registers and fed to one
   ``tl.dot`` with the contiguous X tile.
 
 Dequantization is conversion-free: codes and zeros become floats through :func:`magic_f32`
-(``2^23 + i`` by OR-ing ``i`` into the mantissa of 2^23), whose difference is exactly
-``q - zero``, so ``(q - zero) * scale`` is bit for bit what converting each integer gives, without
-an integer-to-float conversion per weight.
+(``2^23 + i`` by OR-ing ``i`` into the mantissa of 2^23) or, two at a time, through
+:func:`dequantize_pairs` (``MAGIC + i`` in each half of a 32-bit word: fp16 1024.0, bf16 128.0),
+whose difference is exactly ``q - zero``, so ``(q - zero) * scale`` is bit for bit what
+converting each integer gives, without an integer-to-float conversion per weight (the sm_90a
+compile report counts none). Both round the weight once to X's dtype (the FMA path then widens
+it to fp32 exactly: ``cvt.f32.f16``, which ptxas emits as an HADD2.F32, not a conversion-unit
+instruction; bf16 widens by a shift).
 
 The launch closure allocates nothing (workspace and counters are made once per closure).
 """
@@ -50,16 +67,33 @@ from wattbench.kernels.triton_support import (
 )
 
 _INTERPRET = triton_interpreting()
-#: the GEMV serves M up to this; the tiled kernel above
+#: the GEMV serves M up to this (its tl.dot pads M to 16, the smallest MMA M); the tiled GEMM above
 GEMV_MAX_M = 16
-#: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV; interpreter: small
+#: the GEMV uses register FMAs instead of tl.dot up to this M (module docstring: the rule)
+FMA_MAX_M = 4
+#: (BLOCK_N, BLOCK_R word rows = 8 * BLOCK_R k) of the GEMV's tl.dot and FMA paths on a GPU
 GEMV_GPU_BLOCK = (128, 32)
-GEMV_BLOCK = (32, 16) if _INTERPRET else GEMV_GPU_BLOCK
+FMA_GPU_BLOCK = (128, 16)
+#: the same in the interpreter: small
+GEMV_INTERPRETER_BLOCK = (32, 16)
+FMA_INTERPRETER_BLOCK = (32, 8)
 #: warps and pipeline stages of the GEMV on a GPU (the interpreter: 1 stage)
 GEMV_WARPS = 4
 GEMV_GPU_STAGES = 3
+FMA_GPU_STAGES = 4
 #: programs the GEMV aims at per SM when it picks its split
 GEMV_PROGRAMS_PER_SM = 4
+#: bits of the 16-bit float whose mantissa unit is 1 (fp16 1024.0, bf16 128.0), per X dtype
+MAGIC_16 = {"float16": 0x6400, "bfloat16": 0x4300}
+
+
+def gemv_block(m: int, interpret: bool = _INTERPRET) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_R) of the GEMV at ``m <= GEMV_MAX_M`` rows (``interpret``: the
+    interpreter's small blocks, else the GPU's): the FMA path's BLOCK_M is ``m`` rounded up to a
+    power of two (1, 2, 4), the tl.dot path's 16."""
+    if m <= FMA_MAX_M:
+        return (triton.next_power_of_2(m), *(FMA_INTERPRETER_BLOCK if interpret else FMA_GPU_BLOCK))
+    return (16, *(GEMV_INTERPRETER_BLOCK if interpret else GEMV_GPU_BLOCK))
 
 
 #: GPU configs of the tiled GEMM, each compiled for sm_90a without spills and within 227 KiB of
@@ -96,10 +130,45 @@ def magic_f32(i):
 
 
 @triton.jit
+def dequantize_pairs(words, i: tl.constexpr, zero16, scale, MAGIC: tl.constexpr):
+    """The weights of nibbles i and i + 4 of each packed word (k offsets 2i and 2i + 1, see
+    ``pack.py``), dequantized in packed 16-bit pairs: shape ``words.shape + (2,)`` (``tl.split``
+    gives the two k), in the dtype of ``scale`` (X's; ``scale`` and ``zero16`` shaped like
+    ``words``). One shift and one AND / OR put both codes into the mantissas
+    of a pair of 16-bit floats ``MAGIC + q`` (MAGIC: fp16 1024.0 = 0x6400, bf16 128.0 = 0x4300,
+    whose mantissa unit is 1); one packed subtract of ``zero16`` (``MAGIC + zero``, from
+    :func:`magic_16`) gives ``q - zero`` exactly and one packed multiply by the scale rounds
+    ``(q - zero) * scale`` once to X's dtype: bit for bit the converting dequantization rounded
+    to X's dtype, with no integer-to-float conversion."""
+    v = ((words >> (4 * i)) & 0x000F000F) | (MAGIC * 0x10001)
+    pair = tl.join(v.to(tl.int16), (v >> 16).to(tl.int16)).to(scale.dtype, bitcast=True)
+    return (pair - zero16[:, :, None]) * scale[:, :, None]
+
+
+@triton.jit
+def magic_16(zero, dtype: tl.constexpr, MAGIC: tl.constexpr):
+    """``MAGIC + zero`` as the 16-bit float ``dtype`` (``0 <= zero < 16``), by OR-ing the code
+    into the mantissa: what :func:`dequantize_pairs` subtracts."""
+    return (zero.to(tl.int16) | MAGIC).to(dtype, bitcast=True)
+
+
+@triton.jit
+def _fma_row(acc, x_ptr, pair_off, r_ok, tt, m: tl.constexpr, M, lo, hi):
+    """``acc + x[m, k] * lo + x[m, k + 1] * hi`` in fp32 FMAs, k = the even k of ``pair_off``
+    (word rows x 2 offsets into row m of X, one 4-byte load per word row); row m >= M reads 0."""
+    x_ok = r_ok[:, None] & (tt * 0 + m < M)[None, :]
+    x_lo, x_hi = tl.split(tl.load(x_ptr + pair_off, mask=x_ok, other=0).to(tl.float32))
+    acc += x_lo[:, None] * lo  # fused: one FMA per weight
+    acc += x_hi[:, None] * hi
+    return acc
+
+
+@triton.jit
 def _gemv_kernel(
     x_ptr, qw_ptr, s_ptr, z_ptr, c_ptr, ws_ptr, cnt_ptr, M, N, K, G, stride_xm, stride_cm,
     rows_per_split, num_splits,
-    SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    SPLIT: tl.constexpr, FMA: tl.constexpr, MAGIC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
     """Grid (column bands, splits); see the module docstring."""
     pid_n = tl.program_id(0)
@@ -111,27 +180,60 @@ def _gemv_kernel(
     rr = tl.arange(0, BLOCK_R)
     r_begin = pid_s * rows_per_split
     r_end = tl.minimum(K // 8, r_begin + rows_per_split)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # FMA: one (BLOCK_R, BLOCK_N) fp32 accumulator per row of X, reduced over the word rows after
+    # the loop; those of rows m >= BLOCK_M (and all three with tl.dot) are 1 x 1 and unused
+    acc0 = tl.zeros((BLOCK_R, BLOCK_N) if FMA else (BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK_R, BLOCK_N) if FMA and BLOCK_M > 1 else (1, 1), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK_R, BLOCK_N) if FMA and BLOCK_M > 2 else (1, 1), dtype=tl.float32)
+    acc3 = tl.zeros((BLOCK_R, BLOCK_N) if FMA and BLOCK_M > 2 else (1, 1), dtype=tl.float32)
+    tt = tl.arange(0, 2)
     for r0 in range(r_begin, r_end, BLOCK_R):
         rows = r0 + rr
-        w_ok = (rows < r_end)[:, None] & col_ok[None, :]
+        r_ok = rows < r_end
+        w_ok = r_ok[:, None] & col_ok[None, :]
         words = tl.load(qw_ptr + rows[:, None].to(tl.int64) * N + cols[None, :], mask=w_ok, other=0)
         g_off = ((rows * 8) // G)[:, None].to(tl.int64) * N + cols[None, :]
-        scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0).to(tl.float32)
-        zero = magic_f32(tl.load(z_ptr + g_off, mask=w_ok, other=0).to(tl.int32))
-        x_ok = m_ok[:, None] & (rows < r_end)[None, :]
-        for j in tl.static_range(8):
-            e = 2 * (j % 4) + j // 4  # k offset held by nibble j
-            q = magic_f32((words >> (4 * j)) & 15)
-            w = ((q - zero) * scale).to(x_ptr.dtype.element_ty)
-            x_ptrs = x_ptr + ms[:, None] * stride_xm + (rows * 8 + e)[None, :]
-            x = tl.load(x_ptrs, mask=x_ok, other=0)
-            acc = tl.dot(x, w, acc)
+        scale = tl.load(s_ptr + g_off, mask=w_ok, other=0.0)  # masked: weight 0
+        zero = tl.load(z_ptr + g_off, mask=w_ok, other=0)
+        if FMA:
+            zero16 = magic_16(zero, scale.dtype, MAGIC)
+            for i in tl.static_range(4):  # k = 8 r + 2 i (lo) and 8 r + 2 i + 1 (hi)
+                lo, hi = tl.split(dequantize_pairs(words, i, zero16, scale, MAGIC))
+                lo = lo.to(tl.float32)  # exact (f16: HADD2.F32 in SASS; bf16: a shift)
+                hi = hi.to(tl.float32)
+                pair_off = (rows * 8 + 2 * i)[:, None] + tt[None, :]  # k = 8 r + 2 i + t
+                acc0 = _fma_row(acc0, x_ptr, pair_off, r_ok, tt, 0, M, lo, hi)
+                if BLOCK_M > 1:
+                    acc1 = _fma_row(acc1, x_ptr + stride_xm, pair_off, r_ok, tt, 1, M, lo, hi)
+                if BLOCK_M > 2:
+                    acc2 = _fma_row(acc2, x_ptr + 2 * stride_xm, pair_off, r_ok, tt, 2, M, lo, hi)
+                    acc3 = _fma_row(acc3, x_ptr + 3 * stride_xm, pair_off, r_ok, tt, 3, M, lo, hi)
+        else:
+            scale = scale.to(tl.float32)
+            zero = magic_f32(zero.to(tl.int32))
+            x_ok = m_ok[:, None] & r_ok[None, :]
+            for j in tl.static_range(8):
+                e = 2 * (j % 4) + j // 4  # k offset held by nibble j
+                q = magic_f32((words >> (4 * j)) & 15)
+                w = ((q - zero) * scale).to(x_ptr.dtype.element_ty)
+                x_ptrs = x_ptr + ms[:, None] * stride_xm + (rows * 8 + e)[None, :]
+                x = tl.load(x_ptrs, mask=x_ok, other=0)
+                acc0 = tl.dot(x, w, acc0)
+    if FMA:
+        out = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        out = tl.where(ms[:, None] == 0, tl.sum(acc0, axis=0)[None, :], out)
+        if BLOCK_M > 1:
+            out = tl.where(ms[:, None] == 1, tl.sum(acc1, axis=0)[None, :], out)
+        if BLOCK_M > 2:
+            out = tl.where(ms[:, None] == 2, tl.sum(acc2, axis=0)[None, :], out)
+            out = tl.where(ms[:, None] == 3, tl.sum(acc3, axis=0)[None, :], out)
+    else:
+        out = acc0
     out_ok = m_ok[:, None] & col_ok[None, :]
     c_ptrs = c_ptr + ms[:, None] * stride_cm + cols[None, :]
     if SPLIT:
         tile = ms[:, None] * N + cols[None, :]
-        tl.store(ws_ptr + pid_s * M * N + tile, acc, mask=out_ok)
+        tl.store(ws_ptr + pid_s * M * N + tile, out, mask=out_ok)
         tl.debug_barrier()  # every thread's partial is stored before the counter moves
         arrived = tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
         if arrived == num_splits - 1:  # the last program of this band: reduce in split order
@@ -142,7 +244,7 @@ def _gemv_kernel(
             tl.store(c_ptrs, total.to(c_ptr.dtype.element_ty), mask=out_ok)
             tl.atomic_xchg(cnt_ptr + pid_n, 0, sem="relaxed", scope="gpu")
     else:
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=out_ok)
+        tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=out_ok)
 
 
 @triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "G"])
@@ -184,10 +286,11 @@ def _gemm_kernel(
 # --- host side ------------------------------------------------------------------------------------
 
 
-def gemv_split(n: int, k: int, sms: int) -> tuple[int, int]:
-    """(splits, word rows per split) of the GEMV: enough programs for GEMV_PROGRAMS_PER_SM per
-    SM, each split a whole number of BLOCK_R row blocks, no split empty."""
-    block_n, block_r = GEMV_BLOCK
+def gemv_split(m: int, n: int, k: int, sms: int) -> tuple[int, int]:
+    """(splits, word rows per split) of the GEMV at ``m`` rows: enough programs for
+    GEMV_PROGRAMS_PER_SM per SM, each split a whole number of BLOCK_R row blocks, no split
+    empty."""
+    _, block_n, block_r = gemv_block(m)
     bands = triton.cdiv(n, block_n)
     row_blocks = triton.cdiv(k // 8, block_r)
     want = max(1, min(row_blocks, triton.cdiv(GEMV_PROGRAMS_PER_SM * sms, bands)))
@@ -210,8 +313,9 @@ def make_launch(
     on_cuda = device.type == "cuda"
     guard = functools.partial(torch.cuda.device, device) if on_cuda else contextlib.nullcontext
     if m <= GEMV_MAX_M:
-        block_n, block_r = GEMV_BLOCK
-        splits, rows_per_split = gemv_split(n, k, num_sms(device))
+        block_m, block_n, block_r = gemv_block(m)
+        fma = m <= FMA_MAX_M
+        splits, rows_per_split = gemv_split(m, n, k, num_sms(device))
         if split is not None:
             rows_per_split = triton.cdiv(triton.cdiv(k // 8, max(1, split)), block_r) * block_r
             splits = triton.cdiv(k // 8, rows_per_split)
@@ -223,13 +327,16 @@ def make_launch(
             x, qweight, scales, zeros, out, ws, counters, m, n, k, group, x.stride(0),
             out.stride(0), rows_per_split, splits,
         )  # fmt: skip
+        stages = FMA_GPU_STAGES if fma else GEMV_GPU_STAGES
         meta = {
             "SPLIT": splits > 1,
-            "BLOCK_M": 16,
+            "FMA": fma,
+            "MAGIC": MAGIC_16[str(x.dtype).removeprefix("torch.")],
+            "BLOCK_M": block_m,
             "BLOCK_N": block_n,
             "BLOCK_R": block_r,
             "num_warps": GEMV_WARPS,
-            "num_stages": 1 if _INTERPRET else GEMV_GPU_STAGES,
+            "num_stages": 1 if _INTERPRET else stages,
         }
 
         def launch_gemv() -> None:
@@ -237,6 +344,7 @@ def make_launch(
                 _gemv_kernel[grid](*args, **meta)
 
         launch_gemv.splits = splits  # type: ignore[attr-defined]  # for tests and reports
+        launch_gemv.fma = fma  # type: ignore[attr-defined]
         return launch_gemv
 
     kernel = _gemm_kernel[
@@ -252,4 +360,5 @@ def make_launch(
             kernel(*args)
 
     launch_gemm.splits = 0  # type: ignore[attr-defined]
+    launch_gemm.fma = False  # type: ignore[attr-defined]
     return launch_gemm

@@ -7,6 +7,10 @@ weight); sizes are elements. Every M, N, K >= 1 is correct (masked loads and sto
   are applied to the accumulator converted to fp32.
 * fp8 (``torch.float8_e4m3fn``): fp32 accumulation; on Hopper the tensor cores' partial sums are
   added into the fp32 accumulator after every BLOCK_K products (``max_num_imprecise_acc``).
+  ``fast_acc=True`` (the ``triton-fastacc`` implementation, fp8 only, as cuBLAS'
+  ``use_fast_accum``) omits it: the Hopper tensor cores then accumulate the whole K in their own
+  reduced-precision fp32 adder, with no second accumulator (so no partial-sum adds and fewer
+  registers: the 128x256x128 tile fits).
 * Scales are float32: ``scale_a`` one per row of A or one for all (a 1-element tensor),
   ``scale_b`` one per column of B or one for all; a 1-element scale is read with stride 0.
 * C is bf16 or fp16, rounded once from fp32.
@@ -57,14 +61,27 @@ _GPU_CONFIGS_FP8 = [
     gemm_config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
     gemm_config(32, 128, 128, 1, 4, 4),
 ]
-_GPU_CONFIGS = _GPU_CONFIGS_INT8 + _GPU_CONFIGS_FP8
+#: fp8 fast accumulation: one accumulator, so 128x256 tiles compile without spills
+_GPU_CONFIGS_FP8_FAST = [
+    gemm_config(128, 256, 128, 8, 8, 3),
+    gemm_config(128, 128, 128, 8, 8, 4),
+    gemm_config(128, 128, 128, 8, 4, 4),
+    gemm_config(64, 128, 128, 8, 4, 4),
+    gemm_config(64, 64, 64, 8, 4, 3),
+    gemm_config(16, 64, 256, 1, 4, 4),  # decode-like M <= 16
+    gemm_config(32, 128, 128, 1, 4, 4),
+]
+_GPU_CONFIGS = _GPU_CONFIGS_INT8 + _GPU_CONFIGS_FP8 + _GPU_CONFIGS_FP8_FAST
 _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
-def gpu_configs(fp8: bool) -> list[triton.Config]:
-    """The GPU configs the autotuner can choose for fp8 (else int8) operands."""
-    return _GPU_CONFIGS_FP8 if fp8 else _GPU_CONFIGS_INT8
+def gpu_configs(fp8: bool, fast_acc: bool = False) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for fp8 (else int8) operands; ``fast_acc``: those
+    of the fp8 fast-accumulation kernel."""
+    if fp8:
+        return _GPU_CONFIGS_FP8_FAST if fast_acc else _GPU_CONFIGS_FP8
+    return _GPU_CONFIGS_INT8
 
 
 def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> list[triton.Config]:
@@ -72,7 +89,7 @@ def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> li
     the interpreter: its one config is for every launch)."""
     if _INTERPRET:
         return configs
-    keep = gpu_configs(bool(meta.get("IS_FP8")))
+    keep = gpu_configs(bool(meta.get("IS_FP8")), bool(meta.get("FAST_ACC")))
     return [c for c in configs if any(c is k for k in keep)]
 
 
@@ -80,14 +97,16 @@ _PRUNE = {"early_config_prune": _prune}
 
 
 @triton.autotune(
-    configs=_CONFIGS, key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8"], prune_configs_by=_PRUNE
+    configs=_CONFIGS,
+    key=["M_BUCKET", "N_BUCKET", "K_BUCKET", "IS_FP8", "FAST_ACC"],
+    prune_configs_by=_PRUNE,
 )
 @triton.jit
 def _w8a8_kernel(
     a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_sa, stride_sb,
     M_BUCKET, N_BUCKET, K_BUCKET,  # autotune key only
-    IS_FP8: tl.constexpr,
+    IS_FP8: tl.constexpr, FAST_ACC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """One program per BLOCK_M x BLOCK_N tile of C."""
@@ -109,7 +128,9 @@ def _w8a8_kernel(
         k_ok = ks < K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if IS_FP8:
+        if IS_FP8 and FAST_ACC:
+            acc = tl.dot(a, b, acc)
+        elif IS_FP8:
             acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
         else:
             acc = tl.dot(a, b, acc, out_dtype=tl.int32)
@@ -129,10 +150,18 @@ def make_launch(
     out: torch.Tensor,
     scale_a: torch.Tensor,
     scale_b: torch.Tensor,
+    *,
+    fast_acc: bool = False,
 ) -> Callable[[], None]:
     """Validate once; the closure writes ``(a @ b) * scale_a * scale_b`` into ``out`` (its first
-    call autotunes and compiles)."""
+    call autotunes and compiles). ``fast_acc``: fp8 fast accumulation (module docstring)."""
     m, n, k = operands.w8a8(a, b, out, scale_a, scale_b)
+    is_fp8 = a.dtype == torch.float8_e4m3fn
+    if fast_acc and not is_fp8:
+        raise UsageError(
+            f"fast accumulation is for fp8 operands, got {a.dtype}",
+            "use the plain Triton W8A8 for int8",
+        )
     if not _INTERPRET and a.device.type != "cuda":
         raise UsageError(
             f"the Triton W8A8 needs CUDA tensors, got {a.device}",
@@ -144,7 +173,6 @@ def make_launch(
         int(scale_a.numel() > 1), int(scale_b.numel() > 1),
         size_bucket(m), size_bucket(n), size_bucket(k),
     )  # fmt: skip
-    is_fp8 = a.dtype == torch.float8_e4m3fn
     kernel = _w8a8_kernel[
         lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
     ]
@@ -156,6 +184,6 @@ def make_launch(
 
     def launch() -> None:
         with guard():
-            kernel(*args, IS_FP8=is_fp8)
+            kernel(*args, IS_FP8=is_fp8, FAST_ACC=fast_acc)
 
     return launch

@@ -8,7 +8,8 @@ a multiple of G (ShapeError otherwise). The Work dtype is the activation dtype (
 the tensor-core peak the dequantized GEMM runs at).
 
 Implementations dispatch on M: M <= 16 runs a split-K GEMV-style kernel (memory-bound: the packed
-weight is read once), M > 16 a tiled GEMM that dequantizes W in registers.
+weight is read once; Triton's uses register FMAs for M <= 4), M > 16 a tiled GEMM that
+dequantizes W in registers.
 
 Inputs: seeded standard normal float32 X (rounded to the activation dtype) and W (quantized with
 ``quantize.quantize_int4``); the reference is float64 ``X @ dequantize(W)`` -- the quantization

@@ -277,8 +277,23 @@ def test_check_w8a8_json_has_the_comparison(capsys):
         assert rep["comparison"]["shape"] == rep["shape"] and rep["comparison"]["time_ms"] is None
         assert rep["work"]["dtype"] == "int8"
         statuses = {r["impl"]: r["status"] for r in rep["results"]}
-        assert statuses == {"vendor": "pass", "triton": "pass", "cupy": "unavailable"}
+        assert statuses == {
+            "vendor": "pass",
+            "triton": "pass",
+            "triton-fastacc": "unavailable",  # fp8 only
+            "cupy": "unavailable",
+        }
         assert all(r["speedup_vs_comparison"] is None for r in rep["results"])
+
+
+@pytest.mark.skipif(CUDA, reason="the CPU path of check")
+def test_check_w8a8_fp8_reports_fast_accumulation_under_its_own_label(capsys):
+    rc = run("check", "--kernel", "w8a8", "--shape", "33x17x72", "--dtype", "fp8", "--json")
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["passed"]
+    (rep,) = doc["reports"]
+    statuses = {r["impl"]: r["status"] for r in rep["results"]}
+    assert statuses["triton"] == statuses["triton-fastacc"] == "pass"
 
 
 def test_check_w4a16_shape_constraint_is_a_usage_error():

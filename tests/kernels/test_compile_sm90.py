@@ -59,10 +59,19 @@ def test_w4a16_dequantizes_without_integer_to_float_conversions(
     report: list[cr.Result],
 ) -> None:
     w4a16 = [r for r in report if r.job.kernel.startswith("w4a16")]
+    gemv = {r.job.variant for r in w4a16 if r.job.kernel == "w4a16-gemv"}
+    assert {"bf16 M=1 split", "bf16 M=4 split", "bf16 M=16 split"} <= gemv  # both GEMV paths
     assert len(w4a16) >= 4
     assert all(r.int_to_float == 0 for r in w4a16), cr.format_table(w4a16)
     # the count sees conversions where there are some: fp32 scaling of int8 accumulators
     assert all(r.int_to_float > 0 for r in report if r.job.variant == "int8")
+
+
+@needs_nvidia
+def test_fp8_fast_accumulation_is_reported_under_its_own_label(report: list[cr.Result]) -> None:
+    fast = [r for r in report if r.job.kernel == "w8a8" and r.job.variant == "fp8 fast-acc"]
+    assert any(r.job.config.startswith("128x256x128") for r in fast)
+    assert len(fast) == len(triton_w8a8.gpu_configs(True, fast_acc=True))
 
 
 @needs_nvidia
@@ -122,9 +131,14 @@ def test_autotuners_offer_each_launch_only_its_configs(monkeypatch: pytest.Monke
     )
     assert _labels(fp8) == _labels(triton_matmul.gpu_configs("fp8"))
     assert "BLOCK_M: 128, BLOCK_N: 128, BLOCK_K: 128" in " ".join(_labels(fp8))
-    for fp8_operands in (False, True):
-        kept = triton_w8a8._prune(triton_w8a8._GPU_CONFIGS, {}, IS_FP8=fp8_operands)
-        assert _labels(kept) == _labels(triton_w8a8.gpu_configs(fp8_operands))
+    for fp8_operands, fast in ((False, False), (True, False), (True, True)):
+        kept = triton_w8a8._prune(triton_w8a8._GPU_CONFIGS, {}, IS_FP8=fp8_operands, FAST_ACC=fast)
+        assert _labels(kept) == _labels(triton_w8a8.gpu_configs(fp8_operands, fast))
+    fast = triton_w8a8.gpu_configs(True, fast_acc=True)
+    assert "BLOCK_M: 128, BLOCK_N: 256, BLOCK_K: 128" in " ".join(_labels(fast))
+    assert "BLOCK_M: 128, BLOCK_N: 128, BLOCK_K: 128" in " ".join(
+        _labels(triton_w8a8.gpu_configs(True))
+    )
     for d in (64, 128):
         kept = triton_prefill._prune(triton_prefill._GPU_CONFIGS, {}, HEAD_DIM=d)
         assert _labels(kept) == _labels(triton_prefill.gpu_configs(d))

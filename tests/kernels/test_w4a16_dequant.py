@@ -6,6 +6,8 @@
 words -- every (code, zero) pair of [0, 15]^2 at each of the 8 nibble positions, then random
 words (negative ones included: nibble 7 >= 8), zeros and fp16 / bf16 scales -- and the float32
 results must be identical bit patterns, and equal to torch's float32 ``(q - zero) * scale``.
+The GEMV's packed pairs (``dequantize_pairs``: ``MAGIC + q`` in each half of a word, one packed
+subtract and multiply) must give that product rounded once to the 16-bit dtype, bit for bit.
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ def _dequantize_both(words_ptr, zeros_ptr, scales_ptr, magic_ptr, convert_ptr, N
         convert = (q.to(tl.float32) - zero.to(tl.float32)) * scale
         tl.store(magic_ptr + j * N + offs, magic)
         tl.store(convert_ptr + j * N + offs, convert)
+
+
+@triton.jit
+def _dequantize_pairs(
+    words_ptr, zeros_ptr, scales_ptr, out_ptr, N: tl.constexpr, MAGIC: tl.constexpr
+):
+    """Row e of the (8, N) output: the weight at k offset e of each word, from the packed pairs."""
+    offs = tl.arange(0, N)
+    words = tl.load(words_ptr + offs)[None, :]
+    scale = tl.load(scales_ptr + offs)[None, :]
+    zero16 = t4.magic_16(tl.load(zeros_ptr + offs)[None, :], scale.dtype, MAGIC)
+    for i in tl.static_range(4):
+        lo, hi = tl.split(t4.dequantize_pairs(words, i, zero16, scale, MAGIC))
+        tl.store(out_ptr + (2 * i) * N + offs[None, :], lo)
+        tl.store(out_ptr + (2 * i + 1) * N + offs[None, :], hi)
 
 
 def _nibbles(words: torch.Tensor) -> torch.Tensor:
@@ -103,3 +120,32 @@ def test_kernels_dequantize_bit_for_bit(m: int) -> None:
         out = torch.full((m, n), float("nan"), dtype=torch.float16, device=DEVICE)
         t4.make_launch(x, qweight, scales.to(DEVICE), zeros.to(DEVICE), out, group)()
         assert torch.equal(out.cpu(), want[k0 : k0 + m])
+
+
+_BF16_ON_GPU = pytest.mark.skipif(
+    DEVICE != "cuda", reason="Triton's interpreter bit-casts int16 to bf16 wrongly: bf16 on a GPU"
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=_BF16_ON_GPU)])
+def test_packed_pairs_are_the_converting_dequantization_rounded(dtype: torch.dtype) -> None:
+    """The GEMV's f16x2 / bf16x2 dequantization gives ``((q - zero) * scale)`` computed in fp32
+    and rounded once to the 16-bit dtype, bit for bit, for every (code, zero) pair at every
+    nibble position and random scales (a negative and a zero one among them)."""
+    n = torch.arange(256)
+    codes = torch.stack([(n + j) % 16 for j in range(8)])  # nibble j of word n
+    words = torch.zeros(256, dtype=torch.int64)
+    for j in range(8):
+        words |= codes[j] << (4 * j)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    zeros = (n // 16).to(torch.uint8)
+    scales = (torch.randn(256, generator=torch.Generator().manual_seed(3)) * 0.05).to(dtype)
+    scales[:2] = torch.tensor([-0.3125, 0.0])
+    out = torch.full((8, 256), float("nan"), dtype=dtype, device=DEVICE)
+    magic = t4.MAGIC_16[str(dtype).removeprefix("torch.")]
+    _dequantize_pairs[(1,)](
+        words.to(DEVICE), zeros.to(DEVICE), scales.to(DEVICE), out, N=256, MAGIC=magic
+    )
+    q = codes[list(pack.NIBBLE_OF_OFFSET)].to(torch.float32)  # row e: the code at k offset e
+    want = ((q - zeros.to(torch.float32)) * scales.to(torch.float32)).to(dtype)
+    assert torch.equal(out.cpu().view(torch.int16), want.view(torch.int16))
