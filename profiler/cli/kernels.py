@@ -116,13 +116,14 @@ def render(doc: dict[str, Any], all_shapes: bool = False) -> str:
         for name, d in fam["dtypes"].items():
             lines.append(f"    {name:<6} tolerance {d['tolerance_rel_fro']:.0e}  {d['note']}")
         lines.append("  implementations (dtype:min compute capability; * = runs here):")
+        width = max(len(impl["name"]) for impl in fam["impls"]) + 2  # names never touch dtypes
         for impl in fam["impls"]:
             tag = " [baseline]" if impl["baseline"] else ""
             dts = " ".join(
                 f"{n}:{d['min_compute_capability']}{'*' if d['available'] else ''}"
                 for n, d in impl["dtypes"].items()
             )
-            lines.append(f"    {impl['name']:<13}{dts}{tag}")
+            lines.append(f"    {impl['name']:<{width}}{dts}{tag}")
             lines.append(f"      {impl['description']}")
             reasons = sorted({d["reason"] for d in impl["dtypes"].values() if d["reason"]})
             if reasons:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,8 @@ def test_kernels_lists_families_impls_dtypes_presets(capsys):
     out = capsys.readouterr().out
     for word in ("matmul", "vendor", "triton", "cupy", "cublas-cupy", "fp8:8.9", "llama3-70b-down"):
         assert word in out
+    # the longest implementation name still stands apart from its dtypes
+    assert re.search(r"^    triton-fastacc {2,}fp8:8\.9", out, re.M), out
     assert run("kernels", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "wattbench.kernels/1"
