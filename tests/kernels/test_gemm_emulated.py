@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from wattbench.kernels import cuda_build
 from wattbench.kernels.matmul import cupy_matmul as cm
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +45,7 @@ def emulator(
     source = Path(cm.__file__).parent / cm.SOURCE_NAME
     cmd = [
         CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
+        f"-I{cuda_build.include_dir()}",
         f'-DWB_GEMM_SOURCE="{source}"', *tiles.defines(), str(HERE / "gemm_emulator.cpp"),
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)

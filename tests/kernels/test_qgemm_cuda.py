@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from wattbench.kernels import cuda_build
 from wattbench.kernels.qgemm import cupy_qgemm as cq
 from wattbench.kernels.qgemm import w4a16, w8a8
 from wattbench.kernels.verify import rel_fro_error
@@ -53,7 +54,8 @@ def emulator(tmp_path_factory) -> ctypes.CDLL:
     lib = tmp_path_factory.mktemp("qgemm_emu") / "libqgemm_emu.so"
     sources = [f'-DWB_{Path(n).stem.upper()}_SOURCE="{SOURCES / n}"' for n in cq.ENTRY_POINTS]
     cmd = [gxx, "-std=c++17", "-O2", "-shared", "-fPIC", f"-I{EMULATOR.parent}", "-o", str(lib)]
-    cmd += [str(EMULATOR), *sources]  # EMULATOR includes warp_emulator.h from its folder
+    cmd += [f"-I{cuda_build.include_dir()}"]  # the sources include ptx.cuh
+    cmd += [str(EMULATOR), *sources]  # EMULATOR includes ptx_emulator.h from its folder
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     dll = ctypes.CDLL(str(lib))
@@ -98,7 +100,8 @@ def cupy_stand_in(emulator, monkeypatch):
 
     class RawModule:
         def __init__(self, code: str, options: tuple, backend: str) -> None:
-            assert backend == "nvrtc" and "-std=c++17" in options and "extern" in code
+            assert backend == "nvrtc" and options == cuda_build.compile_options()
+            assert "extern" in code
             self.kernels: dict[str, EmulatedKernel] = {}
             modules.append(self)
 
@@ -117,9 +120,9 @@ def cupy_stand_in(emulator, monkeypatch):
     cp.device, cp.modules = device, modules
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setattr(cq, "_on_current_cuda_device", lambda cp, tensors: None)
-    cq.clear_module_cache()
+    cuda_build.clear_module_cache()
     yield cp
-    cq.clear_module_cache()
+    cuda_build.clear_module_cache()
 
 
 def _fenced(inputs) -> torch.Tensor:
@@ -267,7 +270,7 @@ def test_launch_constants_match_the_sources():
     assert "static_assert(GEMM_SMEM_BYTES == 50688" in cq.source("w4a16.cu")
     for name, entries in cq.ENTRY_POINTS.items():
         text = cq.source(name)
-        assert not re.search(r"^\s*#\s*include", text, re.M)  # NVRTC-safe: no header
+        assert re.findall(r"^[ \t]*#[ \t]*include.*", text, re.M) == ['#include "ptx.cuh"'], name
         for entry in entries:
             assert re.search(rf"ENTRY\({entry},", text), entry
 
@@ -314,8 +317,8 @@ def test_arch_names():
     assert cq.normalize_arch("90a", "w4a16.cu") == "sm_90a"
     with pytest.raises(UsageError, match="sm_80"):
         cq.normalize_arch("sm_75", "w4a16.cu")
-    cmd = cq.nvcc_command("w4a16.cu", 80, "/tmp/x.cubin", "/src/w4a16.cu", nvcc="/opt/nvcc")
-    assert cmd[:3] == ["/opt/nvcc", "-cubin", "-arch=sm_80"] and "-Xptxas" in cmd
+    with pytest.raises(UsageError, match="no CUDA source"):
+        cq.normalize_arch("sm_90", "w2a2.cu")
 
 
 # --- on a GPU: the real CuPy ----------------------------------------------------------------------
