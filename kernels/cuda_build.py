@@ -34,6 +34,8 @@ GPU_STACK = 'install the GPU stack: pip install "wattbench[gpu]"'
 HEADER_NAME = "ptx.cuh"
 #: the C++ standard of every compile (CuPy's default too)
 BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+#: dynamic shared memory a kernel may use without opting in, bytes
+DEFAULT_SMEM_BYTES = 48 * 1024
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,28 @@ def load_module(package: str, name: str, defines: Sequence[str] = (), *, what: s
             code=source_text(package, name), options=compile_options(defines), backend="nvrtc"
         )
     return _MODULES[key]
+
+
+def opt_in_smem(kernel: Any, smem_bytes: int, *, what: str, remedy: str) -> None:
+    """Let ``kernel`` (a CuPy kernel function) use ``smem_bytes`` of dynamic shared memory: above
+    the 48 KiB default it must opt in, up to the current device's limit (UsageError naming
+    ``what`` beyond it)."""
+    if smem_bytes <= DEFAULT_SMEM_BYTES:
+        return
+    limit = import_cupy(what).cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
+    if limit is not None and smem_bytes > limit:
+        raise UsageError(
+            f"{what} needs {smem_bytes} bytes of shared memory per block; this GPU allows {limit}",
+            remedy,
+        )
+    kernel.max_dynamic_shared_size_bytes = smem_bytes
+
+
+def known_source(name: str, sources: Sequence[str], family: str) -> str:
+    """``name`` when it is one of ``sources``; UsageError naming ``family`` otherwise."""
+    if name not in sources:
+        raise UsageError(f"no {family} CUDA source {name!r}", f"use one of: {', '.join(sources)}")
+    return name
 
 
 def clear_module_cache() -> None:

@@ -277,4 +277,17 @@ __device__ __forceinline__ void st_relaxed_zero(u32* p) {
 
 __device__ __forceinline__ float neg_inf() { return bits_f32(0xff800000u); }
 
+// The output tile (first row m0, first column n0) of block `pid` of a 1-D grid over an M x N
+// output in BM x BN tiles, in grouped order: GROUP_M tile rows are walked column by column, so
+// blocks resident together share their A rows and B columns in L2.
+template <int BM, int BN, int GROUP_M>
+__device__ __forceinline__ void grouped_tile(int pid, int M, int N, int& m0, int& n0) {
+  const int grid_m = (M + BM - 1) / BM, grid_n = (N + BN - 1) / BN;
+  const int per_group = GROUP_M * grid_n;
+  const int first_m = (pid / per_group) * GROUP_M;
+  const int group_rows = min(grid_m - first_m, GROUP_M);
+  m0 = (first_m + (pid % per_group) % group_rows) * BM;
+  n0 = ((pid % per_group) / group_rows) * BN;
+}
+
 #endif  // WB_PTX_CUH

@@ -18,8 +18,9 @@ when given, else into a buffer allocated once. Decode allocates its float32 part
 (``[B, HQ, splits, D]`` and ``[B, HQ, splits]``) once; the split count comes from
 :func:`~wattbench.kernels.attention.problem.choose_splits` with the device's SM count.
 
-The build side needs no GPU: :func:`compile_report` compiles a source with nvcc for one
-architecture through :mod:`wattbench.kernels.cuda_build` and returns ptxas' per-entry report.
+The build side needs no GPU: ``wattbench.kernels.cuda_build.compile_report`` (nvcc) and
+``wattbench.kernels.nvrtc.compile_report`` (NVRTC, as CuPy) compile a source for one architecture
+and return ptxas' per-entry report.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from wattbench.kernels.attention.problem import (
     choose_splits,
     head_dim_reason,
 )
-from wattbench.kernels.cuda_build import PtxasEntry, import_cupy
+from wattbench.kernels.cuda_build import import_cupy
 from wattbench.kernels.errors import ShapeError, UsageError
 
 PREFILL_SOURCE = "flash_fwd.cu"
@@ -56,7 +56,6 @@ PREFILL_BM, PREFILL_BN, PREFILL_THREADS = 128, 64, 256
 DECODE_THREADS = 128
 GROUP_TILES = (1, 2, 4, 8)
 
-_DEFAULT_SMEM_BYTES = 48 * 1024
 _ALIGN_BYTES = 16
 _MAX_GRID_YZ = 65535
 
@@ -91,9 +90,7 @@ def source(name: str) -> str:
 
 
 def _known(name: str) -> str:
-    if name not in SOURCES:
-        raise UsageError(f"no attention source {name!r}", f"use one of: {', '.join(SOURCES)}")
-    return name
+    return cuda_build.known_source(name, SOURCES, "attention")
 
 
 @dataclass(frozen=True)
@@ -225,16 +222,6 @@ def decode_calls(
     return (split, combine), (o_part, lse_part)
 
 
-# --- build side: nvcc and ptxas' report -----------------------------------------------------------
-
-
-def compile_report(
-    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
-) -> list[PtxasEntry]:
-    """Compile source ``name`` with nvcc for ``arch`` (sm_80+) into ``workdir``; ptxas' entries."""
-    return cuda_build.compile_report(_PACKAGE, _known(name), arch, workdir, nvcc=nvcc)
-
-
 # --- run side: CuPy ------------------------------------------------------------------------------
 
 
@@ -277,15 +264,10 @@ def build_launch(calls, keep: tuple = ()) -> Callable[[], None]:
     prepared = []
     for call in calls:
         kernel = load_module(call.source).get_function(call.entry)
-        if call.smem_bytes > _DEFAULT_SMEM_BYTES:
-            limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-            if limit is not None and call.smem_bytes > limit:
-                raise UsageError(
-                    f"{call.entry} needs {call.smem_bytes} bytes of shared memory; this GPU "
-                    f"allows {limit}",
-                    "use an sm_80 or newer GPU with more shared memory per block",
-                )
-            kernel.max_dynamic_shared_size_bytes = call.smem_bytes
+        cuda_build.opt_in_smem(
+            kernel, call.smem_bytes, what=call.entry,
+            remedy="use an sm_80 or newer GPU with more shared memory per block",
+        )  # fmt: skip
         args = tuple(_device_arg(cp, x) for x in call.args)
         prepared.append((kernel, call.grid, call.block, args, call.smem_bytes))
 

@@ -54,7 +54,6 @@ _PACKAGE = __name__.rpartition(".")[0]
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 _MAX_DIM = 2**30  # the kernel indexes rows and columns with int (offsets are 64-bit)
 _ALIGN_BYTES = 16  # one cp.async chunk
-_DEFAULT_SMEM_BYTES = 48 * 1024  # dynamic shared memory a kernel gets without opting in
 
 
 @dataclass(frozen=True)
@@ -269,14 +268,12 @@ def make_launch(
     name = entry_point(ops.dtype, ops.n, ops.k, [x.data.ptr for x in (a16, b16, c16)])
     kernel = load_module(tiles).get_function(name)
     smem = tiles.smem_bytes
-    if smem > _DEFAULT_SMEM_BYTES:  # opt in above the 48 KiB default
-        limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-        if limit is not None and smem > limit:
-            raise UsageError(
-                f"the GEMM tiles need {smem} bytes of shared memory; this GPU allows {limit}",
-                "use a TileConfig with fewer stages or smaller tiles",
-            )
-        kernel.max_dynamic_shared_size_bytes = smem
+    cuda_build.opt_in_smem(
+        kernel,
+        smem,
+        what="the GEMM tiles",
+        remedy="use a TileConfig with fewer stages or smaller tiles",
+    )
     grid = (tiles.blocks(ops.m, ops.n),)
     if grid[0] >= 2**31:
         raise ShapeError(f"{grid[0]} blocks exceed a CUDA grid", "split the problem")

@@ -206,14 +206,8 @@ struct TileLoader<false> {
 template <bool BF16, bool ALIGNED>
 __device__ __forceinline__ void gemm(const u16* __restrict__ A, const u16* __restrict__ B,
                                      u16* __restrict__ C, int M, int N, int K) {
-  const int grid_m = (M + BM - 1) / BM;
-  const int grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x;
-  const int per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;

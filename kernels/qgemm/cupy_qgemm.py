@@ -15,21 +15,21 @@ torch's default stream and its timing events share).
   (its fp32 workspace and self-resetting counters are allocated here, once); M > 16: the tiled
   GEMM.
 
-The build side needs no GPU: ``compile_report`` compiles a source to a cubin with ptxas' resource
-report through ``wattbench.kernels.cuda_build``.
+The build side needs no GPU: ``wattbench.kernels.cuda_build.compile_report`` (nvcc) and
+``wattbench.kernels.nvrtc.compile_report`` (NVRTC, as CuPy) compile a source for one architecture
+(at least its ``MIN_ARCH``) with ptxas' resource report.
 CuPy is imported only inside functions; without it every launcher raises a UsageError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wattbench.kernels import cuda_build
-from wattbench.kernels.cuda_build import PtxasEntry, import_cupy
+from wattbench.kernels.cuda_build import import_cupy
 from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.qgemm import operands
 
@@ -63,17 +63,13 @@ W4A16_GEMM_SMEM_BYTES = 50688
 #: GEMV blocks (128 threads) aimed at per SM when the split is chosen
 GEMV_BLOCKS_PER_SM = 8
 
-_DEFAULT_SMEM_BYTES = 48 * 1024
-
 
 def source(name: str) -> str:
     return cuda_build.source_text(_PACKAGE, _known(name))
 
 
 def _known(name: str) -> str:
-    if name not in ENTRY_POINTS:
-        raise UsageError(f"no CUDA source {name!r}", f"use one of: {', '.join(ENTRY_POINTS)}")
-    return name
+    return cuda_build.known_source(name, tuple(ENTRY_POINTS), "quantized GEMM")
 
 
 # --- build side ------------------------------------------------------------------------------
@@ -82,15 +78,6 @@ def _known(name: str) -> str:
 def normalize_arch(arch: str | int, name: str) -> str:
     """``"sm_90"``, ``"90"`` or ``90`` -> ``"sm_90"``, at least the source's MIN_ARCH."""
     return cuda_build.normalize_arch(arch, lowest=MIN_ARCH[_known(name)], what=name)
-
-
-def compile_report(
-    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
-) -> list[PtxasEntry]:
-    """Compile source ``name`` for ``arch`` into ``workdir``; ptxas' report per entry point."""
-    return cuda_build.compile_report(
-        _PACKAGE, _known(name), arch, workdir, lowest=MIN_ARCH[name], nvcc=nvcc
-    )
 
 
 # --- run side -----------------------------------------------------------------------------------
@@ -133,16 +120,10 @@ def _aligned(named: dict[str, tuple[Any, int]]) -> None:
             )
 
 
-def _opt_in(cp: Any, kernel: Any, smem: int) -> None:
-    if smem <= _DEFAULT_SMEM_BYTES:
-        return
-    limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-    if limit is not None and smem > limit:
-        raise UsageError(
-            f"the kernel needs {smem} bytes of shared memory; this GPU allows {limit}",
-            "use the Triton implementation on this GPU",
-        )
-    kernel.max_dynamic_shared_size_bytes = smem
+def _opt_in(kernel: Any, smem: int) -> None:
+    cuda_build.opt_in_smem(
+        kernel, smem, what="the kernel", remedy="use the Triton implementation on this GPU"
+    )
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -173,7 +154,7 @@ def make_w8a8_launch(a: Any, b_t: Any, out: Any, scale_a: Any, scale_b: Any) -> 
     if path == "mma":
         bm, bn = W8A8_MMA_TILE
         grid, block, smem = (_cdiv(m, bm) * _cdiv(n, bn),), (W8A8_MMA_THREADS,), W8A8_MMA_SMEM_BYTES
-        _opt_in(cp, kernel, smem)
+        _opt_in(kernel, smem)
     else:
         t = W8A8_DP4A_TILE
         grid, block, smem = (_cdiv(n, t), _cdiv(m, t)), (256,), 0
@@ -252,7 +233,7 @@ def make_w4a16_launch(
         bm, bn = W4A16_GEMM_TILE
         grid, block = (_cdiv(m, bm) * _cdiv(n, bn),), (W4A16_GEMM_THREADS,)
         smem = W4A16_GEMM_SMEM_BYTES
-        _opt_in(cp, kernel, smem)
+        _opt_in(kernel, smem)
         args = (*tensors, np.int32(m), np.int32(n), np.int32(k), np.int32(group))
         keep = ()
 

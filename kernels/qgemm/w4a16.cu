@@ -211,12 +211,8 @@ template <bool BF16>
 __device__ __forceinline__ void gemm(const u16* __restrict__ X, const u32* __restrict__ QW,
                                      const u16* __restrict__ S, const u8* __restrict__ Z,
                                      u16* __restrict__ C, int M, int N, int K, int G) {
-  const int grid_m = (M + BM - 1) / BM, grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x, per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   const u32 s0 = smem_addr(dynamic_smem<unsigned char>());

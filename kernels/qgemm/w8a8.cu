@@ -72,12 +72,8 @@ __device__ __forceinline__ void gemm_mma(const s8* __restrict__ A, const s8* __r
                                          const float* __restrict__ sa,
                                          const float* __restrict__ sb, u16* __restrict__ C,
                                          int M, int N, int K, int sa_step, int sb_step) {
-  const int grid_m = (M + BM - 1) / BM, grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x, per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;

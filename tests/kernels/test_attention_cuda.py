@@ -18,8 +18,6 @@ from __future__ import annotations
 import ctypes
 import math
 import re
-import shutil
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -29,14 +27,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.kernels.emulators import build_emulator
 from wattbench.kernels import cuda_build
 from wattbench.kernels.attention import cupy_attention as ca
 from wattbench.kernels.attention.reference import attention_float64
 from wattbench.profiler.errors import ShapeError, UsageError
 
-HERE = Path(__file__).resolve().parent
-EMULATOR = HERE / "attention_emulator.cpp"
-CXX = shutil.which("g++") or shutil.which("c++")
 TOL = {"fp16": 2e-3, "bf16": 1e-2}
 LSE_ATOL = 1e-3
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -65,19 +61,11 @@ def test_group_tiles():
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    if CXX is None:
-        pytest.skip("no C++ compiler (g++) to build the kernel emulator")
     out = tmp_path_factory.mktemp("emu") / "attention_emulator.so"
     src = Path(ca.__file__).parent
-    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
-           f"-I{cuda_build.include_dir()}",
-           f'-DWB_FLASH_FWD_SOURCE="{src / ca.PREFILL_SOURCE}"',
-           f'-DWB_FLASH_DECODE_SOURCE="{src / ca.DECODE_SOURCE}"', str(EMULATOR)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lib = ctypes.CDLL(str(out))
-    lib.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return lib
+    sources = {"WB_FLASH_FWD_SOURCE": src / ca.PREFILL_SOURCE,
+               "WB_FLASH_DECODE_SOURCE": src / ca.DECODE_SOURCE}  # fmt: skip
+    return build_emulator("attention_emulator.cpp", out, sources)
 
 
 class FakeArray:

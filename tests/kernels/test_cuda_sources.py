@@ -36,6 +36,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ import numpy as np
 import pytest
 
 from wattbench.kernels import cuda_build, nvrtc
+from wattbench.kernels.attention import cupy_attention as ca
 from wattbench.kernels.matmul import cupy_matmul as cm
+from wattbench.kernels.qgemm import cupy_qgemm as cq
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
 
 ARCHS = ("sm_80", "sm_90")
@@ -66,43 +69,82 @@ def _require_nvrtc() -> None:
     pytest.skip(reason)
 
 
-def _assert_clean(entries: list[cuda_build.PtxasEntry], arch: str) -> None:
-    assert sorted(e.name for e in entries) == sorted(cm.ENTRY_POINTS)
+@dataclass(frozen=True)
+class Build:
+    """One source of a family compiled for one architecture, and the entry points it must have."""
+
+    package: str
+    source: str
+    arch: str
+    entries: tuple[str, ...]
+    defines: tuple[str, ...] = ()
+    lowest: int = 80  # the oldest architecture the source builds for
+
+    def __str__(self) -> str:
+        return f"{self.source}-{self.arch}"
+
+
+#: every .cu of every family, for each architecture it is checked on (w8a8 on sm_75: the dp4a
+#: entries for GPUs without int8 mma.sync; there the mma ones hold a trap)
+BUILDS = [
+    *(Build("wattbench.kernels.matmul", cm.SOURCE_NAME, arch, cm.ENTRY_POINTS,
+            cm.DEFAULT_TILES.defines()) for arch in ARCHS),
+    *(Build("wattbench.kernels.attention", src, arch, ca.ENTRY_POINTS[src])
+      for src in ca.SOURCES for arch in ARCHS),
+    *(Build("wattbench.kernels.qgemm", src, arch, cq.ENTRY_POINTS[src], (), cq.MIN_ARCH[src])
+      for src in cq.ENTRY_POINTS for arch in (*ARCHS, "sm_75")
+      if int(arch[3:]) >= cq.MIN_ARCH[src]),
+]  # fmt: skip
+
+
+def _assert_clean(entries: list[cuda_build.PtxasEntry], arch: str, names: tuple[str, ...]) -> None:
+    """Every entry point, for ``arch``, with no spill, no local memory and at most 255 registers;
+    flash_fwd's D = 64 entries (__launch_bounds__(256, 2): two blocks per SM) at most 128; the
+    W4A16 GEMV's static shared memory within the 48 KiB default."""
+    assert sorted(e.name for e in entries) == sorted(names)
     for e in entries:
         assert e.arch == arch
         assert e.spill_stores == 0 and e.spill_loads == 0, e
         assert e.stack_frame == 0, e  # no local memory at all
         assert 0 < e.registers <= MAX_REGISTERS, e
+        if e.name.startswith("wb_flash_fwd") and "_d64_" in e.name:
+            assert e.registers <= 128, e
+        if "gemv" in e.name:
+            assert e.shared_bytes <= 48 * 1024, e
 
 
 # --- build: nvcc / NVRTC and ptxas' report --------------------------------------------------------
 
 
 @needs_nvcc
-@pytest.mark.parametrize("arch", ARCHS)
-def test_nvcc_compiles_every_entry_without_spills(arch: str, tmp_path: Path) -> None:
-    entries = cm.compile_report(arch, tmp_path)
-    _assert_clean(entries, arch)
-    assert (tmp_path / f"gemm_{arch}.cubin").stat().st_size > 0
+@pytest.mark.parametrize("build", BUILDS, ids=str)
+def test_nvcc_compiles_every_entry_without_spills(build: Build, tmp_path: Path) -> None:
+    entries = cuda_build.compile_report(
+        build.package, build.source, build.arch, tmp_path, defines=build.defines,
+        lowest=build.lowest,
+    )  # fmt: skip
+    _assert_clean(entries, build.arch, build.entries)
+    assert (tmp_path / f"{Path(build.source).stem}_{build.arch}.cubin").stat().st_size > 0
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=str)
+def test_nvrtc_compiles_every_entry_without_spills(build: Build) -> None:
+    """What CuPy's RawModule does on a GPU of the architecture: NVRTC with the loader's options
+    (the include path of ptx.cuh, the defines) and those CuPy adds."""
+    _require_nvrtc()
+    entries = nvrtc.compile_report(
+        build.package, build.source, build.arch, defines=build.defines, lowest=build.lowest
+    )
+    _assert_clean(entries, build.arch, build.entries)
 
 
 @needs_nvcc
 def test_other_tile_config_compiles_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     small = cm.TileConfig(bm=128, bn=128, bk=32, warps_m=2, warps_n=2, stages=3)
-    _assert_clean(cm.compile_report("sm_80", tmp_path / "small", tiles=small), "sm_80")
+    entries = cm.compile_report("sm_80", tmp_path / "small", tiles=small)
+    _assert_clean(entries, "sm_80", cm.ENTRY_POINTS)
     with pytest.raises(WattbenchError, match="needs >= 3"):
         cm.compile_report("sm_80", tmp_path / "bad", tiles=cm.TileConfig(stages=2))
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_nvrtc_compiles_every_entry_without_spills(arch: str) -> None:
-    """What CuPy's RawModule does: NVRTC with the loader's options (the include path of ptx.cuh,
-    the tile defines) and those CuPy adds."""
-    _require_nvrtc()
-    entries = nvrtc.compile_report(
-        "wattbench.kernels.matmul", cm.SOURCE_NAME, arch, defines=cm.DEFAULT_TILES.defines()
-    )
-    _assert_clean(entries, arch)
 
 
 def test_nvrtc_options_are_cupys() -> None:
@@ -211,7 +253,7 @@ def test_parser_reports_spills() -> None:
     assert entry == cuda_build.PtxasEntry("wb_gemm_bf16_aligned", "sm_80", 255, 296, 412, 264, 0)
     assert entry.spills
     with pytest.raises(AssertionError):
-        _assert_clean([entry], "sm_80")
+        _assert_clean([entry], "sm_80", ("wb_gemm_bf16_aligned",))
 
 
 def test_parser_refuses_an_incomplete_entry() -> None:
@@ -554,79 +596,3 @@ def test_cupy_matmul_matches_float64(dtype: str, shape: tuple[int, int, int]) ->
     launch()
     tol = {"fp32": FP32_TOL, "bf16": BF16_TOL, "fp16": FP16_TOL}[dtype]
     assert _rel_err(out, a, b) < tol
-
-
-# --- the attention kernels (kernels/attention/*.cu): the same build checks -----------------------
-# Their CPU emulation and GPU results are in test_attention_cuda.py.
-
-
-def _assert_attention_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
-    from wattbench.kernels.attention import cupy_attention as ca
-
-    assert sorted(e.name for e in entries) == sorted(ca.ENTRY_POINTS[source])
-    for e in entries:
-        assert e.arch == arch
-        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
-        assert 0 < e.registers <= MAX_REGISTERS, e
-        if e.name.startswith("wb_flash_fwd") and "_d64_" in e.name:
-            assert e.registers <= 128, e  # __launch_bounds__(256, 2): two blocks per SM
-
-
-@needs_nvcc
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
-def test_attention_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
-    from wattbench.kernels.attention import cupy_attention as ca
-
-    _assert_attention_clean(ca.compile_report(source, arch, tmp_path), source, arch)
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
-def test_attention_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
-
-    _require_nvrtc()
-    entries = nvrtc.compile_report("wattbench.kernels.attention", source, arch)
-    _assert_attention_clean(entries, source, arch)
-
-
-# --- quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) -------------------------------------------
-
-QGEMM_BUILDS = [
-    ("w8a8.cu", "sm_80"),
-    ("w8a8.cu", "sm_90"),
-    ("w8a8.cu", "sm_75"),  # the dp4a entries for GPUs without int8 mma.sync (mma ones: a trap)
-    ("w4a16.cu", "sm_80"),
-    ("w4a16.cu", "sm_90"),
-]
-
-
-def _assert_qgemm_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    assert sorted(e.name for e in entries) == sorted(cq.ENTRY_POINTS[source])
-    for e in entries:
-        assert e.arch == arch
-        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
-        assert 0 < e.registers <= MAX_REGISTERS, e
-        if "gemv" in e.name:  # 128-thread blocks; at most 255 registers, several blocks per SM
-            assert e.shared_bytes <= 48 * 1024, e
-
-
-@needs_nvcc
-@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
-def test_qgemm_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    _assert_qgemm_clean(cq.compile_report(source, arch, tmp_path), source, arch)
-
-
-@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
-def test_qgemm_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    _require_nvrtc()
-    entries = nvrtc.compile_report(
-        "wattbench.kernels.qgemm", source, arch, lowest=cq.MIN_ARCH[source]
-    )
-    _assert_qgemm_clean(entries, source, arch)

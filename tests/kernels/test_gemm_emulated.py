@@ -14,18 +14,14 @@ are run.
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from wattbench.kernels import cuda_build
+from tests.kernels.emulators import build_emulator
 from wattbench.kernels.matmul import cupy_matmul as cm
 
-HERE = Path(__file__).resolve().parent
-CXX = shutil.which("g++") or shutil.which("c++")
 TOL = {"fp16": 2e-3, "bf16": 1e-2}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 TILINGS = {
@@ -38,20 +34,12 @@ TILINGS = {
 def emulator(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[ctypes.CDLL, cm.TileConfig]:
-    if CXX is None:
-        pytest.skip("no C++ compiler (g++) to build the kernel emulator")
     tiles = TILINGS[request.param]
     out = tmp_path_factory.mktemp("emu") / f"gemm_emulator_{request.param}.so"
     source = Path(cm.__file__).parent / cm.SOURCE_NAME
-    cmd = [
-        CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
-        f"-I{cuda_build.include_dir()}",
-        f'-DWB_GEMM_SOURCE="{source}"', *tiles.defines(), str(HERE / "gemm_emulator.cpp"),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lib = ctypes.CDLL(str(out))
-    lib.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib = build_emulator(
+        "gemm_emulator.cpp", out, {"WB_GEMM_SOURCE": source}, defines=tiles.defines()
+    )
     lib.emu_gemm.argtypes = [ctypes.c_void_p, ctypes.c_uint, *[ctypes.c_void_p] * 3]
     lib.emu_gemm.argtypes += [ctypes.c_int] * 3
     assert lib.emu_gemm_threads() == tiles.threads

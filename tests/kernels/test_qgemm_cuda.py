@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -33,13 +32,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.kernels.emulators import build_emulator
 from wattbench.kernels import cuda_build
 from wattbench.kernels.qgemm import cupy_qgemm as cq
 from wattbench.kernels.qgemm import w4a16, w8a8
 from wattbench.kernels.verify import rel_fro_error
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
-EMULATOR = Path(__file__).with_name("qgemm_emulator.cpp")
 SOURCES = Path(cq.__file__).parent
 TOL = {torch.float16: 2**-10, torch.bfloat16: 2**-7}
 EMU_CODES = {0: "ok", 1: "deadlock", 2: "divergent", 3: "bad launch", 4: "out-of-bounds read"}
@@ -48,18 +47,9 @@ CANARY = 4096  # bytes of guard on each side of an output
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory) -> ctypes.CDLL:
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ is not on PATH (the emulator is C++)")
     lib = tmp_path_factory.mktemp("qgemm_emu") / "libqgemm_emu.so"
-    sources = [f'-DWB_{Path(n).stem.upper()}_SOURCE="{SOURCES / n}"' for n in cq.ENTRY_POINTS]
-    cmd = [gxx, "-std=c++17", "-O2", "-shared", "-fPIC", f"-I{EMULATOR.parent}", "-o", str(lib)]
-    cmd += [f"-I{cuda_build.include_dir()}"]  # the sources include ptx.cuh
-    cmd += [str(EMULATOR), *sources]  # EMULATOR includes ptx_emulator.h from its folder
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    dll = ctypes.CDLL(str(lib))
-    dll.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    sources = {f"WB_{Path(n).stem.upper()}_SOURCE": SOURCES / n for n in cq.ENTRY_POINTS}
+    dll = build_emulator("qgemm_emulator.cpp", lib, sources, opt="-O2")
     return dll
 
 
@@ -317,7 +307,7 @@ def test_arch_names():
     assert cq.normalize_arch("90a", "w4a16.cu") == "sm_90a"
     with pytest.raises(UsageError, match="sm_80"):
         cq.normalize_arch("sm_75", "w4a16.cu")
-    with pytest.raises(UsageError, match="no CUDA source"):
+    with pytest.raises(UsageError, match="no quantized GEMM CUDA source"):
         cq.normalize_arch("sm_90", "w2a2.cu")
 
 
