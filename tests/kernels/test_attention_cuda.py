@@ -1,8 +1,8 @@
 """The hand-written CUDA attention kernels (flash_fwd.cu, flash_decode.cu) and their CuPy side.
 
 Without a GPU the kernels run in a host emulation (``attention_emulator.cpp``, built here with
-the system C++ compiler): the .cu sources compile unchanged except for their device primitives,
-which the emulator implements from the PTX ISA (fibers for threads, warp-collective mma.sync /
+the system C++ compiler): the .cu sources compile unchanged, their PTX primitives (ptx.cuh) taken
+from ``ptx_emulator.h``, written from the PTX ISA (fibers for threads, warp-collective mma.sync /
 ldmatrix / shuffles, cp.async copies that land only at wait_group, shared memory poisoned with
 NaN). The calls go through the real host path -- ``prefill_calls`` / ``decode_calls`` (entry
 point, grid, block, shared memory, argument order) and ``build_launch`` -- with a stand-in for

@@ -1,9 +1,9 @@
 """The hand-written CUDA GEMM (kernels/matmul/gemm.cu) run on the CPU in a host emulation.
 
-``gemm_emulator.cpp`` compiles the source unchanged except for its device primitives (cp.async,
-ldmatrix, mma.sync, conversions: emulated from the PTX ISA, copies landing only at
-``cp.async.wait_group``, shared memory poisoned); the tiling macros come from
-``cupy_matmul.TileConfig.defines()``. Each entry point runs at shapes with partial edge tiles
+``gemm_emulator.cpp`` compiles the source unchanged; its PTX primitives (kernels/ptx.cuh:
+cp.async, ldmatrix, mma.sync, conversions) come from ``ptx_emulator.h``, written from the PTX ISA
+(copies landing only at ``cp.async.wait_group``, shared memory poisoned); the tiling macros come
+from ``cupy_matmul.TileConfig.defines()``. Each entry point runs at shapes with partial edge tiles
 and more k tiles than pipeline stages, on seeded random inputs with a NaN-poisoned output,
 against float64: the relative Frobenius error must be within the GPU tests' tolerances (bf16
 1e-2, fp16 2e-3: a few units of C's rounding, far below a wrong fragment, stage or edge).

@@ -1,8 +1,8 @@
 """The hand-written CUDA quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) and their CuPy launchers.
 
 Without a GPU the kernels run in a host emulator (tests/kernels/qgemm_emulator.cpp): the .cu files
-are compiled unchanged by g++ except for their device-primitive sections, which the emulator
-supplies from the PTX ISA's definitions (fibers per CUDA thread, warp-collective ldmatrix and
+are compiled unchanged by g++, their PTX primitives (ptx.cuh) taken from ptx_emulator.h, written
+from the PTX ISA's definitions (fibers per CUDA thread, warp-collective ldmatrix and
 mma.sync, queued cp.async, poisoned shared memory, bounds-checked global loads). The launchers
 run for real (validation, entry choice, launch geometry, workspace, argument order) against a
 stand-in for the few CuPy calls they make, whose kernels call the emulator: the one thing
