@@ -20,7 +20,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the data files package-data ships (pyproject.toml, [tool.setuptools.package-data])
-DATA_SUFFIXES = (".toml", ".cu", ".json")
+DATA_SUFFIXES = (".toml", ".cu", ".cuh", ".json")
 
 
 def _config() -> dict:

@@ -18,8 +18,9 @@ when given, else into a buffer allocated once. Decode allocates its float32 part
 (``[B, HQ, splits, D]`` and ``[B, HQ, splits]``) once; the split count comes from
 :func:`~wattbench.kernels.attention.problem.choose_splits` with the device's SM count.
 
-The build side needs no GPU: :func:`compile_report` compiles a source with nvcc for one
-architecture and returns ptxas' per-entry report (parsed by the matmul package's parser).
+The build side needs no GPU: ``wattbench.kernels.cuda_build.compile_report`` (nvcc) and
+``wattbench.kernels.nvrtc.compile_report`` (NVRTC, as CuPy) compile a source for one architecture
+and return ptxas' per-entry report.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wattbench.kernels import cuda_build
 from wattbench.kernels.attention.problem import (
     CHUNK_MULTIPLE,
     MIN_CHUNK,
@@ -41,15 +41,13 @@ from wattbench.kernels.attention.problem import (
     choose_splits,
     head_dim_reason,
 )
-from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
+from wattbench.kernels.cuda_build import import_cupy
 from wattbench.kernels.errors import ShapeError, UsageError
-from wattbench.kernels.matmul.cupy_matmul import normalize_arch
 
 PREFILL_SOURCE = "flash_fwd.cu"
 DECODE_SOURCE = "flash_decode.cu"
 SOURCES = (PREFILL_SOURCE, DECODE_SOURCE)
-#: compiler options shared by NVRTC (CuPy) and nvcc; the architecture is added by each
-BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+_PACKAGE = __name__.rpartition(".")[0]
 DTYPES: tuple[str, ...] = ("fp16", "bf16")
 
 #: prefill tiling (flash_fwd.cu's wbfa constants): query rows per block, keys per block, threads
@@ -58,7 +56,6 @@ PREFILL_BM, PREFILL_BN, PREFILL_THREADS = 128, 64, 256
 DECODE_THREADS = 128
 GROUP_TILES = (1, 2, 4, 8)
 
-_DEFAULT_SMEM_BYTES = 48 * 1024
 _ALIGN_BYTES = 16
 _MAX_GRID_YZ = 65535
 
@@ -89,7 +86,11 @@ def prefill_smem_bytes(d: int) -> int:
 
 def source(name: str) -> str:
     """The CUDA C source ``name`` (one of :data:`SOURCES`)."""
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return cuda_build.source_text(_PACKAGE, _known(name))
+
+
+def _known(name: str) -> str:
+    return cuda_build.known_source(name, SOURCES, "attention")
 
 
 @dataclass(frozen=True)
@@ -221,33 +222,6 @@ def decode_calls(
     return (split, combine), (o_part, lse_part)
 
 
-# --- build side: nvcc and ptxas' report -----------------------------------------------------------
-
-
-def nvcc_command(
-    arch: str | int, output: str | Path, source_path: str | Path, *, nvcc: str = "nvcc"
-) -> list[str]:
-    """nvcc compiling ``source_path`` to a cubin for ``arch`` with ptxas' report (-Xptxas -v)."""
-    return [nvcc, "-cubin", f"-arch={normalize_arch(arch)}", *BASE_OPTIONS, "-O3", "-Xptxas",
-            "-v", "-o", str(output), str(source_path)]  # fmt: skip
-
-
-def compile_report(
-    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
-) -> list[PtxasEntry]:
-    """Compile source ``name`` with nvcc for ``arch`` into ``workdir``; ptxas' entries."""
-    if name not in SOURCES:
-        raise UsageError(f"no attention source {name!r}", f"use one of: {', '.join(SOURCES)}")
-    nvcc = find_nvcc(nvcc)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    arch = normalize_arch(arch)
-    with resources.as_file(resources.files(__package__).joinpath(name)) as src:
-        cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
-        cmd = nvcc_command(arch, cubin, src, nvcc=nvcc)
-        return ptxas_report(cmd, name, arch, "fix the CUDA source")
-
-
 # --- run side: CuPy ------------------------------------------------------------------------------
 
 
@@ -255,19 +229,9 @@ def _cupy() -> Any:
     return import_cupy("the CUDA attention kernels")
 
 
-_MODULES: dict[str, Any] = {}
-
-
 def load_module(name: str) -> Any:
     """Source ``name`` as a ``cupy.RawModule`` (NVRTC), compiled once per process."""
-    if name not in _MODULES:
-        cp = _cupy()
-        _MODULES[name] = cp.RawModule(code=source(name), options=BASE_OPTIONS, backend="nvrtc")
-    return _MODULES[name]
-
-
-def clear_module_cache() -> None:
-    _MODULES.clear()
+    return cuda_build.load_module(_PACKAGE, _known(name), what="the CUDA attention kernels")
 
 
 def _device_arg(cp: Any, x: Any) -> Any:
@@ -300,15 +264,10 @@ def build_launch(calls, keep: tuple = ()) -> Callable[[], None]:
     prepared = []
     for call in calls:
         kernel = load_module(call.source).get_function(call.entry)
-        if call.smem_bytes > _DEFAULT_SMEM_BYTES:
-            limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-            if limit is not None and call.smem_bytes > limit:
-                raise UsageError(
-                    f"{call.entry} needs {call.smem_bytes} bytes of shared memory; this GPU "
-                    f"allows {limit}",
-                    "use an sm_80 or newer GPU with more shared memory per block",
-                )
-            kernel.max_dynamic_shared_size_bytes = call.smem_bytes
+        cuda_build.opt_in_smem(
+            kernel, call.smem_bytes, what=call.entry,
+            remedy="use an sm_80 or newer GPU with more shared memory per block",
+        )  # fmt: skip
         args = tuple(_device_arg(cp, x) for x in call.args)
         prepared.append((kernel, call.grid, call.block, args, call.smem_bytes))
 

@@ -26,14 +26,14 @@
 // online-softmax rescale covers U keys. Lanes of a warp, then the 4 warps (through shared memory),
 // merge their (max, sum, accumulator) triples at the end. Registers: q 8 * GT + accumulators
 // 8 * GT + loads; GT = 8 takes U = 2 steps in flight, GT = 2 and 4 U = 4, GT = 1 U = 8. ptxas
-// (nvcc 13.0, NVRTC 12.9 / 13.5): GT = 1 128 registers, 2: 110-117, 4: 128-156, 8: 211-221,
+// (nvcc 13.0, NVRTC 12.9 / 13.5): GT = 1 128 registers, 2: 110-117, 4: 128-156, 8: 209-221,
 // combine 32; no spills on sm_80 and sm_90.
 //
-// NVRTC: no header is included; 16-bit values are raw bit patterns converted in registers or PTX.
+// Primitives (read-only 16-byte loads, cvt, ex2 / lg2): kernels/ptx.cuh; 16-bit values are raw
+// bit patterns converted in registers or by PTX. The host emulator
+// (tests/kernels/attention_emulator.cpp) supplies them on the CPU.
 
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef long long i64;
+#include "ptx.cuh"
 
 namespace wbfd {
 
@@ -41,65 +41,11 @@ constexpr int WARPS = 4;
 constexpr int THREADS = 32 * WARPS;
 constexpr float LN2 = 0.6931471805599453f;
 
-struct U4 {
-  u32 x, y, z, w;
-};
-
-// The device primitives (PTX). tests/kernels/attention_emulator.cpp compiles this file for the
-// host with WB_EMULATE defined and supplies its own emulation of each of them.
-#ifndef WB_EMULATE
-__device__ __forceinline__ void load16(U4& r, const u16* p) {  // read-only, L1 no-allocate
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-}
-
-__device__ __forceinline__ float ex2(float x) {  // 2^x; 2^-inf = +0
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-  return r;
-}
-
-__device__ __forceinline__ float lg2(float x) {
-  float r;
-  asm("lg2.approx.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-  return r;
-}
-
-__device__ __forceinline__ float h2f(u32 bits) {  // fp16 bits (low 16) -> fp32
-  float r;
-  asm("{ .reg .b16 h; cvt.u16.u32 h, %1; cvt.f32.f16 %0, h; }" : "=f"(r) : "r"(bits));
-  return r;
-}
-
-template <bool BF16>
-__device__ __forceinline__ u16 pack1(float x) {
-  u16 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  } else {
-    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  }
-  return r;
-}
-#endif
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
 // 8 16-bit values (lowest address first) -> fp32
 template <bool BF16>
-__device__ __forceinline__ void unpack8(const U4& r, float* f) {
-  const u32 w[4] = {r.x, r.y, r.z, r.w};
+__device__ __forceinline__ void unpack8(const u32* w, float* f) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    if constexpr (BF16) {
-      f[2 * i] = __int_as_float((int)(w[i] << 16));
-      f[2 * i + 1] = __int_as_float((int)(w[i] & 0xffff0000u));
-    } else {
-      f[2 * i] = h2f(w[i] & 0xffffu);
-      f[2 * i + 1] = h2f(w[i] >> 16);
-    }
-  }
+  for (int i = 0; i < 4; ++i) to_float2<BF16>(w[i], f[2 * i], f[2 * i + 1]);
 }
 
 template <bool BF16, int D, int GT>
@@ -134,8 +80,8 @@ __device__ __forceinline__ void decode_split(const u16* __restrict__ Q, const u1
 #pragma unroll
   for (int g = 0; g < GT; ++g) {
     if (g < ng) {
-      U4 raw;
-      load16(raw, Q + (head0 + g) * D + dl * 8);
+      u32 raw[4];
+      ld_nc4<true>(raw, Q + (head0 + g) * D + dl * 8);
       unpack8<BF16>(raw, q[g]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) q[g][e] *= scale_log2;
@@ -157,16 +103,16 @@ __device__ __forceinline__ void decode_split(const u16* __restrict__ Q, const u1
 
   // warp-uniform loop: every lane runs every step (the shuffles need the whole warp)
   for (int base = k_begin + warp * KPW; base < k_end; base += KPB * U) {
-    U4 kr[U], vr[U];
+    u32 kr[U][4], vr[U][4];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int key = base + kl + u * KPB;
       if (key < k_end) {
-        load16(kr[u], K + kv_off + (i64)key * D);
-        load16(vr[u], V + kv_off + (i64)key * D);
+        ld_nc4<true>(kr[u], K + kv_off + (i64)key * D);
+        ld_nc4<true>(vr[u], V + kv_off + (i64)key * D);
       } else {
-        kr[u] = U4{0u, 0u, 0u, 0u};
-        vr[u] = U4{0u, 0u, 0u, 0u};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) kr[u][i] = vr[u][i] = 0u;
       }
     }
     float sc[U][GT];
@@ -289,7 +235,7 @@ __device__ __forceinline__ void decode_combine(const float* __restrict__ OP,
     sum += w;
     a += w * OP[(bh * splits + s) * D + d];
   }
-  O[bh * D + d] = pack1<BF16>(a / sum);
+  O[bh * D + d] = to16<BF16>(a / sum);
   if (LSE != nullptr && d == 0) LSE[bh] = (mx + lg2(sum)) * LN2;
 }
 

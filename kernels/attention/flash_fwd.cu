@@ -35,12 +35,11 @@
 //   rows are padded by 8 elements (D = 128: 272 B = 17 x 16 B; D = 64: 144 B = 9 x 16 B), odd in
 //   16-byte units, so the 8 rows of each ldmatrix 8x8 matrix hit 8 distinct bank groups.
 //
-// NVRTC: no header is included; 16-bit values are raw bit patterns (u16) converted by PTX, as in
-// kernels/matmul/gemm.cu. Needs sm_80 or newer (cp.async, ldmatrix, bf16 mma).
+// Primitives (cp.async, ldmatrix, mma.sync, cvt, ex2 / lg2): kernels/ptx.cuh; 16-bit values are
+// raw bit patterns (u16) converted by PTX. The host emulator (tests/kernels/attention_emulator.cpp)
+// supplies them on the CPU. Needs sm_80 or newer (cp.async, ldmatrix, bf16 mma).
 
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef long long i64;
+#include "ptx.cuh"
 
 namespace wbfa {
 
@@ -65,90 +64,6 @@ struct Tile {
   static constexpr bool Q_IN_REGS = D == 128;  // D = 64 re-reads q to fit 128 registers
 };
 
-// The device primitives (PTX). tests/kernels/attention_emulator.cpp compiles this file for the
-// host with WB_EMULATE defined and supplies its own emulation of each of them.
-#ifndef WB_EMULATE
-extern __shared__ __align__(128) u16 smem[];
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-
-// 16-byte global -> shared copy; src_bytes = 0 zero-fills the destination and reads nothing.
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// d += a * b for one m16n8k16 tile (a: 4 registers, row-major A; b: 2, "col" B; d: 4 fp32).
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1) {
-  if constexpr (BF16) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// Round-to-nearest-even fp32 pair -> two 16-bit values, lo at the lower address.
-template <bool BF16>
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-  u32 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  } else {
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  }
-  return r;
-}
-
-__device__ __forceinline__ float ex2(float x) {  // 2^x; 2^-inf = +0
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-  return r;
-}
-
-__device__ __forceinline__ float lg2(float x) {
-  float r;
-  asm("lg2.approx.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-  return r;
-}
-
-#endif  // WB_EMULATE
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
 // Copies ROWS rows of D elements (row stride D) from src into a shared tile at byte address
 // dst (pitch LD); rows >= rows_left are zero-filled. src must point at a valid row 0.
 template <int D, int ROWS>
@@ -162,8 +77,8 @@ __device__ __forceinline__ void load_tile(u32 dst, const u16* src, int rows_left
     const int r = c / CPR;
     const int col = (c % CPR) * 8;
     const bool ok = r < rows_left;
-    cp_async16(dst + (r * Tile<D>::LD + col) * 2, ok ? src + (i64)r * D + col : src,
-               ok ? 16 : 0);
+    cp_async<16>(dst + (r * Tile<D>::LD + col) * 2, ok ? src + (i64)r * D + col : src,
+                 ok ? 16 : 0);
   }
 }
 
@@ -192,7 +107,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ Q, const u16* 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const u32 sQ = smem_addr(smem);
+  const u32 sQ = smem_addr(dynamic_smem<u16>());
   const u32 sK = sQ + T::Q_ELEMS * 2;
   const u32 sV = sK + 2 * T::KV_ELEMS * 2;
 
@@ -204,7 +119,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ Q, const u16* 
   load_tile<D, BN>(sK, k, N, tid);
   load_tile<D, BN>(sV, v, N, tid);
   cp_async_commit();
-  cp_async_wait_all();
+  cp_async_wait<0>();
   __syncthreads();
 
   // q fragments of this warp's 16 rows: lanes 0-15 address rows 0-15 at column 0, lanes 16-31
@@ -235,7 +150,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ Q, const u16* 
 
   for (int j = 0; j < n_blocks; ++j) {
     const int stage = j & 1;
-    cp_async_wait_all();  // block j (this thread's copies) has landed ...
+    cp_async_wait<0>();  // block j (this thread's copies) has landed ...
     __syncthreads();      // ... everyone's; and every warp is done with block j - 1's stage
     if (j + 1 < n_blocks) {
       const int n1 = (j + 1) * BN;
@@ -259,8 +174,8 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ Q, const u16* 
       for (int jj = 0; jj < STILES / 2; ++jj) {
         u32 r[4];
         ldmatrix_x4(r, kb + (jj * 16 * LD + kk * 16) * 2);
-        mma16816<BF16>(s[2 * jj], a, r[0], r[1]);
-        mma16816<BF16>(s[2 * jj + 1], a, r[2], r[3]);
+        mma16816<BF16>(s[2 * jj], a, r);
+        mma16816<BF16>(s[2 * jj + 1], a, r + 2);
       }
     }
 
@@ -319,12 +234,12 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ Q, const u16* 
       for (int dp = 0; dp < D / 16; ++dp) {
         u32 r[4];
         ldmatrix_x4_trans(r, vb + (kk * 16 * LD + dp * 16) * 2);
-        mma16816<BF16>(o[2 * dp], pa, r[0], r[1]);
-        mma16816<BF16>(o[2 * dp + 1], pa, r[2], r[3]);
+        mma16816<BF16>(o[2 * dp], pa, r);
+        mma16816<BF16>(o[2 * dp + 1], pa, r + 2);
       }
     }
   }
-  cp_async_wait_all();
+  cp_async_wait<0>();
 
   // Epilogue: o / l (l summed over the quad), rounded to 16 bits; lse in natural log.
 #pragma unroll

@@ -20,30 +20,23 @@ no validation, on CuPy's current stream.
 CuPy is imported only inside functions, so this module imports without the GPU stack; without
 CuPy every entry that needs it raises a UsageError naming the install command.
 
-The build side needs no GPU: ``nvcc_command`` is the command that compiles ``gemm.cu`` to a
-cubin for one architecture with ptxas' resource report (``-Xptxas -v``), ``parse_ptxas_report``
-reads that report (registers, spill stores and loads, stack frame, static shared memory per entry
-point) and ``compile_report`` runs the one on the other.
+The build side needs no GPU: ``compile_report`` compiles ``gemm.cu`` (with a tile
+configuration's defines) for one architecture through ``wattbench.kernels.cuda_build`` (nvcc,
+ptxas' resource report per entry point); ``wattbench.kernels.nvrtc`` does it through NVRTC.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wattbench.kernels.cuda_build import (
-    PtxasEntry,
-    find_nvcc,
-    import_cupy,
-    ptxas_report,
-)
+from wattbench.kernels import cuda_build
+from wattbench.kernels.cuda_build import PtxasEntry, import_cupy
 from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 
 #: dtypes of the hand-written kernel (wattbench vocabulary)
@@ -56,13 +49,11 @@ ENTRY_POINTS: tuple[str, ...] = tuple(
 )
 #: the source file, package data of this package
 SOURCE_NAME = "gemm.cu"
-#: compiler options shared by NVRTC (CuPy) and nvcc; the architecture is added by each
-BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+_PACKAGE = __name__.rpartition(".")[0]
 
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 _MAX_DIM = 2**30  # the kernel indexes rows and columns with int (offsets are 64-bit)
 _ALIGN_BYTES = 16  # one cp.async chunk
-_DEFAULT_SMEM_BYTES = 48 * 1024  # dynamic shared memory a kernel gets without opting in
 
 
 @dataclass(frozen=True)
@@ -112,7 +103,7 @@ DEFAULT_TILES = TileConfig()
 
 def source() -> str:
     """The CUDA C source of the kernel."""
-    return resources.files(__package__).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
+    return cuda_build.source_text(_PACKAGE, SOURCE_NAME)
 
 
 # --- build side: nvcc and the ptxas resource report ----------------------------------------------
@@ -120,38 +111,7 @@ def source() -> str:
 
 def normalize_arch(arch: str | int) -> str:
     """``"sm_90"``, ``"90"`` or ``90`` -> ``"sm_90"``; the kernel needs sm_80 or newer."""
-    match = re.fullmatch(r"(?:sm_)?(\d{2,3})([a-z]?)", str(arch).strip())
-    if match is None or int(match.group(1)) < 80:
-        raise UsageError(
-            f"not a CUDA architecture the GEMM supports: {arch!r}",
-            "give sm_80 or newer, e.g. sm_80, sm_90 or 90",
-        )
-    return f"sm_{match.group(1)}{match.group(2)}"
-
-
-def nvcc_command(
-    arch: str | int,
-    output: str | Path,
-    source_path: str | Path,
-    *,
-    tiles: TileConfig = DEFAULT_TILES,
-    nvcc: str = "nvcc",
-) -> list[str]:
-    """The nvcc command line compiling ``source_path`` to a cubin at ``output`` for ``arch``,
-    with ptxas' per-entry resource report on stderr (``-Xptxas -v``)."""
-    return [
-        nvcc,
-        "-cubin",
-        f"-arch={normalize_arch(arch)}",
-        *BASE_OPTIONS,
-        "-O3",
-        "-Xptxas",
-        "-v",
-        *tiles.defines(),
-        "-o",
-        str(output),
-        str(source_path),
-    ]
+    return cuda_build.normalize_arch(arch, lowest=80, what="the GEMM")
 
 
 def compile_report(
@@ -162,14 +122,10 @@ def compile_report(
     nvcc: str | None = None,
 ) -> list[PtxasEntry]:
     """Compile ``gemm.cu`` with nvcc for ``arch`` into ``workdir`` and return ptxas' report."""
-    nvcc = find_nvcc(nvcc)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    arch = normalize_arch(arch)
-    with resources.as_file(resources.files(__package__).joinpath(SOURCE_NAME)) as src:
-        cmd = nvcc_command(arch, workdir / f"gemm_{arch}.cubin", src, tiles=tiles, nvcc=nvcc)
-        remedy = "check the tile configuration against the static_asserts in gemm.cu"
-        return ptxas_report(cmd, SOURCE_NAME, arch, remedy)
+    return cuda_build.compile_report(
+        _PACKAGE, SOURCE_NAME, arch, workdir, defines=tiles.defines(), nvcc=nvcc,
+        remedy="check the tile configuration against the static_asserts in gemm.cu",
+    )  # fmt: skip
 
 
 # --- run side: CuPy ------------------------------------------------------------------------------
@@ -179,23 +135,11 @@ def _cupy() -> Any:
     return import_cupy("the CuPy GEMM")
 
 
-_MODULES: dict[TileConfig, Any] = {}
-
-
 def load_module(tiles: TileConfig = DEFAULT_TILES) -> Any:
-    """``gemm.cu`` as a ``cupy.RawModule`` (NVRTC; compiled for the current device on first use).
-    Cached per tile configuration for the life of the process (``clear_module_cache``)."""
-    if tiles not in _MODULES:
-        cp = _cupy()
-        _MODULES[tiles] = cp.RawModule(
-            code=source(), options=(*BASE_OPTIONS, *tiles.defines()), backend="nvrtc"
-        )
-    return _MODULES[tiles]
-
-
-def clear_module_cache() -> None:
-    """Forget the loaded modules (the next ``load_module`` builds anew)."""
-    _MODULES.clear()
+    """``gemm.cu`` as a ``cupy.RawModule`` (NVRTC; compiled for the current device on first use),
+    cached per tile configuration for the life of the process (``cuda_build.clear_module_cache``).
+    """
+    return cuda_build.load_module(_PACKAGE, SOURCE_NAME, tiles.defines(), what="the CuPy GEMM")
 
 
 def _as_device_array(cp: Any, x: Any, role: str) -> tuple[Any, str]:
@@ -324,14 +268,12 @@ def make_launch(
     name = entry_point(ops.dtype, ops.n, ops.k, [x.data.ptr for x in (a16, b16, c16)])
     kernel = load_module(tiles).get_function(name)
     smem = tiles.smem_bytes
-    if smem > _DEFAULT_SMEM_BYTES:  # opt in above the 48 KiB default
-        limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-        if limit is not None and smem > limit:
-            raise UsageError(
-                f"the GEMM tiles need {smem} bytes of shared memory; this GPU allows {limit}",
-                "use a TileConfig with fewer stages or smaller tiles",
-            )
-        kernel.max_dynamic_shared_size_bytes = smem
+    cuda_build.opt_in_smem(
+        kernel,
+        smem,
+        what="the GEMM tiles",
+        remedy="use a TileConfig with fewer stages or smaller tiles",
+    )
     grid = (tiles.blocks(ops.m, ops.n),)
     if grid[0] >= 2**31:
         raise ShapeError(f"{grid[0]} blocks exceed a CUDA grid", "split the problem")

@@ -22,8 +22,9 @@
 //   128 x 256 block tile loads (128 + 256) * 2 B of global memory per 32768 MACs per k: 3/4 of
 //   the traffic per MAC of 128 x 128. Registers: 128 fp32 accumulators + 2 x 32 fragment
 //   registers (the next k step's fragments load while the current one computes), within 255
-//   for one 256-thread block per SM (__launch_bounds__(256, 1)); ptxas (CUDA 13) reports
-//   231-238 registers and no spills on sm_80 and sm_90 (tests/kernels/test_cuda_sources.py).
+//   for one 256-thread block per SM (__launch_bounds__(256, 1)); ptxas reports 232-240 registers
+//   (nvcc 13.0; NVRTC 13.5 with CuPy's options) and no spills on sm_80 and sm_90
+//   (tests/kernels/test_cuda_sources.py).
 //   Pipeline: WB_GEMM_STAGES = 3 shared-memory stages filled by cp.async (16 B, .cg: L2 only),
 //   one commit group per k tile, cp.async.wait_group(STAGES - 2) and one __syncthreads per
 //   k tile: with BK = 64 a warp issues 4 k steps x 32 = 128 MMAs per barrier (64 with BK = 32).
@@ -37,10 +38,12 @@
 //   Block order: blocks are walked in groups of GROUP_M block rows (column by column inside a
 //   group), so blocks resident together share A and B panels in L2.
 //
-// NVRTC: the file includes no header. fp16 and bf16 values are handled as raw 16-bit patterns
-// (u16) and converted only by PTX (cvt.rn.{f16,bf16}[x2].f32), so it compiles unchanged with
-// nvcc and with NVRTC (CuPy's RawModule, -std=c++17), with no include path to cuda_fp16.h or
-// cuda_bf16.h. Needs sm_80 or newer (cp.async, ldmatrix, bf16 mma).
+// Primitives: cp.async, ldmatrix, mma.sync and the fp32 -> 16-bit conversions are kernels/ptx.cuh's
+// (16-bit values are raw bit patterns, u16, converted only by PTX); every build puts that folder on
+// the include path (nvcc and NVRTC through CuPy, -std=c++17). The host emulator
+// (tests/kernels/gemm_emulator.cpp) supplies them on the CPU. Needs sm_80 or newer.
+
+#include "ptx.cuh"
 
 #ifndef WB_GEMM_BM
 #define WB_GEMM_BM 128
@@ -63,10 +66,6 @@
 #ifndef WB_GEMM_GROUP_M
 #define WB_GEMM_GROUP_M 8
 #endif
-
-typedef unsigned short u16;  // one fp16 or bf16 value, as its bit pattern
-typedef unsigned int u32;
-typedef long long i64;
 
 namespace wb {
 
@@ -101,94 +100,6 @@ static_assert(A_CHUNKS % THREADS == 0 && B_CHUNKS % THREADS == 0, "16-byte copie
 static_assert((BM * BK) % THREADS == 0 && (BK * BN) % THREADS == 0, "2-byte copies must split evenly");
 static_assert(GROUP_M >= 1, "GROUP_M must be positive");
 static_assert(SMEM_BYTES <= 227 * 1024, "over the 227 KiB of shared memory a block may have (sm_90)");
-
-// Device primitives: shared memory, cp.async, ldmatrix, mma.sync and the fp32 -> 16-bit
-// conversions. The host emulator (tests/kernels/gemm_emulator.cpp) compiles this file with
-// WB_EMULATE defined and supplies these itself, written from the PTX ISA's definitions, so the
-// rest of the file runs unchanged on the CPU in the tests.
-#ifndef WB_EMULATE
-extern __shared__ __align__(128) u16 smem[];
-
-// Shared-space byte address of a generic pointer into shared memory.
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-
-// 16-byte global -> shared copy; bytes [src_bytes, 16) of the destination are zero-filled, so
-// src_bytes = 0 writes a zero chunk and reads nothing.
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n"
-               :
-               : "r"(dst), "l"(src), "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// D = A * B + D for one m16n8k16 tile; a: 4 registers of the row-major A fragment, b: 2 of the
-// column-major B fragment, d: the 4 fp32 accumulators of this thread.
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
-  if constexpr (BF16) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
-
-// Round-to-nearest-even fp32 -> {lo, hi} packed as two 16-bit values (lo at the lower address).
-template <bool BF16>
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-  u32 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  } else {
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  }
-  return r;
-}
-
-template <bool BF16>
-__device__ __forceinline__ u16 pack1(float x) {
-  u16 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  } else {
-    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  }
-  return r;
-}
-
-#endif  // WB_EMULATE
 
 // Copies k tiles of A and B into shared stages. Elements outside the matrices are written as
 // zeros, so edge tiles need no other guard in the MMA loop. Built once per block: the per-tile
@@ -244,15 +155,15 @@ struct TileLoader<true> {
 #pragma unroll
     for (int i = 0; i < A_CHUNKS / THREADS; ++i) {
       const bool ok = a_k_ok && i * A_STEP < a_rows;
-      cp_async16(a_dst + stage * (A_STAGE * 2) + i * (A_STEP * A_LD * 2),
-                 ok ? a_src + i * a_step : a_base, ok ? 16 : 0);
+      cp_async<16, true>(a_dst + stage * (A_STAGE * 2) + i * (A_STEP * A_LD * 2),
+                         ok ? a_src + i * a_step : a_base, ok ? 16 : 0);
     }
     const u16* b_src = b + (i64)k0 * N;
 #pragma unroll
     for (int i = 0; i < B_CHUNKS / THREADS; ++i) {
       const bool ok = b_col_ok && k0 + b_row + i * B_STEP < K;
-      cp_async16(b_dst + stage * (B_STAGE * 2) + i * (B_STEP * B_LD * 2),
-                 ok ? b_src + i * b_step : b_base, ok ? 16 : 0);
+      cp_async<16, true>(b_dst + stage * (B_STAGE * 2) + i * (B_STEP * B_LD * 2),
+                         ok ? b_src + i * b_step : b_base, ok ? 16 : 0);
     }
   }
 };
@@ -271,8 +182,8 @@ struct TileLoader<false> {
 
   __device__ __forceinline__ void load(int kt, int stage, int K, int N) const {
     const unsigned tid = threadIdx.x;
-    u16* sA = smem + stage * A_STAGE;
-    u16* sB = smem + STAGES * A_STAGE + stage * B_STAGE;
+    u16* sA = dynamic_smem<u16>() + stage * A_STAGE;
+    u16* sB = dynamic_smem<u16>() + STAGES * A_STAGE + stage * B_STAGE;
     const int k0 = kt * BK;
 #pragma unroll 4
     for (unsigned i = 0; i < BM * BK / THREADS; ++i) {
@@ -295,14 +206,8 @@ struct TileLoader<false> {
 template <bool BF16, bool ALIGNED>
 __device__ __forceinline__ void gemm(const u16* __restrict__ A, const u16* __restrict__ B,
                                      u16* __restrict__ C, int M, int N, int K) {
-  const int grid_m = (M + BM - 1) / BM;
-  const int grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x;
-  const int per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -314,7 +219,7 @@ __device__ __forceinline__ void gemm(const u16* __restrict__ A, const u16* __res
   // 16 x 16 source at column 0, lanes 16-31 the same rows at column 8; the four 8 x 8 matrices
   // then land in the registers in mma fragment order: A {a0, a1, a2, a3}; B (.trans, k-major
   // rows) {b0, b1} of n8 tile 2j and {b0, b1} of n8 tile 2j + 1.
-  const u32 sA0 = smem_addr(smem);
+  const u32 sA0 = smem_addr(dynamic_smem<u16>());
   const u32 sB0 = sA0 + STAGES * A_STAGE * 2;
   const u32 a_lane = ((wm * WM + (lane & 15)) * A_LD + (lane >> 4) * 8) * 2;
   const u32 b_lane = ((lane & 15) * B_LD + wn * WN + (lane >> 4) * 8) * 2;
@@ -408,8 +313,8 @@ __device__ __forceinline__ void gemm(const u16* __restrict__ A, const u16* __res
           // N % 8 == 0 and col even: col < N implies col + 1 < N, and dst is 4-byte aligned.
           if (col < N) *reinterpret_cast<u32*>(dst) = pack2<BF16>(x0, x1);
         } else {
-          if (col < N) dst[0] = pack1<BF16>(x0);
-          if (col + 1 < N) dst[1] = pack1<BF16>(x1);
+          if (col < N) dst[0] = to16<BF16>(x0);
+          if (col + 1 < N) dst[1] = to16<BF16>(x1);
         }
       }
     }

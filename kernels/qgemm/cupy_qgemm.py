@@ -15,22 +15,21 @@ torch's default stream and its timing events share).
   (its fp32 workspace and self-resetting counters are allocated here, once); M > 16: the tiled
   GEMM.
 
-The build side needs no GPU: ``nvcc_command`` / ``compile_report`` compile a source to a cubin
-with ptxas' resource report, parsed by ``wattbench.kernels.cuda_build``.
+The build side needs no GPU: ``wattbench.kernels.cuda_build.compile_report`` (nvcc) and
+``wattbench.kernels.nvrtc.compile_report`` (NVRTC, as CuPy) compile a source for one architecture
+(at least its ``MIN_ARCH``) with ptxas' resource report.
 CuPy is imported only inside functions; without it every launcher raises a UsageError.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wattbench.kernels.cuda_build import PtxasEntry, find_nvcc, import_cupy, ptxas_report
+from wattbench.kernels import cuda_build
+from wattbench.kernels.cuda_build import import_cupy
 from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.qgemm import operands
 
@@ -44,7 +43,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
         + [f"wb_w4a16_gemm_{act}" for act in ("fp16", "bf16")]
     ),
 }
-BASE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+_PACKAGE = __name__.rpartition(".")[0]
 #: lowest architecture each source builds for (w8a8: the dp4a entries; w4a16: bf16 and cp.async)
 MIN_ARCH = {"w8a8.cu": 75, "w4a16.cu": 80}
 
@@ -64,13 +63,13 @@ W4A16_GEMM_SMEM_BYTES = 50688
 #: GEMV blocks (128 threads) aimed at per SM when the split is chosen
 GEMV_BLOCKS_PER_SM = 8
 
-_DEFAULT_SMEM_BYTES = 48 * 1024
-
 
 def source(name: str) -> str:
-    if name not in ENTRY_POINTS:
-        raise UsageError(f"no CUDA source {name!r}", f"use one of: {', '.join(ENTRY_POINTS)}")
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return cuda_build.source_text(_PACKAGE, _known(name))
+
+
+def _known(name: str) -> str:
+    return cuda_build.known_source(name, tuple(ENTRY_POINTS), "quantized GEMM")
 
 
 # --- build side ------------------------------------------------------------------------------
@@ -78,35 +77,7 @@ def source(name: str) -> str:
 
 def normalize_arch(arch: str | int, name: str) -> str:
     """``"sm_90"``, ``"90"`` or ``90`` -> ``"sm_90"``, at least the source's MIN_ARCH."""
-    match = re.fullmatch(r"(?:sm_)?(\d{2,3})([a-z]?)", str(arch).strip())
-    low = MIN_ARCH[name]
-    if match is None or int(match.group(1)) < low:
-        raise UsageError(
-            f"not a CUDA architecture {name} builds for: {arch!r}", f"give sm_{low} or newer"
-        )
-    return f"sm_{match.group(1)}{match.group(2)}"
-
-
-def nvcc_command(name: str, arch: str | int, output: str | Path, source_path: str | Path,
-                 *, nvcc: str = "nvcc") -> list[str]:  # fmt: skip
-    """nvcc compiling ``source_path`` to a cubin for ``arch`` with ptxas' report on stderr."""
-    arch = normalize_arch(arch, name)
-    return [nvcc, "-cubin", f"-arch={arch}", *BASE_OPTIONS, "-O3", "-Xptxas", "-v",
-            "-o", str(output), str(source_path)]  # fmt: skip
-
-
-def compile_report(
-    name: str, arch: str | int, workdir: str | Path, *, nvcc: str | None = None
-) -> list[PtxasEntry]:
-    """Compile source ``name`` for ``arch`` into ``workdir``; ptxas' report per entry point."""
-    nvcc = find_nvcc(nvcc)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    arch = normalize_arch(arch, name)
-    with resources.as_file(resources.files(__package__).joinpath(name)) as src:
-        cubin = workdir / f"{Path(name).stem}_{arch}.cubin"
-        cmd = nvcc_command(name, arch, cubin, src, nvcc=nvcc)
-        return ptxas_report(cmd, name, arch, "fix the CUDA source")
+    return cuda_build.normalize_arch(arch, lowest=MIN_ARCH[_known(name)], what=name)
 
 
 # --- run side -----------------------------------------------------------------------------------
@@ -116,19 +87,9 @@ def _cupy() -> Any:
     return import_cupy("the CuPy quantized GEMMs")
 
 
-_MODULES: dict[str, Any] = {}
-
-
 def load_module(name: str) -> Any:
     """Source ``name`` as a ``cupy.RawModule`` (NVRTC, for the current device), cached."""
-    if name not in _MODULES:
-        cp = _cupy()
-        _MODULES[name] = cp.RawModule(code=source(name), options=BASE_OPTIONS, backend="nvrtc")
-    return _MODULES[name]
-
-
-def clear_module_cache() -> None:
-    _MODULES.clear()
+    return cuda_build.load_module(_PACKAGE, _known(name), what="the CuPy quantized GEMMs")
 
 
 def _array(cp: Any, t: Any) -> Any:
@@ -159,16 +120,10 @@ def _aligned(named: dict[str, tuple[Any, int]]) -> None:
             )
 
 
-def _opt_in(cp: Any, kernel: Any, smem: int) -> None:
-    if smem <= _DEFAULT_SMEM_BYTES:
-        return
-    limit = cp.cuda.Device().attributes.get("MaxSharedMemoryPerBlockOptin")
-    if limit is not None and smem > limit:
-        raise UsageError(
-            f"the kernel needs {smem} bytes of shared memory; this GPU allows {limit}",
-            "use the Triton implementation on this GPU",
-        )
-    kernel.max_dynamic_shared_size_bytes = smem
+def _opt_in(kernel: Any, smem: int) -> None:
+    cuda_build.opt_in_smem(
+        kernel, smem, what="the kernel", remedy="use the Triton implementation on this GPU"
+    )
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -199,7 +154,7 @@ def make_w8a8_launch(a: Any, b_t: Any, out: Any, scale_a: Any, scale_b: Any) -> 
     if path == "mma":
         bm, bn = W8A8_MMA_TILE
         grid, block, smem = (_cdiv(m, bm) * _cdiv(n, bn),), (W8A8_MMA_THREADS,), W8A8_MMA_SMEM_BYTES
-        _opt_in(cp, kernel, smem)
+        _opt_in(kernel, smem)
     else:
         t = W8A8_DP4A_TILE
         grid, block, smem = (_cdiv(n, t), _cdiv(m, t)), (256,), 0
@@ -278,7 +233,7 @@ def make_w4a16_launch(
         bm, bn = W4A16_GEMM_TILE
         grid, block = (_cdiv(m, bm) * _cdiv(n, bn),), (W4A16_GEMM_THREADS,)
         smem = W4A16_GEMM_SMEM_BYTES
-        _opt_in(cp, kernel, smem)
+        _opt_in(kernel, smem)
         args = (*tensors, np.int32(m), np.int32(n), np.int32(k), np.int32(group))
         keep = ()
 

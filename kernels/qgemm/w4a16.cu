@@ -34,176 +34,13 @@
 //     to the activation dtype: 2 shared loads and 8 integer / half2 ops per 4 weights, used by
 //     4 MMAs.
 //
-// No #include: NVRTC (CuPy) compiles it as is. The device primitives sit in one section that a
-// host emulator (tests/kernels/qgemm_emulator.cpp, WB_EMULATE) replaces, so the rest of this file
-// runs unchanged on the CPU in the tests.
+// Primitives (cp.async, ldmatrix, mma.sync, streaming and read-only loads, half2 arithmetic, the
+// split-K semaphore): kernels/ptx.cuh. The host emulator (tests/kernels/qgemm_emulator.cpp)
+// supplies them, so the rest of this file runs unchanged on the CPU in the tests.
 
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef unsigned char u8;
-typedef long long i64;
+#include "ptx.cuh"
 
 namespace w4 {
-
-// ---- device primitives (PTX). tests/kernels/qgemm_emulator.cpp compiles this file for the host
-// with WB_EMULATE defined and supplies these itself, written from the PTX ISA's definitions.
-#ifndef WB_EMULATE
-extern __shared__ __align__(128) unsigned char smem[];
-
-__device__ __forceinline__ float bits_f32(u32 u) {
-  float f;
-  asm("mov.b32 %0, %1;\n" : "=f"(f) : "r"(u));
-  return f;
-}
-
-// Two packed 16-bit values (low half first) -> two floats, exactly.
-template <bool BF16>
-__device__ __forceinline__ void to_float2(u32 v, float& lo, float& hi) {
-  if constexpr (BF16) {
-    lo = bits_f32(v << 16);
-    hi = bits_f32(v & 0xFFFF0000u);
-  } else {
-    asm("{ .reg .f16 l, h;\n mov.b32 {l, h}, %2;\n cvt.f32.f16 %0, l;\n cvt.f32.f16 %1, h; }\n"
-        : "=f"(lo), "=f"(hi)
-        : "r"(v));
-  }
-}
-
-template <bool BF16>
-__device__ __forceinline__ u16 to16(float x) {
-  u16 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  } else {
-    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  }
-  return r;
-}
-
-template <bool BF16>
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-  u32 r;
-  if constexpr (BF16) {
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  } else {
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  }
-  return r;
-}
-
-// Packed weights are read once: streaming loads (evict first). X, S, Z: read-only path.
-__device__ __forceinline__ void ld_stream4(u32* r, const void* p) {
-  asm("ld.global.cs.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "l"(p));
-}
-
-__device__ __forceinline__ void ld_nc4(u32* r, const void* p) {
-  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "l"(p));
-}
-
-__device__ __forceinline__ void ld_nc2(u32* r, const void* p) {
-  asm("ld.global.nc.v2.u32 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "l"(p));
-}
-
-__device__ __forceinline__ u32 ld_nc1(const void* p) {
-  u32 r;
-  asm("ld.global.nc.u32 %0, [%1];\n" : "=r"(r) : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-
-// cp.async of `bytes` (16: .cg, L2 only; 4 or 8: .ca); src_bytes < bytes zero-fills the rest.
-template <int BYTES>
-__device__ __forceinline__ void cp_async(u32 dst, const void* src, int src_bytes) {
-  if constexpr (BYTES == 16) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes)
-                 : "memory");
-  } else {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src),
-                 "n"(BYTES), "r"(src_bytes)
-                 : "memory");
-  }
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
-  if constexpr (BF16) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
-
-// fp16x2 / bf16x2 arithmetic, round to nearest even (bf16: fma only; sub / mul need sm_90).
-__device__ __forceinline__ u32 sub_f16x2(u32 a, u32 b) {
-  u32 r;
-  asm("sub.f16x2 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-
-__device__ __forceinline__ u32 mul_f16x2(u32 a, u32 b) {
-  u32 r;
-  asm("mul.f16x2 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-
-__device__ __forceinline__ u32 fma_bf16x2(u32 a, u32 b, u32 c) {
-  u32 r;
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
-}
-
-// Split-K semaphore: a gpu-scope fence, an acq_rel counter increment (returns the old value), an
-// L2 read that bypasses L1, and a relaxed store.
-__device__ __forceinline__ void fence_gpu() { asm volatile("fence.acq_rel.gpu;\n" ::: "memory"); }
-
-__device__ __forceinline__ u32 atomic_inc_gpu(u32* p) {
-  u32 prev;
-  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(prev) : "l"(p) : "memory");
-  return prev;
-}
-
-__device__ __forceinline__ float ld_cg(const float* p) {
-  float r;
-  asm volatile("ld.global.cg.f32 %0, [%1];\n" : "=f"(r) : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ void st_relaxed_zero(u32* p) {
-  asm volatile("st.global.relaxed.gpu.u32 [%0], 0;\n" ::"l"(p) : "memory");
-}
-#endif  // WB_EMULATE
 
 // ---- split-K GEMV (M <= 16) -------------------------------------------------------------------
 
@@ -374,15 +211,11 @@ template <bool BF16>
 __device__ __forceinline__ void gemm(const u16* __restrict__ X, const u32* __restrict__ QW,
                                      const u16* __restrict__ S, const u8* __restrict__ Z,
                                      u16* __restrict__ C, int M, int N, int K, int G) {
-  const int grid_m = (M + BM - 1) / BM, grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x, per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
-  const u32 s0 = smem_addr(smem);
+  const u32 s0 = smem_addr(dynamic_smem<unsigned char>());
 
   // Copy plan. X: rows tid / 4 and tid / 4 + 64, 16-byte chunk tid % 4 of the 64-byte k row.
   // Threads 0-127: word row tid / 32, chunk tid % 32 (4 words); 128-159: 4 scales (8 bytes);
@@ -447,7 +280,7 @@ __device__ __forceinline__ void gemm(const u16* __restrict__ X, const u32* __res
     cp_async_commit();
 
     const int stage = kt % STAGES;
-    const unsigned char* st = smem + stage * STAGE_BYTES;
+    const unsigned char* st = dynamic_smem<unsigned char>() + stage * STAGE_BYTES;
     const u32* sB = reinterpret_cast<const u32*>(st + A_BYTES);
     const u16* sS = reinterpret_cast<const u16*>(st + A_BYTES + B_BYTES);
     const u8* sZ = st + A_BYTES + B_BYTES + S_BYTES;

@@ -27,14 +27,11 @@
 // commit group per k tile, wait_group(STAGES - 2) and one __syncthreads per k tile. Shared
 // memory: 4 * (128 + 256) * 80 = 122880 B (<= 163 KiB on sm_80, 227 KiB on sm_90).
 //
-// No #include: NVRTC (CuPy) compiles it as is. The device primitives sit in one section that a
-// host emulator (tests/kernels/qgemm_emulator.cpp, WB_EMULATE) replaces, so the rest of this file
-// runs unchanged on the CPU in the tests.
+// Primitives (cp.async, ldmatrix, mma.sync s8, dp4a, cvt): kernels/ptx.cuh. The host emulator
+// (tests/kernels/qgemm_emulator.cpp) supplies them, so the rest of this file runs unchanged on the
+// CPU in the tests.
 
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef signed char s8;
-typedef long long i64;
+#include "ptx.cuh"
 
 namespace wq {
 
@@ -52,73 +49,6 @@ static_assert(NT % 2 == 0 && MT >= 1, "B fragments load two n8 tiles at a time")
 static_assert(BK % 32 == 0 && STAGES >= 3, "k tile: whole k32 steps; pipeline needs 3 stages");
 static_assert(BM % ROW_STEP == 0 && BN % ROW_STEP == 0, "chunk copies must split evenly");
 static_assert(MMA_SMEM_BYTES <= 163 * 1024, "shared memory over the sm_80 limit");
-
-// ---- device primitives (PTX). tests/kernels/qgemm_emulator.cpp compiles this file for the host
-// with WB_EMULATE defined and supplies these itself, written from the PTX ISA's definitions.
-#ifndef WB_EMULATE
-extern __shared__ __align__(128) unsigned char smem[];
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(u32* r, u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// D += A * B for one m16n8k32 s8 tile (row-major A, column-major B, s32 accumulators).
-__device__ __forceinline__ void mma_s8(int* d, const u32* a, const u32* b) {
-  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ int dp4a(int a, int b, int c) {
-  int d;
-  asm("dp4a.s32.s32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-// fp32 -> bf16 / fp16, round to nearest even. Below sm_80 (no cvt to bf16) bf16 rounds in integer
-// arithmetic: add 0x7FFF plus the lowest kept bit, keep the high half (NaN stays a quiet NaN).
-template <bool BF16>
-__device__ __forceinline__ u16 to16(float x) {
-  u16 r;
-  if constexpr (BF16) {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-#else
-    u32 u;
-    asm("mov.b32 %0, %1;\n" : "=r"(u) : "f"(x));
-    r = (u & 0x7FFFFFFFu) > 0x7F800000u ? (u16)0x7FC0 : (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-#endif
-  } else {
-    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-  }
-  return r;
-}
-#endif  // WB_EMULATE
 
 // Writes C[row][col] and C[row][col + 1] (when in bounds); one 4-byte store when N is even.
 template <bool BF16>
@@ -142,16 +72,12 @@ __device__ __forceinline__ void gemm_mma(const s8* __restrict__ A, const s8* __r
                                          const float* __restrict__ sa,
                                          const float* __restrict__ sb, u16* __restrict__ C,
                                          int M, int N, int K, int sa_step, int sb_step) {
-  const int grid_m = (M + BM - 1) / BM, grid_n = (N + BN - 1) / BN;
-  const int pid = blockIdx.x, per_group = GROUP_M * grid_n;
-  const int first_m = (pid / per_group) * GROUP_M;
-  const int group_rows = min(grid_m - first_m, GROUP_M);
-  const int m0 = (first_m + (pid % per_group) % group_rows) * BM;
-  const int n0 = ((pid % per_group) / group_rows) * BN;
+  int m0, n0;
+  grouped_tile<BM, BN, GROUP_M>(blockIdx.x, M, N, m0, n0);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
-  const u32 sA0 = smem_addr(smem);
+  const u32 sA0 = smem_addr(dynamic_smem<unsigned char>());
   const u32 sB0 = sA0 + STAGES * A_STAGE;
 
   // Copy plan: thread tid copies chunk (tid % CPR) of rows tid / CPR + i * ROW_STEP.
@@ -165,16 +91,16 @@ __device__ __forceinline__ void gemm_mma(const s8* __restrict__ A, const s8* __r
 #pragma unroll
     for (int i = 0; i < BM / ROW_STEP; ++i) {
       const bool ok = k_ok && m0 + c_row + i * ROW_STEP < M;
-      cp_async16(a_dst + stage * A_STAGE + i * ROW_STEP * LD,
-                 ok ? (const void*)(a_src + (i64)i * ROW_STEP * K + k0) : (const void*)A,
-                 ok ? 16 : 0);
+      cp_async<16>(a_dst + stage * A_STAGE + i * ROW_STEP * LD,
+                   ok ? (const void*)(a_src + (i64)i * ROW_STEP * K + k0) : (const void*)A,
+                   ok ? 16 : 0);
     }
 #pragma unroll
     for (int i = 0; i < BN / ROW_STEP; ++i) {
       const bool ok = k_ok && n0 + c_row + i * ROW_STEP < N;
-      cp_async16(b_dst + stage * B_STAGE + i * ROW_STEP * LD,
-                 ok ? (const void*)(b_src + (i64)i * ROW_STEP * K + k0) : (const void*)Bt,
-                 ok ? 16 : 0);
+      cp_async<16>(b_dst + stage * B_STAGE + i * ROW_STEP * LD,
+                   ok ? (const void*)(b_src + (i64)i * ROW_STEP * K + k0) : (const void*)Bt,
+                   ok ? 16 : 0);
     }
   };
 

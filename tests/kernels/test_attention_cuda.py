@@ -1,8 +1,8 @@
 """The hand-written CUDA attention kernels (flash_fwd.cu, flash_decode.cu) and their CuPy side.
 
 Without a GPU the kernels run in a host emulation (``attention_emulator.cpp``, built here with
-the system C++ compiler): the .cu sources compile unchanged except for their device primitives,
-which the emulator implements from the PTX ISA (fibers for threads, warp-collective mma.sync /
+the system C++ compiler): the .cu sources compile unchanged, their PTX primitives (ptx.cuh) taken
+from ``ptx_emulator.h``, written from the PTX ISA (fibers for threads, warp-collective mma.sync /
 ldmatrix / shuffles, cp.async copies that land only at wait_group, shared memory poisoned with
 NaN). The calls go through the real host path -- ``prefill_calls`` / ``decode_calls`` (entry
 point, grid, block, shared memory, argument order) and ``build_launch`` -- with a stand-in for
@@ -18,8 +18,6 @@ from __future__ import annotations
 import ctypes
 import math
 import re
-import shutil
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -29,22 +27,21 @@ import numpy as np
 import pytest
 import torch
 
+from tests.kernels.emulators import build_emulator
+from wattbench.kernels import cuda_build
 from wattbench.kernels.attention import cupy_attention as ca
 from wattbench.kernels.attention.reference import attention_float64
 from wattbench.profiler.errors import ShapeError, UsageError
 
-HERE = Path(__file__).resolve().parent
-EMULATOR = HERE / "attention_emulator.cpp"
-CXX = shutil.which("g++") or shutil.which("c++")
 TOL = {"fp16": 2e-3, "bf16": 1e-2}
 LSE_ATOL = 1e-3
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def test_sources_need_no_header_and_declare_every_entry_point():
+def test_sources_include_only_ptx_cuh_and_declare_every_entry_point():
     for name in ca.SOURCES:
         text = ca.source(name)
-        assert "#include" not in text  # NVRTC-safe
+        assert re.findall(r"#include.*", text) == ['#include "ptx.cuh"'], name
         declared = re.findall(r"^WB_\w+\((wb_\w+),", text, flags=re.M)
         assert sorted(declared) == sorted(ca.ENTRY_POINTS[name]), name
     fwd = ca.source(ca.PREFILL_SOURCE)
@@ -64,18 +61,11 @@ def test_group_tiles():
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    if CXX is None:
-        pytest.skip("no C++ compiler (g++) to build the kernel emulator")
     out = tmp_path_factory.mktemp("emu") / "attention_emulator.so"
     src = Path(ca.__file__).parent
-    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
-           f'-DWB_FLASH_FWD_SOURCE="{src / ca.PREFILL_SOURCE}"',
-           f'-DWB_FLASH_DECODE_SOURCE="{src / ca.DECODE_SOURCE}"', str(EMULATOR)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lib = ctypes.CDLL(str(out))
-    lib.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return lib
+    sources = {"WB_FLASH_FWD_SOURCE": src / ca.PREFILL_SOURCE,
+               "WB_FLASH_DECODE_SOURCE": src / ca.DECODE_SOURCE}  # fmt: skip
+    return build_emulator("attention_emulator.cpp", out, sources)
 
 
 class FakeArray:
@@ -138,7 +128,7 @@ def fake_cupy(emulator: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch) -> types.M
 
     class RawModule:
         def __init__(self, code: str, options: tuple, backend: str) -> None:
-            assert backend == "nvrtc" and "-std=c++17" in options
+            assert backend == "nvrtc" and options == cuda_build.compile_options()
             self.code = code
             self.kernels: dict[str, EmulatedKernel] = {}
             cp.modules.append(self)
@@ -152,9 +142,9 @@ def fake_cupy(emulator: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch) -> types.M
     device = types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024})
     cp.cuda = types.SimpleNamespace(Device=lambda: device)
     monkeypatch.setitem(sys.modules, "cupy", cp)
-    ca.clear_module_cache()
+    cuda_build.clear_module_cache()
     yield cp
-    ca.clear_module_cache()
+    cuda_build.clear_module_cache()
 
 
 def _operands(b, hq, hkv, nq, nkv, d, dtype, seed=0, device="cpu"):
@@ -290,7 +280,7 @@ def test_bad_operands_are_refused(fake_cupy):
 
 def test_without_cupy_the_launchers_name_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
-    ca.clear_module_cache()
+    cuda_build.clear_module_cache()
     q, k, v, out, _ = _operands(1, 2, 1, 16, 16, 64, "fp16")
     for make in (ca.make_prefill_launch, ca.make_decode_launch):
         with pytest.raises(UsageError) as info:

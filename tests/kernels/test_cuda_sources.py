@@ -1,8 +1,10 @@
 """The hand-written CUDA GEMM (kernels/matmul/gemm.cu) and its CuPy launchers.
 
-Without a GPU: gemm.cu is compiled with nvcc for sm_80 and sm_90 (and with NVRTC, CuPy's
-compiler, where libnvrtc is found) and ptxas' resource report must show no spills and at most 255
-registers per thread for every entry point; the report parser is checked on captured reports;
+Without a GPU: every .cu is compiled with nvcc for sm_80 and sm_90 and with NVRTC, CuPy's
+compiler (libnvrtc from the nvidia-cuda-nvrtc wheel of the dev extra), with the options CuPy uses
+(``wattbench.kernels.nvrtc``: the include path of ``ptx.cuh`` among them), and ptxas' resource
+report must show no spills and at most 255 registers per thread for every entry point; the report
+parser is checked on captured reports;
 ``make_launch`` / ``make_cublas_launch`` run end to end against a stand-in for the few CuPy calls
 they make (numpy arrays at host addresses), which checks validation, the choice of entry point and
 the launch geometry; without CuPy they raise a UsageError naming the install command.
@@ -27,20 +29,24 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import math
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from wattbench.kernels import cuda_build
+from wattbench.kernels import cuda_build, nvrtc
+from wattbench.kernels.attention import cupy_attention as ca
 from wattbench.kernels.matmul import cupy_matmul as cm
+from wattbench.kernels.qgemm import cupy_qgemm as cq
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError, WattbenchError
 
 ARCHS = ("sm_80", "sm_90")
@@ -50,84 +56,122 @@ FP16_TOL = 2e-3
 FP32_TOL = 1e-4
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CUDA toolkit absent)")
+#: where the dev extra installs nvidia-cuda-nvrtc: there a missing libnvrtc fails, never skips
+NVRTC_WHEEL_PLATFORM = platform.system() == "Linux" and platform.machine() == "x86_64"
 
 
-def _assert_clean(entries: list[cuda_build.PtxasEntry], arch: str) -> None:
-    assert sorted(e.name for e in entries) == sorted(cm.ENTRY_POINTS)
+def _require_nvrtc() -> None:
+    if nvrtc.find_library() is not None:
+        return
+    reason = "libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)"
+    if NVRTC_WHEEL_PLATFORM:
+        pytest.fail(f"{reason}: pip install -e .[dev] installs it on this platform")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One source of a family compiled for one architecture, and the entry points it must have."""
+
+    package: str
+    source: str
+    arch: str
+    entries: tuple[str, ...]
+    defines: tuple[str, ...] = ()
+    lowest: int = 80  # the oldest architecture the source builds for
+
+    def __str__(self) -> str:
+        return f"{self.source}-{self.arch}"
+
+
+#: every .cu of every family, for each architecture it is checked on (w8a8 on sm_75: the dp4a
+#: entries for GPUs without int8 mma.sync; there the mma ones hold a trap)
+BUILDS = [
+    *(Build("wattbench.kernels.matmul", cm.SOURCE_NAME, arch, cm.ENTRY_POINTS,
+            cm.DEFAULT_TILES.defines()) for arch in ARCHS),
+    *(Build("wattbench.kernels.attention", src, arch, ca.ENTRY_POINTS[src])
+      for src in ca.SOURCES for arch in ARCHS),
+    *(Build("wattbench.kernels.qgemm", src, arch, cq.ENTRY_POINTS[src], (), cq.MIN_ARCH[src])
+      for src in cq.ENTRY_POINTS for arch in (*ARCHS, "sm_75")
+      if int(arch[3:]) >= cq.MIN_ARCH[src]),
+]  # fmt: skip
+
+
+def _assert_clean(entries: list[cuda_build.PtxasEntry], arch: str, names: tuple[str, ...]) -> None:
+    """Every entry point, for ``arch``, with no spill, no local memory and at most 255 registers;
+    flash_fwd's D = 64 entries (__launch_bounds__(256, 2): two blocks per SM) at most 128; the
+    W4A16 GEMV's static shared memory within the 48 KiB default."""
+    assert sorted(e.name for e in entries) == sorted(names)
     for e in entries:
         assert e.arch == arch
         assert e.spill_stores == 0 and e.spill_loads == 0, e
         assert e.stack_frame == 0, e  # no local memory at all
         assert 0 < e.registers <= MAX_REGISTERS, e
+        if e.name.startswith("wb_flash_fwd") and "_d64_" in e.name:
+            assert e.registers <= 128, e
+        if "gemv" in e.name:
+            assert e.shared_bytes <= 48 * 1024, e
 
 
 # --- build: nvcc / NVRTC and ptxas' report --------------------------------------------------------
 
 
 @needs_nvcc
-@pytest.mark.parametrize("arch", ARCHS)
-def test_nvcc_compiles_every_entry_without_spills(arch: str, tmp_path: Path) -> None:
-    entries = cm.compile_report(arch, tmp_path)
-    _assert_clean(entries, arch)
-    assert (tmp_path / f"gemm_{arch}.cubin").stat().st_size > 0
+@pytest.mark.parametrize("build", BUILDS, ids=str)
+def test_nvcc_compiles_every_entry_without_spills(build: Build, tmp_path: Path) -> None:
+    entries = cuda_build.compile_report(
+        build.package, build.source, build.arch, tmp_path, defines=build.defines,
+        lowest=build.lowest,
+    )  # fmt: skip
+    _assert_clean(entries, build.arch, build.entries)
+    assert (tmp_path / f"{Path(build.source).stem}_{build.arch}.cubin").stat().st_size > 0
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=str)
+def test_nvrtc_compiles_every_entry_without_spills(build: Build) -> None:
+    """What CuPy's RawModule does on a GPU of the architecture: NVRTC with the loader's options
+    (the include path of ptx.cuh, the defines) and those CuPy adds."""
+    _require_nvrtc()
+    entries = nvrtc.compile_report(
+        build.package, build.source, build.arch, defines=build.defines, lowest=build.lowest
+    )
+    _assert_clean(entries, build.arch, build.entries)
 
 
 @needs_nvcc
 def test_other_tile_config_compiles_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     small = cm.TileConfig(bm=128, bn=128, bk=32, warps_m=2, warps_n=2, stages=3)
-    _assert_clean(cm.compile_report("sm_80", tmp_path / "small", tiles=small), "sm_80")
+    entries = cm.compile_report("sm_80", tmp_path / "small", tiles=small)
+    _assert_clean(entries, "sm_80", cm.ENTRY_POINTS)
     with pytest.raises(WattbenchError, match="needs >= 3"):
         cm.compile_report("sm_80", tmp_path / "bad", tiles=cm.TileConfig(stages=2))
 
 
-def _libnvrtc() -> Any:
-    names = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]
-    spec = importlib.util.find_spec("nvidia")  # NVIDIA's pip wheels (nvidia-cuda-nvrtc)
-    for root in spec.submodule_search_locations if spec and spec.submodule_search_locations else []:
-        names += sorted(str(p) for p in Path(root).glob("*/lib/libnvrtc.so*"))
-    for name in names:
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    return None
+def test_nvrtc_options_are_cupys() -> None:
+    """The options the NVRTC checks use: what the loader hands RawModule, then CuPy's additions
+    (cupy/cuda/compiler.py: -ftz=true, -arch=sm_XX for a cubin, device as default space)."""
+    opts = cuda_build.compile_options(("-DX=1",))
+    assert opts[0] == "-std=c++17" and f"-I{cuda_build.include_dir()}" in opts and "-DX=1" in opts
+    assert (cuda_build.include_dir() / cuda_build.HEADER_NAME).is_file()
+    assert opts[-1] == f"-DWB_PTX_CUH_SHA256={cuda_build.header_digest()}"
+    assert nvrtc.cupy_options(opts, "sm_90") == (
+        *opts, "-ftz=true", "-arch=sm_90", "--device-as-default-execution-space"
+    )  # fmt: skip
 
 
-def _nvrtc_log(lib: Any, code: str, options: list[str]) -> tuple[int, str]:
-    prog = ctypes.c_void_p()
-    assert lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), b"gemm.cu", 0, None, None) == 0
-    try:
-        opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
-        rc = lib.nvrtcCompileProgram(prog, len(options), opts)
-        size = ctypes.c_size_t()
-        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
-        log = ctypes.create_string_buffer(size.value + 1)
-        lib.nvrtcGetProgramLog(prog, log)
-        return rc, log.value.decode(errors="replace")
-    finally:
-        lib.nvrtcDestroyProgram(ctypes.byref(prog))
+def test_nvrtc_needs_the_include_path() -> None:
+    """The sources compile only with ptx.cuh's folder on the include path: the -I is what makes
+    the NVRTC build work, not a header found by chance."""
+    _require_nvrtc()
+    options = nvrtc.cupy_options(cuda_build.BASE_OPTIONS, "sm_90")
+    rc, log = nvrtc.compile_log(cm.source(), cm.SOURCE_NAME, options)
+    assert rc != 0 and "ptx.cuh" in log
+    assert nvrtc.version() >= (12, 0)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_nvrtc_compiles_every_entry_without_spills(arch: str) -> None:
-    """What CuPy's RawModule does: NVRTC, no include path, the module's own options."""
-    lib = _libnvrtc()
-    if lib is None:
-        pytest.skip("libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)")
-    options = [
-        *cm.BASE_OPTIONS,
-        *cm.DEFAULT_TILES.defines(),
-        f"--gpu-architecture={arch}",
-        "--ptxas-options=-v",
-    ]
-    rc, log = _nvrtc_log(lib, cm.source(), options)
-    assert rc == 0, log
-    _assert_clean(cuda_build.parse_ptxas_report(log), arch)
-
-
-def test_source_needs_no_header_and_defaults_match_tile_config() -> None:
+def test_source_includes_only_ptx_cuh_and_defaults_match_tile_config() -> None:
     text = cm.source()
-    assert "#include" not in text  # NVRTC-safe: nothing to find on an include path
+    assert re.findall(r"#include.*", text) == ['#include "ptx.cuh"']
     defaults = {k: int(v) for k, v in re.findall(r"#define WB_GEMM_(\w+) (\d+)", text)}
     tiles = cm.DEFAULT_TILES
     assert defaults == {
@@ -147,12 +191,16 @@ def test_source_needs_no_header_and_defaults_match_tile_config() -> None:
 
 
 def test_nvcc_command() -> None:
-    cmd = cm.nvcc_command(90, "/tmp/out.cubin", "/src/gemm.cu", nvcc="/opt/nvcc")
+    defines = cm.DEFAULT_TILES.defines()
+    cmd = cuda_build.nvcc_command(
+        "sm_90", "/tmp/out.cubin", "/src/gemm.cu", defines=defines, nvcc="/opt/nvcc"
+    )
     assert cmd[:3] == ["/opt/nvcc", "-cubin", "-arch=sm_90"]
     assert "-std=c++17" in cmd and "-O3" in cmd
+    assert f"-I{cuda_build.include_dir()}" in cmd  # ptx.cuh
     assert cmd[cmd.index("-Xptxas") + 1] == "-v"
     assert cmd[-3:] == ["-o", "/tmp/out.cubin", "/src/gemm.cu"]
-    assert set(cm.DEFAULT_TILES.defines()) <= set(cmd)
+    assert set(defines) <= set(cmd)
     assert cm.normalize_arch("sm_90a") == "sm_90a" and cm.normalize_arch("80") == "sm_80"
     for bad in ("sm_75", "compute_90", "hopper"):
         with pytest.raises(UsageError):
@@ -205,7 +253,7 @@ def test_parser_reports_spills() -> None:
     assert entry == cuda_build.PtxasEntry("wb_gemm_bf16_aligned", "sm_80", 255, 296, 412, 264, 0)
     assert entry.spills
     with pytest.raises(AssertionError):
-        _assert_clean([entry], "sm_80")
+        _assert_clean([entry], "sm_80", ("wb_gemm_bf16_aligned",))
 
 
 def test_parser_refuses_an_incomplete_entry() -> None:
@@ -323,9 +371,9 @@ def _fake_cupy(smem_limit: int) -> types.ModuleType:
 def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     cp = _fake_cupy(smem_limit=227 * 1024)
     monkeypatch.setitem(sys.modules, "cupy", cp)
-    cm.clear_module_cache()
+    cuda_build.clear_module_cache()
     yield cp
-    cm.clear_module_cache()
+    cuda_build.clear_module_cache()
 
 
 def _mats(m: int, n: int, k: int, dtype: Any = np.float16, misalign: bool = False) -> list:
@@ -341,7 +389,9 @@ def test_launch_geometry_and_fast_entry(fake_cupy: types.ModuleType) -> None:
     a, b, out = _mats(300, 520, 64)
     launch = cm.make_launch(a, b, out)
     module = cm.load_module()
-    assert module.backend == "nvrtc" and "-std=c++17" in module.options
+    assert module.backend == "nvrtc"
+    assert module.options == cuda_build.compile_options(cm.DEFAULT_TILES.defines())
+    assert module.code == cm.source() and cm.load_module() is module  # cached
     (kernel,) = module.kernels.values()
     assert kernel.name == "wb_gemm_fp16_aligned"
     assert kernel.max_dynamic_shared_size_bytes == cm.DEFAULT_TILES.smem_bytes
@@ -394,12 +444,12 @@ def test_bf16_torch_tensors(fake_cupy: types.ModuleType) -> None:
 
 def test_smem_over_the_device_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(smem_limit=99 * 1024))
-    cm.clear_module_cache()
+    cuda_build.clear_module_cache()
     try:
         with pytest.raises(UsageError, match="156672 bytes"):
             cm.make_launch(*_mats(8, 8, 8))
     finally:
-        cm.clear_module_cache()
+        cuda_build.clear_module_cache()
 
 
 def _bad_operands() -> dict[str, tuple[tuple, type]]:
@@ -546,86 +596,3 @@ def test_cupy_matmul_matches_float64(dtype: str, shape: tuple[int, int, int]) ->
     launch()
     tol = {"fp32": FP32_TOL, "bf16": BF16_TOL, "fp16": FP16_TOL}[dtype]
     assert _rel_err(out, a, b) < tol
-
-
-# --- the attention kernels (kernels/attention/*.cu): the same build checks -----------------------
-# Their CPU emulation and GPU results are in test_attention_cuda.py.
-
-
-def _assert_attention_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
-    from wattbench.kernels.attention import cupy_attention as ca
-
-    assert sorted(e.name for e in entries) == sorted(ca.ENTRY_POINTS[source])
-    for e in entries:
-        assert e.arch == arch
-        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
-        assert 0 < e.registers <= MAX_REGISTERS, e
-        if e.name.startswith("wb_flash_fwd") and "_d64_" in e.name:
-            assert e.registers <= 128, e  # __launch_bounds__(256, 2): two blocks per SM
-
-
-@needs_nvcc
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
-def test_attention_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
-    from wattbench.kernels.attention import cupy_attention as ca
-
-    _assert_attention_clean(ca.compile_report(source, arch, tmp_path), source, arch)
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", ["flash_fwd.cu", "flash_decode.cu"])
-def test_attention_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
-    from wattbench.kernels.attention import cupy_attention as ca
-
-    lib = _libnvrtc()
-    if lib is None:
-        pytest.skip("libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)")
-    options = [*ca.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
-    rc, log = _nvrtc_log(lib, ca.source(source), options)
-    assert rc == 0, log
-    _assert_attention_clean(cuda_build.parse_ptxas_report(log), source, arch)
-
-
-# --- quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) -------------------------------------------
-
-QGEMM_BUILDS = [
-    ("w8a8.cu", "sm_80"),
-    ("w8a8.cu", "sm_90"),
-    ("w8a8.cu", "sm_75"),  # the dp4a entries for GPUs without int8 mma.sync (mma ones: a trap)
-    ("w4a16.cu", "sm_80"),
-    ("w4a16.cu", "sm_90"),
-]
-
-
-def _assert_qgemm_clean(entries: list[cuda_build.PtxasEntry], source: str, arch: str) -> None:
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    assert sorted(e.name for e in entries) == sorted(cq.ENTRY_POINTS[source])
-    for e in entries:
-        assert e.arch == arch
-        assert e.spill_stores == 0 and e.spill_loads == 0 and e.stack_frame == 0, e
-        assert 0 < e.registers <= MAX_REGISTERS, e
-        if "gemv" in e.name:  # 128-thread blocks; at most 255 registers, several blocks per SM
-            assert e.shared_bytes <= 48 * 1024, e
-
-
-@needs_nvcc
-@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
-def test_qgemm_nvcc_compiles_every_entry_without_spills(source: str, arch: str, tmp_path: Path):
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    _assert_qgemm_clean(cq.compile_report(source, arch, tmp_path), source, arch)
-
-
-@pytest.mark.parametrize(("source", "arch"), QGEMM_BUILDS)
-def test_qgemm_nvrtc_compiles_every_entry_without_spills(source: str, arch: str) -> None:
-    from wattbench.kernels.qgemm import cupy_qgemm as cq
-
-    lib = _libnvrtc()
-    if lib is None:
-        pytest.skip("libnvrtc not found (comes with the CUDA toolkit or nvidia-cuda-nvrtc)")
-    options = [*cq.BASE_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v"]
-    rc, log = _nvrtc_log(lib, cq.source(source), options)
-    assert rc == 0, log
-    _assert_qgemm_clean(cuda_build.parse_ptxas_report(log), source, arch)

@@ -1,9 +1,9 @@
 """The hand-written CUDA GEMM (kernels/matmul/gemm.cu) run on the CPU in a host emulation.
 
-``gemm_emulator.cpp`` compiles the source unchanged except for its device primitives (cp.async,
-ldmatrix, mma.sync, conversions: emulated from the PTX ISA, copies landing only at
-``cp.async.wait_group``, shared memory poisoned); the tiling macros come from
-``cupy_matmul.TileConfig.defines()``. Each entry point runs at shapes with partial edge tiles
+``gemm_emulator.cpp`` compiles the source unchanged; its PTX primitives (kernels/ptx.cuh:
+cp.async, ldmatrix, mma.sync, conversions) come from ``ptx_emulator.h``, written from the PTX ISA
+(copies landing only at ``cp.async.wait_group``, shared memory poisoned); the tiling macros come
+from ``cupy_matmul.TileConfig.defines()``. Each entry point runs at shapes with partial edge tiles
 and more k tiles than pipeline stages, on seeded random inputs with a NaN-poisoned output,
 against float64: the relative Frobenius error must be within the GPU tests' tolerances (bf16
 1e-2, fp16 2e-3: a few units of C's rounding, far below a wrong fragment, stage or edge).
@@ -14,17 +14,14 @@ are run.
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.kernels.emulators import build_emulator
 from wattbench.kernels.matmul import cupy_matmul as cm
 
-HERE = Path(__file__).resolve().parent
-CXX = shutil.which("g++") or shutil.which("c++")
 TOL = {"fp16": 2e-3, "bf16": 1e-2}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 TILINGS = {
@@ -37,19 +34,12 @@ TILINGS = {
 def emulator(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[ctypes.CDLL, cm.TileConfig]:
-    if CXX is None:
-        pytest.skip("no C++ compiler (g++) to build the kernel emulator")
     tiles = TILINGS[request.param]
     out = tmp_path_factory.mktemp("emu") / f"gemm_emulator_{request.param}.so"
     source = Path(cm.__file__).parent / cm.SOURCE_NAME
-    cmd = [
-        CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(out), f"-I{HERE}",
-        f'-DWB_GEMM_SOURCE="{source}"', *tiles.defines(), str(HERE / "gemm_emulator.cpp"),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lib = ctypes.CDLL(str(out))
-    lib.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib = build_emulator(
+        "gemm_emulator.cpp", out, {"WB_GEMM_SOURCE": source}, defines=tiles.defines()
+    )
     lib.emu_gemm.argtypes = [ctypes.c_void_p, ctypes.c_uint, *[ctypes.c_void_p] * 3]
     lib.emu_gemm.argtypes += [ctypes.c_int] * 3
     assert lib.emu_gemm_threads() == tiles.threads

@@ -1,8 +1,8 @@
 """The hand-written CUDA quantized GEMMs (kernels/qgemm/w8a8.cu, w4a16.cu) and their CuPy launchers.
 
 Without a GPU the kernels run in a host emulator (tests/kernels/qgemm_emulator.cpp): the .cu files
-are compiled unchanged by g++ except for their device-primitive sections, which the emulator
-supplies from the PTX ISA's definitions (fibers per CUDA thread, warp-collective ldmatrix and
+are compiled unchanged by g++, their PTX primitives (ptx.cuh) taken from ptx_emulator.h, written
+from the PTX ISA's definitions (fibers per CUDA thread, warp-collective ldmatrix and
 mma.sync, queued cp.async, poisoned shared memory, bounds-checked global loads). The launchers
 run for real (validation, entry choice, launch geometry, workspace, argument order) against a
 stand-in for the few CuPy calls they make, whose kernels call the emulator: the one thing
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -33,12 +32,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.kernels.emulators import build_emulator
+from wattbench.kernels import cuda_build
 from wattbench.kernels.qgemm import cupy_qgemm as cq
 from wattbench.kernels.qgemm import w4a16, w8a8
 from wattbench.kernels.verify import rel_fro_error
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
-EMULATOR = Path(__file__).with_name("qgemm_emulator.cpp")
 SOURCES = Path(cq.__file__).parent
 TOL = {torch.float16: 2**-10, torch.bfloat16: 2**-7}
 EMU_CODES = {0: "ok", 1: "deadlock", 2: "divergent", 3: "bad launch", 4: "out-of-bounds read"}
@@ -47,17 +47,9 @@ CANARY = 4096  # bytes of guard on each side of an output
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory) -> ctypes.CDLL:
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ is not on PATH (the emulator is C++)")
     lib = tmp_path_factory.mktemp("qgemm_emu") / "libqgemm_emu.so"
-    sources = [f'-DWB_{Path(n).stem.upper()}_SOURCE="{SOURCES / n}"' for n in cq.ENTRY_POINTS]
-    cmd = [gxx, "-std=c++17", "-O2", "-shared", "-fPIC", f"-I{EMULATOR.parent}", "-o", str(lib)]
-    cmd += [str(EMULATOR), *sources]  # EMULATOR includes warp_emulator.h from its folder
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    dll = ctypes.CDLL(str(lib))
-    dll.emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    sources = {f"WB_{Path(n).stem.upper()}_SOURCE": SOURCES / n for n in cq.ENTRY_POINTS}
+    dll = build_emulator("qgemm_emulator.cpp", lib, sources, opt="-O2")
     return dll
 
 
@@ -98,7 +90,8 @@ def cupy_stand_in(emulator, monkeypatch):
 
     class RawModule:
         def __init__(self, code: str, options: tuple, backend: str) -> None:
-            assert backend == "nvrtc" and "-std=c++17" in options and "extern" in code
+            assert backend == "nvrtc" and options == cuda_build.compile_options()
+            assert "extern" in code
             self.kernels: dict[str, EmulatedKernel] = {}
             modules.append(self)
 
@@ -117,9 +110,9 @@ def cupy_stand_in(emulator, monkeypatch):
     cp.device, cp.modules = device, modules
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setattr(cq, "_on_current_cuda_device", lambda cp, tensors: None)
-    cq.clear_module_cache()
+    cuda_build.clear_module_cache()
     yield cp
-    cq.clear_module_cache()
+    cuda_build.clear_module_cache()
 
 
 def _fenced(inputs) -> torch.Tensor:
@@ -267,7 +260,7 @@ def test_launch_constants_match_the_sources():
     assert "static_assert(GEMM_SMEM_BYTES == 50688" in cq.source("w4a16.cu")
     for name, entries in cq.ENTRY_POINTS.items():
         text = cq.source(name)
-        assert not re.search(r"^\s*#\s*include", text, re.M)  # NVRTC-safe: no header
+        assert re.findall(r"^[ \t]*#[ \t]*include.*", text, re.M) == ['#include "ptx.cuh"'], name
         for entry in entries:
             assert re.search(rf"ENTRY\({entry},", text), entry
 
@@ -314,8 +307,8 @@ def test_arch_names():
     assert cq.normalize_arch("90a", "w4a16.cu") == "sm_90a"
     with pytest.raises(UsageError, match="sm_80"):
         cq.normalize_arch("sm_75", "w4a16.cu")
-    cmd = cq.nvcc_command("w4a16.cu", 80, "/tmp/x.cubin", "/src/w4a16.cu", nvcc="/opt/nvcc")
-    assert cmd[:3] == ["/opt/nvcc", "-cubin", "-arch=sm_80"] and "-Xptxas" in cmd
+    with pytest.raises(UsageError, match="no quantized GEMM CUDA source"):
+        cq.normalize_arch("sm_90", "w2a2.cu")
 
 
 # --- on a GPU: the real CuPy ----------------------------------------------------------------------

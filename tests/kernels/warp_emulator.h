@@ -1,7 +1,8 @@
-// Shared runtime of the host CUDA-kernel emulators (attention_emulator.cpp, qgemm_emulator.cpp),
-// for tests on machines without a GPU. Each emulator includes this header, adds its own warp
-// collectives / primitives (written from the PTX ISA's definitions) and its extern "C" launchers,
-// then includes the kernel sources unchanged with WB_EMULATE defined.
+// Shared runtime of the host CUDA-kernel emulators (gemm_emulator.cpp, attention_emulator.cpp,
+// qgemm_emulator.cpp), for tests on machines without a GPU: threads, barriers, warp exchanges,
+// cp.async queues, number formats and the CUDA built-ins the kernels call (__syncthreads,
+// __shfl_xor_sync, min). The PTX primitives of kernels/ptx.cuh are emulated on top of it in
+// ptx_emulator.h, which each emulator includes before the kernel sources.
 //
 //   * every CUDA thread of a block is a cooperative fiber (ucontext) that runs until it reaches a
 //     barrier: __syncthreads is a block barrier, and a warp-collective instruction is an exchange
@@ -53,6 +54,9 @@ enum { EMU_OK = 0, EMU_DEADLOCK = 1, EMU_DIVERGENT = 2, EMU_BAD_LAUNCH = 3, EMU_
 namespace emu {
 
 constexpr int MAX_THREADS = 1024;
+
+// The warp collectives: every lane of a warp must enter the same one.
+enum Kind { K_NONE, K_SHFL, K_LDM, K_LDMT, K_MMA_F16, K_MMA_BF16, K_MMA_S8 };
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t SMEM_BYTES = 227 * 1024;
 
@@ -70,7 +74,7 @@ struct Copy {
 
 struct WarpSlots {
   Barrier bar;
-  int kind[32];  // the collective each lane entered (the emulator's Kind values)
+  int kind[32];  // the collective each lane entered (a Kind)
   u32 w[32][8];  // each lane's operands
 };
 
@@ -267,21 +271,23 @@ static u16 half_of(u32 word, int hi) { return (u16)(hi ? word >> 16 : word & 0xf
 
 }  // namespace emu
 
-// --- primitives every kernel family calls -------------------------------------------------------
+// --- CUDA built-ins the kernels call -------------------------------------------------------------
 
 static inline int min(int a, int b) { return a < b ? a : b; }
 
 static inline void __syncthreads() { emu::wait(emu::S.block_bar, emu::S.threads); }
 
-static inline u32 smem_addr(const void* p) {
-  return (u32)(static_cast<const unsigned char*>(p) - emu::smem_bytes);
+// A warp collective: the value of lane (this lane ^ lane_mask); the whole warp must take part.
+static inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+  if (mask != 0xffffffffu) emu::fail(EMU_DIVERGENT);
+  emu::WarpSlots& w = emu::warp_of();
+  std::memcpy(&w.w[emu::lane_of()][0], &v, 4);
+  emu::publish(emu::K_SHFL);
+  float r;
+  std::memcpy(&r, &w.w[emu::lane_of() ^ lane_mask][0], 4);
+  emu::retire();
+  return r;
 }
-
-static inline void cp_async16(u32 dst, const void* src, int src_bytes) {
-  emu::queue_copy(dst, src, 16, src_bytes);
-}
-
-static inline void cp_async_commit() { emu::commit_copies(); }
 
 // --- launcher side (ctypes): readable global memory ----------------------------------------------
 
