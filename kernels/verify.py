@@ -276,8 +276,7 @@ def _run_one(
                 first=(inputs, launch),
             )
             time_ms = median_ms(time_launch_ms(timed, timing))
-            tflops = work.flops / (time_ms * 1e-3) / 1e12
-            gbs = work.bytes / (time_ms * 1e-3) / 1e9
+            tflops, gbs = work.tflops(time_ms * 1e-3), work.gbs(time_ms * 1e-3)
             l2 = timed.describe()
         return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs, l2=l2)
     except ImplUnavailable as exc:

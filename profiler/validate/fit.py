@@ -141,8 +141,8 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
         t = physics.iteration_timing(base, p.work, p.sm_mhz, p.mem_mhz)
         busy = p.time_s - base.performance.launch_overhead_us * 1e-6
         if t.compute_bound and busy > 0:
-            peak = base.peak_tflops(p.work.dtype) * 1e12 * p.sm_mhz / base.clocks.sm_mhz_max
-            ceffs.append(p.work.flops / busy / peak)
+            peak_tflops = base.peak_tflops(p.work.dtype) * p.sm_mhz / base.clocks.sm_mhz_max
+            ceffs.append(p.work.tflops(busy) / peak_tflops)
     if ceffs:
         set_("performance.compute_efficiency", round(statistics.median(ceffs), 4),
              f"median of {len(ceffs)} compute-bound points")  # fmt: skip

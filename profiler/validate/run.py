@@ -33,6 +33,7 @@ from wattbench.kernels import catalog
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.verify import PASS, UNAVAILABLE, check
+from wattbench.kernels.work import Work
 from wattbench.profiler.device.device import Device
 from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.store import collect_versions, device_json
@@ -163,8 +164,10 @@ def bandwidth(ctx: Context) -> dict[str, Any]:
         {"copy": lambda: b.copy_(a), "read": lambda: torch.sum(a, 0, out=out)},
         reps=10,
     )
-    copy_gbs = 2 * n_bytes / (t.median_ms("copy") * 1e-3) / 1e9
-    read_gbs = n_bytes / (t.median_ms("read") * 1e-3) / 1e9
+    read = Work(flops=0, bytes=n_bytes, dtype="fp32")  # one pass over the buffer
+    copy = Work(flops=0, bytes=2 * n_bytes, dtype="fp32")  # read a, write b
+    copy_gbs = copy.gbs(t.median_ms("copy") * 1e-3)
+    read_gbs = read.gbs(t.median_ms("read") * 1e-3)
     ctx.hbm_read_gbs = read_gbs
     return {
         "status": "info",
@@ -196,8 +199,8 @@ def anchor(ctx: Context) -> dict[str, Any]:
     from wattbench.kernels.timing import time_graphs_interleaved
 
     t = time_graphs_interleaved({"cublas": _launch(p)})
-    flops = catalog.family(p.family).work(p.shape, p.dtype).flops
-    tflops = flops / (t.median_ms("cublas") * 1e-3) / 1e12
+    work = catalog.family(p.family).work(p.shape, p.dtype)
+    tflops = work.tflops(t.median_ms("cublas") * 1e-3)
     return {"status": "info", "summary": f"{p.label}: {tflops:,.0f} TFLOP/s", "tflops": tflops}
 
 
@@ -224,7 +227,7 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
             if ctx.hbm_read_gbs is None:
                 return {"status": "unavailable", "summary": "no HBM read bandwidth measured"}
             work = catalog.family(t.measured.family).work(t.measured.shape, t.measured.dtype)
-            doc["achieved_gbs"] = work.bytes / (measured_ms * 1e-3) / 1e9
+            doc["achieved_gbs"] = work.gbs(measured_ms * 1e-3)
             ratio = doc["achieved_gbs"] / ctx.hbm_read_gbs
         doc["ratio"] = ratio
         doc["status"] = "pass" if ratio >= t.threshold else "fail"

@@ -142,6 +142,19 @@ def test_check_one_is_the_engine_for_one_impl_and_keeps_its_launch():
     assert reference_device("cuda:1", 2.0**33) == "cuda:1"
 
 
+def test_work_rates_are_per_iteration_in_named_units():
+    """Every rate wattbench prints comes from these methods (TFLOP/s, GB/s, TFLOP/J, GB/J)."""
+    w = Work(flops=2e12, bytes=4e9, dtype="bf16")
+    assert (w.tflop, w.gb) == (2.0, 4.0)
+    assert w.tflops(0.5) == 4.0 and w.gbs(0.5) == 8.0
+    assert w.tflop_per_j(400.0) == pytest.approx(0.005) and w.gb_per_j(400.0) == 0.01
+    assert w.arithmetic_intensity == 500.0
+    assert Work.from_json(w.to_json()) == w
+    assert Work.from_json({"flops": 0, "bytes": "8", "dtype": "fp32"}).gbs(2.0) == 4e-9
+    with pytest.raises(ValueError):
+        Work(0, 0, "fp32")
+
+
 def test_rel_fro_error():
     ref = torch.tensor([3.0, 4.0], dtype=torch.float64)
     assert rel_fro_error(torch.tensor([3.0, 4.0]), ref) == 0.0
