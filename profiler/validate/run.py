@@ -19,11 +19,6 @@ need a GPU say what they would measure. Nothing changes a GPU setting.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
-import socket
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +31,7 @@ from wattbench.kernels.verify import PASS, UNAVAILABLE, check
 from wattbench.kernels.work import Work
 from wattbench.profiler.device.device import Device
 from wattbench.profiler.jsonio import write_json_atomic
-from wattbench.profiler.store import collect_versions, device_json
+from wattbench.profiler.store.provenance import provenance as store_provenance
 from wattbench.profiler.validate import sensors
 from wattbench.profiler.validate.steps import Step
 from wattbench.profiler.validate.targets import TARGETS, Problem, Target
@@ -66,43 +61,9 @@ def _gpu_only(what: str) -> dict[str, Any]:
 # --- provenance ---------------------------------------------------------------------------------
 
 
-def _commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def provenance(ctx: Context) -> dict[str, Any]:
     dev = ctx.device
-    doc = {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["wattbench", *ctx.argv]),
-        "commit": _commit(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "versions": collect_versions(dev.identity),
-        "stack": ctx.env.to_json(),
-        "device": {k: v for k, v in device_json(dev).items() if k != "spec"},
-        "simulated": dev.simulated is not None,
-        "in_force": {
-            "sm_mhz": dev.sm_clock_mhz(),
-            "mem_mhz": dev.mem_clock_mhz(),
-            "power_limit_w": dev.power_limit_w(),
-            "temperature_c": dev.temperature_c(),
-        },
-        "environment": {
-            k: os.environ.get(k)
-            for k in ("WATTBENCH_NO_ACTUATE", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")
-        },
-    }
+    doc = store_provenance(["wattbench", *ctx.argv], device=dev, env=ctx.env)
     write_json_atomic(ctx.folder / "provenance.json", doc)
     ident = dev.identity
     return {
