@@ -1,14 +1,13 @@
 """Provenance: who measured what, where and with what -- one document for every result file.
 
 :func:`provenance` builds it for ``wattbench validate`` (``provenance.json``) and the kernel
-benchmark of the suites (its JSON and Markdown): the date (UTC), the command, the git commit of the
-code that ran (None outside a checkout), host and platform, the versions of everything that
-shapes a measurement (:func:`~wattbench.profiler.store.record.collect_versions`, with the
-kernel stack's own versions when ``env`` is given), and, when the caller has them, the
-kernel environment (``stack``: torch's CUDA device and capability, ``cuda_runtime_torch``)
-and the NVML device (``device``: identity, driver, CUDA driver; ``in_force``: clocks, power
-limit and temperature as read, None where a reading fails). Reading only: nothing here changes
-a GPU setting.
+benchmark ``suites/bench/kernels.py`` (its JSON and Markdown): the date (UTC), the command, the
+git commit of the code that ran (None outside a checkout), host and platform, the versions of
+everything that shapes a measurement (:func:`~wattbench.profiler.store.record.collect_versions`,
+with the kernel stack's own versions when ``env`` is given), and, when the caller has them, the
+kernel environment (``stack``: torch's CUDA device and capability, ``cuda_runtime_torch``) and
+the NVML device (``device``: identity, driver, CUDA driver; ``in_force``: clocks, power limit and
+temperature as read, None where a reading fails). Reading only: nothing here changes a GPU setting.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from wattbench.profiler.cli import check as check_cli
 from wattbench.profiler.cli import kernels as kernels_cli
 from wattbench.profiler.errors import ShapeError, UnknownKernelError
 
-BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench.py"
+BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench" / "kernels.py"
 CUDA = torch.cuda.is_available()
 
 
@@ -237,7 +237,7 @@ def test_bench_shapes_and_report_rendering():
             "cuda_runtime_torch": "12.8",
             "versions": {"torch": "2.11", "cupy": None},
             "python": "3.12",
-            "command": "python suites/bench.py",
+            "command": "python suites/bench/kernels.py",
             "device": {"driver_version": "580.1"},
             "in_force": {"power_limit_w": 700.0},
         },

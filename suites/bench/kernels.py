@@ -1,9 +1,9 @@
 """Throughput of every available implementation of a kernel family against its vendor baseline.
 
-    python suites/bench.py --kernel matmul [--shapes 4096,8192 | --preset square] [--dtype bf16]
-                           [--impl triton ...] [--out results/] [--l2 rotate|warm]
-    python suites/bench.py --kernel w4a16 --preset decode --dtype bf16-g128
-    python suites/bench.py --kernel w8a8 --shapes 8192 --dtype int8
+    python suites/bench/kernels.py --kernel matmul [--shapes 4096,8192 | --preset square]
+        [--dtype bf16] [--impl triton ...] [--out results/] [--l2 rotate|warm]
+    python suites/bench/kernels.py --kernel w4a16 --preset decode --dtype bf16-g128
+    python suites/bench/kernels.py --kernel w8a8 --shapes 8192 --dtype int8
 
 Per shape, each implementation is checked once against the float64 reference (``--no-verify``
 skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions

@@ -1,6 +1,6 @@
 """Grid vs adaptive search, side by side on the simulated H100, H200, A100 and L4, sensor noise on.
 
-    python suites/bench_search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
+    python suites/bench/search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
                                   [--measurement steady,fast]
                                   [--out results/search]
 
@@ -14,7 +14,7 @@ real measurement path (``PointMeasurer``, ``Actuator``, an actuation session, ``
 Every sweep runs once per measurement method named (``--measurement``; ``fast`` is wattbench's
 default, ``steady`` the old method), side by side. ``--study methods`` compares the two methods
 instead, with the default objectives together, on robustness variants too
-(``suites/search_methods.py``; results in ``results/measurement/``).
+(``suites/bench/search_methods.py``; results in ``results/measurement/``).
 
 Figures per sweep:
 
@@ -336,7 +336,7 @@ def methods_study(args: argparse.Namespace, wls: list[Workload], scratch: Path) 
         "three rows",
         f"- variants of {search_methods.VARIANT_BASE} (stress tests, not published GPUs): "
         + (", ".join(variants) or "none")
-        + " (see suites/search_methods.py)",
+        + " (see suites/bench/search_methods.py)",
         f"- targets (fast): GPU time per sweep median <= {search_methods.TARGET_MEDIAN_S:.0f} s "
         f"over all rows, every row <= {search_methods.TARGET_WORST_S:.0f} s; regret median <= "
         f"{search_methods.TARGET_MEDIAN_REGRET:.1%}, worst <= "
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("search", "methods"),
         default="search",
         help="search: grid vs adaptive per objective; methods: steady vs fast measurement, "
-        "the adaptive sweep with the default objectives (suites/search_methods.py)",
+        "the adaptive sweep with the default objectives (suites/bench/search_methods.py)",
     )
     p.add_argument(
         "--variants",
@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(runs, wls, objective_names)
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
-    command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/search.py", *(argv or sys.argv[1:])])
     header = [
         "# Grid vs adaptive search (SIMULATED GPUs)",
         "",
@@ -608,7 +608,7 @@ def _methods_main(args: argparse.Namespace, wls: list[Workload], argv: list[str]
         rows, runs, header = methods_study(args, wls, Path(scratch))
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
-    command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/search.py", *(argv or sys.argv[1:])])
     header[4:4] = [
         f"- date (UTC): {now.isoformat(timespec='seconds')}",
         f"- command: `{command}`",
