@@ -75,6 +75,16 @@ class Workload(Work):
     data_activity: float = 1.0
     activity_scale: float = 1.0
 
+    @classmethod
+    def of(
+        cls,
+        work: Work,
+        compute_efficiency: float | None = None,
+        memory_efficiency: float | None = None,
+    ) -> Workload:
+        """A kernel's Work as the simulator runs it (random data, every unit busy)."""
+        return cls(work.flops, work.bytes, work.dtype, compute_efficiency, memory_efficiency)
+
 
 @dataclass(frozen=True)
 class Unit:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.spec import GpuSpec, parse_spec
@@ -81,7 +82,7 @@ def points_of(records: Sequence[RunRecord]) -> list[Point]:
         if rec.status != "complete":
             continue
         w = rec.doc["work"]
-        work = physics.Workload(float(w["flops"]), float(w["bytes"]), w["dtype"])
+        work = physics.Workload.of(Work.from_json(w))
         for m in rec.points:
             if m.flags or m.point.power_limit_w is not None:
                 continue

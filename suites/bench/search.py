@@ -74,6 +74,7 @@ from wattbench.profiler.measure import (
     Actuator,
     Measurement,
     MeasureSettings,
+    OperatingPoint,
     PointMeasurer,
 )
 from wattbench.profiler.runners import SimulatedRunner
@@ -102,6 +103,7 @@ OBJECTIVES = ("energy", "edp", "ed2p", "zeus:0.5", "slowdown:0.05")
 TARGET_RATIO = 0.25
 TARGET_MEDIAN_REGRET = 0.005
 TARGET_WORST_REGRET = 0.02
+BASELINE_KEY = OperatingPoint().key  # sm=default,mem=default,pl=default
 
 
 # --- workloads -----------------------------------------------------------------------------------
@@ -156,22 +158,17 @@ def workloads() -> list[Workload]:
 # --- the noise-free truth -------------------------------------------------------------------------
 
 
-def true_point(
-    spec: sim_spec.GpuSpec, work: physics.Workload, sm_req: int | None, unit: physics.Unit
-) -> tuple:
-    """(energy_j, time_s, sm_mhz) per iteration in steady state at a requested SM clock (None:
-    unlocked), default memory clock and power limit, on this unit: the simulator's own governor
-    at the temperature its power produces (:func:`physics.steady_state`)."""
-    s = physics.steady_state(spec, work, sm_lock_mhz=sm_req, unit=unit)
-    return s.energy_j, s.time_s, s.sm_mhz
-
-
 def truth_table(
     spec: sim_spec.GpuSpec, wl: Workload, keys: dict[str, int | None], unit: physics.Unit
-) -> dict:
-    """point key -> (energy_j, time_s) from the noise-free model of this unit."""
-    work = physics.Workload(wl.work.flops, wl.work.bytes, wl.work.dtype, wl.compute_efficiency)
-    return {k: true_point(spec, work, sm, unit)[:2] for k, sm in keys.items()}
+) -> dict[str, tuple[float, float]]:
+    """point key -> (energy_j, time_s) per iteration: the simulator's steady-state truth
+    (:func:`physics.steady_state`, noise-free) for this unit at each requested SM clock (None:
+    unlocked), default memory clock and power limit."""
+    work = physics.Workload.of(wl.work, wl.compute_efficiency)  # what SimulatedRunner runs
+    states = {
+        k: physics.steady_state(spec, work, sm_lock_mhz=sm, unit=unit) for k, sm in keys.items()
+    }
+    return {k: (s.energy_j, s.time_s) for k, s in states.items()}
 
 
 def regret(objective: Objective, chosen_key: str, truth: dict, max_power_w: float) -> tuple:
@@ -180,7 +177,7 @@ def regret(objective: Objective, chosen_key: str, truth: dict, max_power_w: floa
     pool = truth
     violated = False
     if objective.kind == "slowdown":
-        base_t = truth["sm=default,mem=default,pl=default"][1]
+        base_t = truth[BASELINE_KEY][1]
         limit = base_t * (1 + objective.param) * (1 + SLOWDOWN_TOLERANCE_REL)
         pool = {k: v for k, v in truth.items() if v[1] <= limit}
         violated = truth[chosen_key][1] > limit * (1 + 1e-9)
@@ -365,10 +362,11 @@ def _map(fn, tasks: list, jobs: int) -> list:
 
 
 def _keys_of(gpu_key: str) -> dict[str, int | None]:
+    """Point key -> requested SM clock (None: the baseline) of every grid point (``sm=all``)."""
     spec = search_methods.load_spec(gpu_key)
-    keys = {"sm=default,mem=default,pl=default": None}
+    keys: dict[str, int | None] = {BASELINE_KEY: None}
     for c in spec.clocks.sm_clocks_mhz():
-        keys[f"sm={c:g},mem=default,pl=default"] = c
+        keys[OperatingPoint(sm_mhz=c).key] = c
     return keys
 
 
