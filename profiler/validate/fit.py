@@ -279,7 +279,7 @@ def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_) -> 
     if ratio is None or any(v is None for ph in (random, zeros) for v in ph.values()):
         return
     w = trace["work"]
-    work = physics.Workload(float(w["flops"]), float(w["bytes"]), w["dtype"])
+    work = physics.Workload.of(Work.from_json(w))
     spec = _spec(raw, source)
     board = physics.board_w(spec)
 

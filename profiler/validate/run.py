@@ -219,7 +219,7 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
         {
             "load": load,
             "samples": [s.__dict__ for s in samples],
-            "work": {"flops": w.flops, "bytes": w.bytes, "dtype": w.dtype},
+            "work": w.to_json(),
             "data_samples": [s.__dict__ for s in data],
         },
     )
