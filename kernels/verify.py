@@ -65,10 +65,7 @@ class ImplResult:
         return self.status in (PASS, FAIL, UNVERIFIED)
 
     def to_json(self) -> dict:
-        doc = asdict(self)
-        if doc["rel_error"] is not None and not math.isfinite(doc["rel_error"]):
-            doc["rel_error"] = str(doc["rel_error"])  # JSON has no NaN / inf
-        return doc
+        return {**asdict(self), "rel_error": error_json(self.rel_error)}
 
 
 @dataclass(frozen=True)
@@ -106,6 +103,13 @@ class Report:
             "failed": self.failed,
             "results": [r.to_json() for r in self.results],
         }
+
+
+def error_json(rel_error: float | None) -> float | str | None:
+    """A relative error as JSON has it: NaN and inf as text ("nan", "inf"; JSON has neither)."""
+    if rel_error is not None and not math.isfinite(rel_error):
+        return str(rel_error)
+    return rel_error
 
 
 def rel_fro_error(out, ref) -> float:

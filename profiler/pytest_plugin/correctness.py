@@ -10,13 +10,12 @@ own shape, for simulated GPUs, which run no kernel.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Impl, Shape
-from wattbench.kernels.verify import FAIL, OneCheck
+from wattbench.kernels.verify import FAIL, OneCheck, error_json
 
 NOT_CHECKED = "not-checked"
 
@@ -38,10 +37,7 @@ class Verdict:
         return self.status == FAIL
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["rel_error"] is not None and not math.isfinite(d["rel_error"]):
-            d["rel_error"] = str(d["rel_error"])  # JSON has no NaN / inf
-        return d
+        return {**dataclasses.asdict(self), "rel_error": error_json(self.rel_error)}
 
     @classmethod
     def of(cls, one: OneCheck) -> Verdict:

@@ -22,7 +22,14 @@ from wattbench.kernels.family import (
     Inputs,
     Preset,
 )
-from wattbench.kernels.verify import check, check_one, choose_impls, reference_device, rel_fro_error
+from wattbench.kernels.verify import (
+    check,
+    check_one,
+    choose_impls,
+    error_json,
+    reference_device,
+    rel_fro_error,
+)
 from wattbench.kernels.work import Work
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
@@ -128,6 +135,9 @@ def test_check_one_is_the_engine_for_one_impl_and_keeps_its_launch():
     assert ones["vendor"].rel_error == engine.result("vendor").rel_error == 0.0
     assert ones["wrong"].rel_error == engine.result("wrong").rel_error
     assert math.isnan(ones["lazy"].rel_error)  # the poisoned output stayed NaN
+    lazy = check(fam, (33,), "fp32", CPU_ENV, seed=3).result("lazy").to_json()
+    assert lazy["rel_error"] == "nan" == error_json(ones["lazy"].rel_error)  # JSON has no NaN
+    assert error_json(0.5) == 0.5 and error_json(None) is None and error_json(math.inf) == "inf"
     good = ones["vendor"]
     assert good.device == good.reference_device == "cpu" and good.tolerance_rel_fro == 1e-6
     inputs, launch = good.kept()
