@@ -76,14 +76,10 @@ class Workload(Work):
     activity_scale: float = 1.0
 
     @classmethod
-    def of(
-        cls,
-        work: Work,
-        compute_efficiency: float | None = None,
-        memory_efficiency: float | None = None,
-    ) -> Workload:
-        """A kernel's Work as the simulator runs it (random data, every unit busy)."""
-        return cls(work.flops, work.bytes, work.dtype, compute_efficiency, memory_efficiency)
+    def of(cls, work: Work, *, compute_efficiency: float | None = None) -> Workload:
+        """A kernel's Work as the simulator runs it (random data, every unit busy), reaching
+        ``compute_efficiency`` of the peak (None: the spec's)."""
+        return cls(work.flops, work.bytes, work.dtype, compute_efficiency)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ def truth_table(
     """point key -> (energy_j, time_s) per iteration: the simulator's steady-state truth
     (:func:`physics.steady_state`, noise-free) for this unit at each requested SM clock (None:
     unlocked), default memory clock and power limit."""
-    work = physics.Workload.of(wl.work, wl.compute_efficiency)  # what SimulatedRunner runs
+    # the workload SimulatedRunner(gpu, wl.work, compute_efficiency=...) runs
+    work = physics.Workload.of(wl.work, compute_efficiency=wl.compute_efficiency)
     states = {
         k: physics.steady_state(spec, work, sm_lock_mhz=sm, unit=unit) for k, sm in keys.items()
     }
