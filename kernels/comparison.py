@@ -1,5 +1,6 @@
 """A family's comparison problem (``Family.comparison``, e.g. bf16 cuBLAS on the quantized GEMMs'
-(M, N, K)), timed as the implementations are, for ``wattbench check`` and ``suites/bench.py``."""
+(M, N, K)), timed as the implementations are, for ``wattbench check`` and
+``suites/bench/kernels.py``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The L2 policy: how the launches of a problem meet the GPU's L2 cache, the same way in the
 energy loop (real-GPU runners repeat :func:`wattbench.kernels.catalog.gpu_launch`) and in the
-CUDA-event timing (:mod:`wattbench.kernels.timing`, used by ``check``, ``bench.py`` and the
-pytest fixture).
+CUDA-event timing (:mod:`wattbench.kernels.timing`, used by ``check``,
+``suites/bench/kernels.py`` and the pytest fixture).
 
 Policies (stable names, written into records as they are):
 

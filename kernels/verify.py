@@ -9,7 +9,9 @@ without CUDA), on the GPU in float64 above. On a CUDA device, passing implementa
 time``). The timing follows the L2 policy of ``TimingSettings.l2`` (:mod:`wattbench.kernels.l2`):
 under ``"rotate"`` the checked inputs are set 0 and the further sets (seeds ``seed + 1``, ...)
 are allocated for the timing of each implementation and freed after it; each result's ``l2``
-records the plan. Nothing here changes a GPU setting.
+records the plan. :func:`check_one` is the same check for one implementation on inputs of its
+own (the pytest plugin's), keeping the checked launch for timing. Nothing here changes
+a GPU setting.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from wattbench.kernels.env import Environment
-from wattbench.kernels.family import Family, Impl, ImplUnavailable, Shape, shape_text
+from wattbench.kernels.family import (
+    Family,
+    Impl,
+    ImplUnavailable,
+    Inputs,
+    Launch,
+    Shape,
+    shape_text,
+)
 from wattbench.kernels.l2 import L2Plan, rotating_launch
 from wattbench.kernels.timing import TimingSettings, median_ms, time_launch_ms
 from wattbench.kernels.work import Work
@@ -55,10 +65,7 @@ class ImplResult:
         return self.status in (PASS, FAIL, UNVERIFIED)
 
     def to_json(self) -> dict:
-        doc = asdict(self)
-        if doc["rel_error"] is not None and not math.isfinite(doc["rel_error"]):
-            doc["rel_error"] = str(doc["rel_error"])  # JSON has no NaN / inf
-        return doc
+        return {**asdict(self), "rel_error": error_json(self.rel_error)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,13 @@ class Report:
         }
 
 
+def error_json(rel_error: float | None) -> float | str | None:
+    """A relative error as JSON has it: NaN and inf as text ("nan", "inf"; JSON has neither)."""
+    if rel_error is not None and not math.isfinite(rel_error):
+        return str(rel_error)
+    return rel_error
+
+
 def rel_fro_error(out, ref) -> float:
     """``||out - ref||_F / ||ref||_F`` in float64 on ref's device (NaN if out holds NaN)."""
     import torch
@@ -116,6 +130,69 @@ def choose_impls(family: Family, names: Sequence[str] | None) -> tuple[Impl, ...
     picked = [family.impl(n) for n in names] if names else list(family.impls)
     ordered = [family.baseline, *(i for i in picked if i is not family.baseline)]
     return tuple(dict.fromkeys(ordered))
+
+
+def reference_device(device: str, flops: float) -> str:
+    """Where the float64 reference of a problem of ``flops`` (one launch) run on ``device`` is
+    computed: the CPU up to :data:`REFERENCE_CPU_MAX_FLOPS` (and always without CUDA), else
+    ``device``."""
+    return "cpu" if device == "cpu" or flops <= REFERENCE_CPU_MAX_FLOPS else device
+
+
+def launch_and_compare(
+    impl: Impl, inputs: Inputs, ref, tolerance: float
+) -> tuple[Launch, float | None, str]:
+    """Build ``impl``'s launch on ``inputs``, poison the output, launch once (synchronised) and
+    compare with ``ref`` (None: not compared). Returns the launch, the relative Frobenius error
+    (None without ``ref``) and the status: pass / FAIL / unverified. Raises what the
+    implementation raises."""
+    import torch
+
+    launch = impl.make_launch(inputs)
+    inputs.poison()
+    launch()
+    if inputs.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    if ref is None:
+        return launch, None, UNVERIFIED
+    err = rel_fro_error(inputs.out, ref)
+    return launch, err, PASS if err <= tolerance else FAIL  # NaN (nothing written) is not <= x
+
+
+@dataclass
+class OneCheck:
+    """One implementation checked by :func:`check_one`: ``status`` pass / FAIL, the error and
+    tolerance (relative Frobenius), where the kernel ran (``device``: "cpu", "cuda:0") and where
+    the float64 reference was computed; the checked ``inputs`` and ``launch``, to be timed next
+    (set 0 of an L2 rotation) so that they are allocated once: drop the OneCheck to free them."""
+
+    status: str
+    tolerance_rel_fro: float
+    rel_error: float
+    device: str
+    reference_device: str
+    inputs: Inputs
+    launch: Launch
+
+    def kept(self) -> tuple[Inputs, Launch]:
+        """The checked inputs and their launch."""
+        return self.inputs, self.launch
+
+
+def check_one(
+    family: Family, impl: Impl, shape: Shape, dtype: str, device: str, *, seed: int = 0
+) -> OneCheck:
+    """Run ``impl`` once on ``device`` ("cpu" or "cuda:N") on inputs seeded ``seed`` and compare
+    with float64. Raises ``ImplUnavailable`` when the implementation finds it cannot run here,
+    and whatever the implementation raises."""
+    tolerance = family.tolerance(dtype)
+    ref_device = reference_device(device, family.work(shape, dtype).flops)
+    inputs = family.make_inputs(shape, dtype, seed, device)
+    ref = family.reference(inputs, ref_device)
+    launch, err, status = launch_and_compare(impl, inputs, ref, tolerance)
+    del ref
+    assert err is not None  # compared with a reference
+    return OneCheck(status, tolerance, err, device, ref_device, inputs, launch)
 
 
 def check(
@@ -149,9 +226,7 @@ def check(
     if len(results) < len(chosen):
         device = env.device
         if verify:
-            ref_device = (
-                "cpu" if device == "cpu" or work.flops <= REFERENCE_CPU_MAX_FLOPS else device
-            )
+            ref_device = reference_device(device, work.flops)
         try:
             inputs = family.make_inputs(shape, dtype, seed, device)
             ref = family.reference(inputs, ref_device) if ref_device else None
@@ -189,18 +264,9 @@ def check(
 def _run_one(
     family: Family, impl: Impl, inputs, ref, tolerance: float, work: Work, timing
 ) -> ImplResult:
-    import torch
-
-    on_cuda = inputs.device.startswith("cuda")
     launch = timed = None
     try:
-        launch = impl.make_launch(inputs)
-        inputs.poison()
-        launch()
-        if on_cuda:
-            torch.cuda.synchronize()
-        err = rel_fro_error(inputs.out, ref) if ref is not None else None
-        status = UNVERIFIED if err is None else (PASS if err <= tolerance else FAIL)
+        launch, err, status = launch_and_compare(impl, inputs, ref, tolerance)
         time_ms = tflops = gbs = l2 = None
         if timing is not None and status != FAIL:
             timed = rotating_launch(
@@ -214,8 +280,7 @@ def _run_one(
                 first=(inputs, launch),
             )
             time_ms = median_ms(time_launch_ms(timed, timing))
-            tflops = work.flops / (time_ms * 1e-3) / 1e12
-            gbs = work.bytes / (time_ms * 1e-3) / 1e9
+            tflops, gbs = work.tflops(time_ms * 1e-3), work.gbs(time_ms * 1e-3)
             l2 = timed.describe()
         return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs, l2=l2)
     except ImplUnavailable as exc:

@@ -12,6 +12,7 @@ import itertools
 
 import pytest
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.sim import gpu, nvml_lib, physics, spec
 
 N = 8192
@@ -69,6 +70,24 @@ def assert_u_shaped(curve: dict[int, float]) -> int:
     assert values[0] > 1.05 * values[best]
     assert values[-1] > 1.05 * values[best]
     return clocks[best]
+
+
+def test_a_workload_is_the_kernels_work_as_the_simulator_runs_it(h100):
+    """physics.Workload is a Work (one validation, the same rate methods); Workload.of keeps
+    the Work's figures and adds the kernel's efficiencies."""
+    work = Work(GEMM.flops, GEMM.bytes, GEMM.dtype)
+    sim = physics.Workload.of(work, compute_efficiency=0.6)
+    assert isinstance(sim, Work) and (sim.flops, sim.bytes, sim.dtype) == (
+        work.flops,
+        work.bytes,
+        "bf16",
+    )
+    assert sim.compute_efficiency == 0.6 and sim.memory_efficiency is None
+    steady = physics.steady_state(h100, sim)
+    assert sim.tflops(steady.time_s) == work.tflops(steady.time_s) > 0
+    assert physics.steady_state(h100, physics.Workload.of(work)).time_s < steady.time_s
+    with pytest.raises(ValueError):
+        physics.Workload(0, 0, "bf16")
 
 
 def test_compute_bound_energy_per_flop_is_u_shaped(h100):

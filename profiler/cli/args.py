@@ -23,7 +23,7 @@ def add_runs_argument(p: argparse.ArgumentParser) -> None:
 
 def add_l2_arguments(p: argparse.ArgumentParser) -> None:
     """``--l2 {rotate,warm}`` and its old name ``--flush-l2`` (= ``--l2 rotate``), into
-    ``args.l2``; shared by ``wattbench check`` and suites/bench.py."""
+    ``args.l2``; shared by ``wattbench check`` and suites/bench/kernels.py."""
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--l2",

@@ -1,23 +1,21 @@
-"""One correctness check of one implementation, with the check engine's pieces
-(``kernels/verify.py``): seeded random inputs, the output poisoned (NaN) before the launch, the
-relative Frobenius error against the family's float64 reference, the dtype's tolerance.
+"""The pytest plugin's correctness verdict: what the check engine found
+(``kernels/verify.py``'s :func:`~wattbench.kernels.verify.check_one`: seeded random inputs, the
+output poisoned (NaN) before the launch, the relative Frobenius error against the family's
+float64 reference, the dtype's tolerance) as the case's ``correctness`` entry and failure text.
 
-:func:`check_once` returns the launch it checked and its inputs (on a CUDA device, to be timed
-next, as set 0 of an L2 rotation) so that they are allocated once. :func:`cpu_check_reason`
-says whether an implementation can be checked on the CPU at a problem's own shape, for
-simulated GPUs, which run no kernel.
+:func:`cpu_check_reason` says whether an implementation can be checked on the CPU at a problem's
+own shape, for simulated GPUs, which run no kernel.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from wattbench.kernels.env import Environment
-from wattbench.kernels.family import Family, Impl, Inputs, Launch, Shape
-from wattbench.kernels.verify import FAIL, PASS, REFERENCE_CPU_MAX_FLOPS, rel_fro_error
+from wattbench.kernels.family import Impl, Shape
+from wattbench.kernels.verify import FAIL, OneCheck, error_json
 
 NOT_CHECKED = "not-checked"
 
@@ -39,10 +37,14 @@ class Verdict:
         return self.status == FAIL
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["rel_error"] is not None and not math.isfinite(d["rel_error"]):
-            d["rel_error"] = str(d["rel_error"])  # JSON has no NaN / inf
-        return d
+        return {**dataclasses.asdict(self), "rel_error": error_json(self.rel_error)}
+
+    @classmethod
+    def of(cls, one: OneCheck) -> Verdict:
+        """The verdict of one check by the engine."""
+        return cls(
+            one.status, one.tolerance_rel_fro, one.rel_error, one.device, one.reference_device
+        )
 
     def failure_text(self, label: str) -> str:
         return (
@@ -50,56 +52,6 @@ class Verdict:
             f"{self.tolerance_rel_fro:.3g} (float64 reference on {self.reference_device}, "
             f"kernel on {self.where})"
         )
-
-
-@dataclass
-class Checked:
-    """A verdict and, when kept, the checked launch and the inputs it holds."""
-
-    verdict: Verdict
-    launch: Launch | None = None
-    inputs: Inputs | None = None
-
-    def kept(self) -> tuple[Inputs, Launch]:
-        """The inputs and the launch kept by ``check_once(..., keep_launch=True)``."""
-        if self.inputs is None or self.launch is None:
-            raise ValueError("the check kept no launch: pass keep_launch=True")
-        return self.inputs, self.launch
-
-
-def check_once(
-    family: Family,
-    impl: Impl,
-    shape: Shape,
-    dtype: str,
-    device: str,
-    *,
-    seed: int = 0,
-    keep_launch: bool = False,
-) -> Checked:
-    """Run ``impl`` once on ``device`` ("cpu" or "cuda:N") and compare with float64.
-
-    Raises ``ImplUnavailable`` when the implementation finds it cannot run here, and whatever the
-    implementation raises. ``keep_launch`` returns the launch and its inputs."""
-    import torch
-
-    tolerance = family.tolerance(dtype)
-    flops = family.work(shape, dtype).flops
-    ref_device = "cpu" if device == "cpu" or flops <= REFERENCE_CPU_MAX_FLOPS else device
-    inputs = family.make_inputs(shape, dtype, seed, device)
-    ref = family.reference(inputs, ref_device)
-    launch = impl.make_launch(inputs)
-    inputs.poison()
-    launch()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    err = rel_fro_error(inputs.out, ref)
-    del ref
-    status = PASS if err <= tolerance else FAIL  # NaN (nothing written) is not <= anything
-    verdict = Verdict(status, tolerance, err, device, ref_device)
-    if not keep_launch:
-        return Checked(verdict)
-    return Checked(verdict, launch, inputs)
 
 
 def cpu_check_reason(

@@ -35,14 +35,10 @@ import pytest
 from wattbench.kernels import catalog
 from wattbench.kernels.costs import Problem, make_problem, work_of
 from wattbench.kernels.family import Family, Impl, ImplUnavailable, compute_capability_text
+from wattbench.kernels.verify import check_one
 from wattbench.profiler.errors import UsageError, WattbenchError
 from wattbench.profiler.pytest_plugin import bench_json
-from wattbench.profiler.pytest_plugin.correctness import (
-    Verdict,
-    check_once,
-    cpu_check_reason,
-    not_checked,
-)
+from wattbench.profiler.pytest_plugin.correctness import Verdict, cpu_check_reason, not_checked
 from wattbench.profiler.pytest_plugin.state import DeviceOpenError, PluginState
 
 #: CUDA-event timing of the launches that go into pytest-benchmark's stats
@@ -141,13 +137,12 @@ class WattbenchFixture:
         _skip_if_unavailable_on_gpu(problem, fam, impl, device.identity)
         torch.cuda.set_device(cuda_index)
         try:
-            checked = check_once(
-                fam, impl, problem.shape, problem.dtype, f"cuda:{cuda_index}", keep_launch=True
-            )
+            checked = check_one(fam, impl, problem.shape, problem.dtype, f"cuda:{cuda_index}")
         except ImplUnavailable as exc:
             pytest.skip(f"{problem.label}: {exc}")
-        _fail_if_wrong(checked.verdict, problem)
-        result = CaseResult(problem, checked.verdict)
+        verdict = Verdict.of(checked)
+        _fail_if_wrong(verdict, problem)
+        result = CaseResult(problem, verdict)
         if self.benchmark.disabled:
             return result
         timing = TimingSettings(warmup=TIMING_WARMUP, reps=TIMING_REPS, l2=DEFAULT_POLICY)
@@ -287,7 +282,7 @@ def _cpu_correctness(problem: Problem, fam: Family, impl: Impl) -> Verdict:
             tolerance, f"simulated GPU: no kernel runs, and no CPU check here ({reason})"
         )
     try:
-        verdict = check_once(fam, impl, problem.shape, problem.dtype, "cpu").verdict
+        verdict = Verdict.of(check_one(fam, impl, problem.shape, problem.dtype, "cpu"))
     except ImplUnavailable as exc:
         return not_checked(tolerance, f"simulated GPU: no kernel runs; CPU path unavailable: {exc}")
     note = f"checked on the CPU ({impl.cpu_path} path); the simulated GPU runs no kernel"

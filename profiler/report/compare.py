@@ -1,11 +1,11 @@
 """Compare GPUs on one problem: the baseline and the chosen point per objective, per GPU.
 
 Everything here is computed from run records (``wattbench.run/1``) with the problem's Work
-(``work.flops``, ``work.bytes`` per iteration): TFLOP/s = flops / time_s / 1e12, GB/s = bytes /
-time_s / 1e9, TFLOP/J = flops / energy_j / 1e12, GB/J likewise. ``peak_fraction`` is the achieved
-fraction of the GPU's roofline, ``max(TFLOP/s / peak TFLOP/s, GB/s / peak GB/s)``, None when a
-peak is unknown (``peaks.py``). ``saving_rel`` / ``slowdown_rel`` are the run's own choice figures
-(energy and time per iteration against its baseline).
+(``work.flops``, ``work.bytes`` per iteration) and its rate methods (``kernels/work.py``):
+TFLOP/s, GB/s, TFLOP/J, GB/J; 0 where the time or energy is not positive. ``peak_fraction`` is
+the achieved fraction of the GPU's roofline, ``max(TFLOP/s / peak TFLOP/s, GB/s / peak GB/s)``,
+None when a peak is unknown (``peaks.py``). ``saving_rel`` / ``slowdown_rel`` are the run's own
+choice figures (energy and time per iteration against its baseline).
 
 Rank: within a problem, GPUs are ranked by work per joule at the point chosen by the rank
 objective (``energy`` when the runs have it): 1 = most TFLOP/J (GB/J for a problem without
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement
 from wattbench.profiler.report.peaks import Peaks, bound_of, peaks_of
@@ -28,23 +29,9 @@ COMPARE_SCHEMA = "wattbench.compare/1"
 DEFAULT_RANK_OBJECTIVE = "energy"
 
 
-@dataclass(frozen=True)
-class Work:
-    """Per-iteration work of a problem: FLOPs, minimum bytes moved, the dtype of its peak."""
-
-    flops: float
-    bytes: float
-    dtype: str
-
-    @property
-    def intensity(self) -> float:
-        """FLOP/B (inf without bytes)."""
-        return self.flops / self.bytes if self.bytes else float("inf")
-
-    @classmethod
-    def of(cls, record: RunRecord) -> Work:
-        w = record.doc["work"]
-        return cls(float(w["flops"]), float(w["bytes"]), str(w["dtype"]))
+def work_of_run(record: RunRecord) -> Work:
+    """The per-iteration Work a run record counted."""
+    return Work.from_json(record.doc["work"])
 
 
 @dataclass(frozen=True)
@@ -67,8 +54,8 @@ class PointFigures:
 
     @classmethod
     def of(cls, m: Measurement, work: Work, peaks: Peaks) -> PointFigures:
-        tflops = work.flops / m.time_s / 1e12 if m.time_s > 0 else 0.0
-        gbs = work.bytes / m.time_s / 1e9 if m.time_s > 0 else 0.0
+        tflops = work.tflops(m.time_s) if m.time_s > 0 else 0.0
+        gbs = work.gbs(m.time_s) if m.time_s > 0 else 0.0
         return cls(
             sm_mhz=m.point.sm_mhz,
             mem_mhz=m.point.mem_mhz,
@@ -79,8 +66,8 @@ class PointFigures:
             power_w=m.avg_power_w,
             tflops=tflops,
             gbs=gbs,
-            tflop_per_j=work.flops / m.energy_j / 1e12 if m.energy_j > 0 else 0.0,
-            gb_per_j=work.bytes / m.energy_j / 1e9 if m.energy_j > 0 else 0.0,
+            tflop_per_j=work.tflop_per_j(m.energy_j) if m.energy_j > 0 else 0.0,
+            gb_per_j=work.gb_per_j(m.energy_j) if m.energy_j > 0 else 0.0,
             peak_fraction=peaks.roofline_fraction(tflops, gbs),
             flags=tuple(m.flags),
         )
@@ -187,9 +174,7 @@ class ProblemComparison:
                 "dtype": self.problem.dtype,
                 "shape": self.problem.shape,
             },
-            "work": None
-            if w is None
-            else {"flops": w.flops, "bytes": w.bytes, "dtype": w.dtype, "intensity": w.intensity},
+            "work": None if w is None else {**w.to_json(), "intensity": w.arithmetic_intensity},
             "bound": self.bound if self.rows else None,
             "simulated": self.simulated,
             "objectives": list(self.objectives),
@@ -216,7 +201,7 @@ class Comparison:
 def gpu_row(record: RunRecord) -> GpuRow:
     """A record's figures: baseline and every recorded choice."""
     doc = record.doc
-    work = Work.of(record)
+    work = work_of_run(record)
     peaks = peaks_of(doc["device"], work.dtype)
     by_key = {m.point.key: m for m in record.points}
     base = by_key.get(doc.get("baseline_key", ""))
@@ -232,7 +217,7 @@ def gpu_row(record: RunRecord) -> GpuRow:
         source_run=str(record.path),
         created_utc=str(doc.get("created_utc", "")),
         peaks=peaks,
-        bound=bound_of(work.intensity, peaks),
+        bound=bound_of(work.arithmetic_intensity, peaks),
         baseline=PointFigures.of(base, work, peaks) if base is not None else None,
         objectives=objectives,
     )
@@ -261,8 +246,8 @@ def compare_group(
         rank_objective = DEFAULT_RANK_OBJECTIVE
     else:
         rank_objective = present[0] if present else None
-    works = {Work.of(r) for r in group.runs}
-    work = Work.of(group.runs[0]) if group.runs else None
+    works = {work_of_run(r) for r in group.runs}
+    work = work_of_run(group.runs[0]) if group.runs else None
     notes = list(group.notes)
     if len(works) > 1:
         notes.append(

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.names import safe_name
 from wattbench.profiler.report.compare import (
     PointFigures,
     ProblemComparison,
-    Work,
     compare_group,
+    work_of_run,
 )
 from wattbench.profiler.report.runs import GpuKey, ProblemRuns, group_runs
 from wattbench.profiler.report.table import gpu_label, printable
@@ -125,7 +126,7 @@ def _series(group: ProblemRuns, cmp: ProblemComparison) -> list[Series]:
     out = []
     for row in cmp.rows:  # rank order; colours by GPU, the same on every plot of the same GPUs
         rec = runs[(row.gpu, row.source_run)]
-        work = Work.of(rec)
+        work = work_of_run(rec)
         measurements = rec.points
         figs = {m.point.key: PointFigures.of(m, work, row.peaks) for m in measurements}
         front = [figs[m.point.key] for m in pareto_front(measurements)] if measurements else []
@@ -200,7 +201,7 @@ def plot_energy(fig, cmp: ProblemComparison, series: Sequence[Series], normalise
     unit = _energy_unit(cmp)
     ax_e, ax_t = fig.subplots(2, 1, sharex=True)
     for s in series:
-        per = s.work.bytes / 1e9 if unit == "J/GB" else s.work.flops / 1e12
+        per = s.work.gb if unit == "J/GB" else s.work.tflop
         for label, style, pts in s.lines():
             xs = [_x(p, s, normalise) for p in pts]
             ax_e.plot(xs, [p.energy_j / per for p in pts], color=s.color, label=label, **style)
@@ -221,7 +222,7 @@ def plot_energy(fig, cmp: ProblemComparison, series: Sequence[Series], normalise
     ax_e.set_ylabel(f"energy per work ({unit})")
     w = _work(cmp)
     if w.flops > 0 and w.bytes > 0:  # the same quantity in the other unit, on the right
-        k = (w.flops / 1e12) / (w.bytes / 1e9)  # (J/GB) = (J/TFLOP) * k
+        k = w.tflop / w.gb  # (J/GB) = (J/TFLOP) * k
         other, f = ("J/TFLOP", 1 / k) if unit == "J/GB" else ("J/GB", k)
         sec = ax_e.secondary_yaxis("right", functions=(lambda y, f=f: y * f, lambda y, f=f: y / f))
         sec.set_ylabel(other)

@@ -65,7 +65,7 @@ def heading(g: ProblemComparison) -> str:
     text = printable(g.problem.label)
     if g.work is not None:
         w = g.work
-        ai = w.intensity
+        ai = w.arithmetic_intensity
         ai_text = "inf" if w.bytes == 0 else f"{ai:.0f}" if ai >= 100 else f"{ai:.3g}"
         text += (
             f": {_si(w.flops, 'FLOP')} and {_si(w.bytes, 'B')} per iteration "

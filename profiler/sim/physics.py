@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.sim.spec import GpuSpec
 
 # NVML clock-event reason bits (nvmlClocksEventReason*)
@@ -58,23 +59,27 @@ def input_activity(inputs: str) -> float:
 
 
 @dataclass(frozen=True)
-class Workload:
-    """One iteration of a kernel as the simulator sees it.
+class Workload(Work):
+    """One iteration of a kernel as the simulator sees it: its Work and how it runs.
 
-    ``flops`` and ``bytes`` are per iteration; the efficiencies, when given, replace the spec's
+    ``flops``, ``bytes`` and ``dtype`` are the Work's (per iteration; its rate methods apply);
+    the efficiencies, when given, replace the spec's
     (a poorly tuned kernel reaches less of the peak); ``data_activity`` is the switching activity
     of the input data relative to random values (1 random, 0 all zeros); ``activity_scale``
     scales the SMs' switching activity for a kernel that keeps only part of its units busy (a
     synthetic load; 1 for real kernels).
     """
 
-    flops: float
-    bytes: float
-    dtype: str
     compute_efficiency: float | None = None
     memory_efficiency: float | None = None
     data_activity: float = 1.0
     activity_scale: float = 1.0
+
+    @classmethod
+    def of(cls, work: Work, *, compute_efficiency: float | None = None) -> Workload:
+        """A kernel's Work as the simulator runs it (random data, every unit busy), reaching
+        ``compute_efficiency`` of the peak (None: the spec's)."""
+        return cls(work.flops, work.bytes, work.dtype, compute_efficiency)
 
 
 @dataclass(frozen=True)

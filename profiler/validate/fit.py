@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.sim import physics
 from wattbench.profiler.sim.spec import GpuSpec, parse_spec
@@ -81,7 +82,7 @@ def points_of(records: Sequence[RunRecord]) -> list[Point]:
         if rec.status != "complete":
             continue
         w = rec.doc["work"]
-        work = physics.Workload(float(w["flops"]), float(w["bytes"]), w["dtype"])
+        work = physics.Workload.of(Work.from_json(w))
         for m in rec.points:
             if m.flags or m.point.power_limit_w is not None:
                 continue
@@ -141,8 +142,8 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
         t = physics.iteration_timing(base, p.work, p.sm_mhz, p.mem_mhz)
         busy = p.time_s - base.performance.launch_overhead_us * 1e-6
         if t.compute_bound and busy > 0:
-            peak = base.peak_tflops(p.work.dtype) * 1e12 * p.sm_mhz / base.clocks.sm_mhz_max
-            ceffs.append(p.work.flops / busy / peak)
+            peak_tflops = base.peak_tflops(p.work.dtype) * p.sm_mhz / base.clocks.sm_mhz_max
+            ceffs.append(p.work.tflops(busy) / peak_tflops)
     if ceffs:
         set_("performance.compute_efficiency", round(statistics.median(ceffs), 4),
              f"median of {len(ceffs)} compute-bound points")  # fmt: skip
@@ -278,7 +279,7 @@ def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_) -> 
     if ratio is None or any(v is None for ph in (random, zeros) for v in ph.values()):
         return
     w = trace["work"]
-    work = physics.Workload(float(w["flops"]), float(w["bytes"]), w["dtype"])
+    work = physics.Workload.of(Work.from_json(w))
     spec = _spec(raw, source)
     board = physics.board_w(spec)
 

@@ -19,11 +19,6 @@ need a GPU say what they would measure. Nothing changes a GPU setting.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
-import socket
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +28,10 @@ from wattbench.kernels import catalog
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Family, Shape, shape_text
 from wattbench.kernels.verify import PASS, UNAVAILABLE, check
+from wattbench.kernels.work import Work
 from wattbench.profiler.device.device import Device
 from wattbench.profiler.jsonio import write_json_atomic
-from wattbench.profiler.store import collect_versions, device_json
+from wattbench.profiler.store.provenance import provenance as store_provenance
 from wattbench.profiler.validate import sensors
 from wattbench.profiler.validate.steps import Step
 from wattbench.profiler.validate.targets import TARGETS, Problem, Target
@@ -65,43 +61,9 @@ def _gpu_only(what: str) -> dict[str, Any]:
 # --- provenance ---------------------------------------------------------------------------------
 
 
-def _commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def provenance(ctx: Context) -> dict[str, Any]:
     dev = ctx.device
-    doc = {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["wattbench", *ctx.argv]),
-        "commit": _commit(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "versions": collect_versions(dev.identity),
-        "stack": ctx.env.to_json(),
-        "device": {k: v for k, v in device_json(dev).items() if k != "spec"},
-        "simulated": dev.simulated is not None,
-        "in_force": {
-            "sm_mhz": dev.sm_clock_mhz(),
-            "mem_mhz": dev.mem_clock_mhz(),
-            "power_limit_w": dev.power_limit_w(),
-            "temperature_c": dev.temperature_c(),
-        },
-        "environment": {
-            k: os.environ.get(k)
-            for k in ("WATTBENCH_NO_ACTUATE", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")
-        },
-    }
+    doc = store_provenance(["wattbench", *ctx.argv], device=dev, env=ctx.env)
     write_json_atomic(ctx.folder / "provenance.json", doc)
     ident = dev.identity
     return {
@@ -163,8 +125,10 @@ def bandwidth(ctx: Context) -> dict[str, Any]:
         {"copy": lambda: b.copy_(a), "read": lambda: torch.sum(a, 0, out=out)},
         reps=10,
     )
-    copy_gbs = 2 * n_bytes / (t.median_ms("copy") * 1e-3) / 1e9
-    read_gbs = n_bytes / (t.median_ms("read") * 1e-3) / 1e9
+    read = Work(flops=0, bytes=n_bytes, dtype="fp32")  # one pass over the buffer
+    copy = Work(flops=0, bytes=2 * n_bytes, dtype="fp32")  # read a, write b
+    copy_gbs = copy.gbs(t.median_ms("copy") * 1e-3)
+    read_gbs = read.gbs(t.median_ms("read") * 1e-3)
     ctx.hbm_read_gbs = read_gbs
     return {
         "status": "info",
@@ -196,8 +160,8 @@ def anchor(ctx: Context) -> dict[str, Any]:
     from wattbench.kernels.timing import time_graphs_interleaved
 
     t = time_graphs_interleaved({"cublas": _launch(p)})
-    flops = catalog.family(p.family).work(p.shape, p.dtype).flops
-    tflops = flops / (t.median_ms("cublas") * 1e-3) / 1e12
+    work = catalog.family(p.family).work(p.shape, p.dtype)
+    tflops = work.tflops(t.median_ms("cublas") * 1e-3)
     return {"status": "info", "summary": f"{p.label}: {tflops:,.0f} TFLOP/s", "tflops": tflops}
 
 
@@ -224,7 +188,7 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
             if ctx.hbm_read_gbs is None:
                 return {"status": "unavailable", "summary": "no HBM read bandwidth measured"}
             work = catalog.family(t.measured.family).work(t.measured.shape, t.measured.dtype)
-            doc["achieved_gbs"] = work.bytes / (measured_ms * 1e-3) / 1e9
+            doc["achieved_gbs"] = work.gbs(measured_ms * 1e-3)
             ratio = doc["achieved_gbs"] / ctx.hbm_read_gbs
         doc["ratio"] = ratio
         doc["status"] = "pass" if ratio >= t.threshold else "fail"
@@ -255,7 +219,7 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
         {
             "load": load,
             "samples": [s.__dict__ for s in samples],
-            "work": {"flops": w.flops, "bytes": w.bytes, "dtype": w.dtype},
+            "work": w.to_json(),
             "data_samples": [s.__dict__ for s in data],
         },
     )

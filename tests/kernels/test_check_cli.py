@@ -24,7 +24,7 @@ from wattbench.profiler.cli import check as check_cli
 from wattbench.profiler.cli import kernels as kernels_cli
 from wattbench.profiler.errors import ShapeError, UnknownKernelError
 
-BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench.py"
+BENCH = Path(__file__).resolve().parents[2] / "suites" / "bench" / "kernels.py"
 CUDA = torch.cuda.is_available()
 
 
@@ -237,8 +237,9 @@ def test_bench_shapes_and_report_rendering():
             "cuda_runtime_torch": "12.8",
             "versions": {"torch": "2.11", "cupy": None},
             "python": "3.12",
-            "command": "python suites/bench.py",
-            "nvml": {"driver_version": "580.1", "power_limit_w": 700.0},
+            "command": "python suites/bench/kernels.py",
+            "device": {"driver_version": "580.1"},
+            "in_force": {"power_limit_w": 700.0},
         },
         "settings": {"dtype": "fp32", "warmup": 5, "reps": 20, "l2": "rotate",
                      "no_verify": False},
@@ -353,7 +354,7 @@ def test_comparison_timing_and_its_column():
     doc = {
         "provenance": {"gpu": "G", "date_utc": "d", "compute_capability": "9.0",
                        "cuda_runtime_torch": "12.8", "versions": {}, "python": "3.12",
-                       "command": "c", "nvml": {}},
+                       "command": "c", "device": {"error": "no NVML"}},
         "settings": {"kernel": "w4a16", "dtype": "fp16-g32", "warmup": 1, "reps": 3,
                      "l2": "warm", "no_verify": False},
     }  # fmt: skip

@@ -7,6 +7,8 @@ build time that they cannot run.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -20,7 +22,14 @@ from wattbench.kernels.family import (
     Inputs,
     Preset,
 )
-from wattbench.kernels.verify import check, choose_impls, rel_fro_error
+from wattbench.kernels.verify import (
+    check,
+    check_one,
+    choose_impls,
+    error_json,
+    reference_device,
+    rel_fro_error,
+)
 from wattbench.kernels.work import Work
 from wattbench.profiler.errors import ShapeError, UnknownKernelError, UsageError
 
@@ -110,6 +119,50 @@ def test_check_runs_only_named_impls_and_always_the_baseline():
 def test_check_without_verification_marks_unverified():
     rep = check(toy_family((GOOD,)), (16,), "fp32", CPU_ENV, verify=False)
     assert rep.results[0].status == "unverified" and rep.reference_device is None
+
+
+def test_check_one_is_the_engine_for_one_impl_and_keeps_its_launch():
+    """check_one (the pytest plugin's check) gives the engine's verdicts and errors on inputs of
+    its own, and keeps the checked launch: run again, it writes the poisoned output anew."""
+    fam = toy_family()
+    engine = check(fam, (33,), "fp32", CPU_ENV, seed=3)
+    ones = {i.name: check_one(fam, i, (33,), "fp32", "cpu", seed=3) for i in (GOOD, WRONG, LAZY)}
+    assert {n: o.status for n, o in ones.items()} == {
+        "vendor": "pass",
+        "wrong": "FAIL",
+        "lazy": "FAIL",
+    }
+    assert ones["vendor"].rel_error == engine.result("vendor").rel_error == 0.0
+    assert ones["wrong"].rel_error == engine.result("wrong").rel_error
+    assert math.isnan(ones["lazy"].rel_error)  # the poisoned output stayed NaN
+    lazy = check(fam, (33,), "fp32", CPU_ENV, seed=3).result("lazy").to_json()
+    assert lazy["rel_error"] == "nan" == error_json(ones["lazy"].rel_error)  # JSON has no NaN
+    assert error_json(0.5) == 0.5 and error_json(None) is None and error_json(math.inf) == "inf"
+    good = ones["vendor"]
+    assert good.device == good.reference_device == "cpu" and good.tolerance_rel_fro == 1e-6
+    inputs, launch = good.kept()
+    inputs.poison()
+    launch()
+    assert torch.equal(inputs.out, 2 * inputs["x"])
+    with pytest.raises(RuntimeError, match="kernel crashed"):
+        check_one(fam, RAISES, (33,), "fp32", "cpu")
+    with pytest.raises(ImplUnavailable):
+        check_one(fam, LATE, (33,), "fp32", "cpu")
+    assert reference_device("cuda:1", 2.0**32) == "cpu"
+    assert reference_device("cuda:1", 2.0**33) == "cuda:1"
+
+
+def test_work_rates_are_per_iteration_in_named_units():
+    """Every rate wattbench prints comes from these methods (TFLOP/s, GB/s, TFLOP/J, GB/J)."""
+    w = Work(flops=2e12, bytes=4e9, dtype="bf16")
+    assert (w.tflop, w.gb) == (2.0, 4.0)
+    assert w.tflops(0.5) == 4.0 and w.gbs(0.5) == 8.0
+    assert w.tflop_per_j(400.0) == pytest.approx(0.005) and w.gb_per_j(400.0) == 0.01
+    assert w.arithmetic_intensity == 500.0
+    assert Work.from_json(w.to_json()) == w
+    assert Work.from_json({"flops": 0, "bytes": "8", "dtype": "fp32"}).gbs(2.0) == 4e-9
+    with pytest.raises(ValueError):
+        Work(0, 0, "fp32")
 
 
 def test_rel_fro_error():

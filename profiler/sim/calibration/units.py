@@ -52,7 +52,7 @@ def unit_rows(spec: GpuSpec, units: int, work: physics.Workload, lock_mhz: int) 
                 resistance_scale=u.resistance_scale,
                 power_at_lock_w=at_lock.power_w,
                 capped_sm_mhz=base.sm_mhz,
-                tflops_default=work.flops / base.time_s / 1e12,
+                tflops_default=work.tflops(base.time_s),
                 optimal_sm_mhz=best.sm_mhz,
                 optimal_saving=1 - best.energy_j / base.energy_j,
                 optimal_slowdown=best.time_s / base.time_s - 1,

@@ -1,6 +1,6 @@
 """GPU time of the quick pytest suite's sweeps, per measurement method, side by side.
 
-    python suites/bench_quick.py [--device sim:h100-sxm] [--sweep sm=all]
+    python suites/bench/quick.py [--device sim:h100-sxm] [--sweep sm=all]
                                  [--measurement steady,fast] [--out results/measurement]
 
 Runs ``pytest suites/ -m quick`` once per method (``--wattbench-measurement``) on the device,
@@ -26,7 +26,7 @@ from pathlib import Path
 from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.store import collect_versions
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository (this file: suites/bench/)
 
 
 def run_suite(device: str, sweep: str, method: str, scratch: Path) -> dict:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in args.measurement.split(",")
         ]
     now = dt.datetime.now(dt.timezone.utc)
-    command = "python " + shlex.join(["suites/bench_quick.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/quick.py", *(argv or sys.argv[1:])])
     simulated = all(r["simulated"] for r in rows)
     base = rows[0]["gpu_time_s_total"] or None
     lines = [

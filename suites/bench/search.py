@@ -1,6 +1,6 @@
 """Grid vs adaptive search, side by side on the simulated H100, H200, A100 and L4, sensor noise on.
 
-    python suites/bench_search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
+    python suites/bench/search.py [--seeds 20] [--gpus h100-sxm,h200,a100-sxm,l4] [--jobs 2]
                                   [--measurement steady,fast]
                                   [--out results/search]
 
@@ -14,7 +14,7 @@ real measurement path (``PointMeasurer``, ``Actuator``, an actuation session, ``
 Every sweep runs once per measurement method named (``--measurement``; ``fast`` is wattbench's
 default, ``steady`` the old method), side by side. ``--study methods`` compares the two methods
 instead, with the default objectives together, on robustness variants too
-(``suites/search_methods.py``; results in ``results/measurement/``).
+(``suites/bench/search_methods.py``; results in ``results/measurement/``).
 
 Figures per sweep:
 
@@ -74,6 +74,7 @@ from wattbench.profiler.measure import (
     Actuator,
     Measurement,
     MeasureSettings,
+    OperatingPoint,
     PointMeasurer,
 )
 from wattbench.profiler.runners import SimulatedRunner
@@ -102,6 +103,7 @@ OBJECTIVES = ("energy", "edp", "ed2p", "zeus:0.5", "slowdown:0.05")
 TARGET_RATIO = 0.25
 TARGET_MEDIAN_REGRET = 0.005
 TARGET_WORST_REGRET = 0.02
+BASELINE_KEY = OperatingPoint().key  # sm=default,mem=default,pl=default
 
 
 # --- workloads -----------------------------------------------------------------------------------
@@ -156,22 +158,18 @@ def workloads() -> list[Workload]:
 # --- the noise-free truth -------------------------------------------------------------------------
 
 
-def true_point(
-    spec: sim_spec.GpuSpec, work: physics.Workload, sm_req: int | None, unit: physics.Unit
-) -> tuple:
-    """(energy_j, time_s, sm_mhz) per iteration in steady state at a requested SM clock (None:
-    unlocked), default memory clock and power limit, on this unit: the simulator's own governor
-    at the temperature its power produces (:func:`physics.steady_state`)."""
-    s = physics.steady_state(spec, work, sm_lock_mhz=sm_req, unit=unit)
-    return s.energy_j, s.time_s, s.sm_mhz
-
-
 def truth_table(
     spec: sim_spec.GpuSpec, wl: Workload, keys: dict[str, int | None], unit: physics.Unit
-) -> dict:
-    """point key -> (energy_j, time_s) from the noise-free model of this unit."""
-    work = physics.Workload(wl.work.flops, wl.work.bytes, wl.work.dtype, wl.compute_efficiency)
-    return {k: true_point(spec, work, sm, unit)[:2] for k, sm in keys.items()}
+) -> dict[str, tuple[float, float]]:
+    """point key -> (energy_j, time_s) per iteration: the simulator's steady-state truth
+    (:func:`physics.steady_state`, noise-free) for this unit at each requested SM clock (None:
+    unlocked), default memory clock and power limit."""
+    # the workload SimulatedRunner(gpu, wl.work, compute_efficiency=...) runs
+    work = physics.Workload.of(wl.work, compute_efficiency=wl.compute_efficiency)
+    states = {
+        k: physics.steady_state(spec, work, sm_lock_mhz=sm, unit=unit) for k, sm in keys.items()
+    }
+    return {k: (s.energy_j, s.time_s) for k, s in states.items()}
 
 
 def regret(objective: Objective, chosen_key: str, truth: dict, max_power_w: float) -> tuple:
@@ -180,7 +178,7 @@ def regret(objective: Objective, chosen_key: str, truth: dict, max_power_w: floa
     pool = truth
     violated = False
     if objective.kind == "slowdown":
-        base_t = truth["sm=default,mem=default,pl=default"][1]
+        base_t = truth[BASELINE_KEY][1]
         limit = base_t * (1 + objective.param) * (1 + SLOWDOWN_TOLERANCE_REL)
         pool = {k: v for k, v in truth.items() if v[1] <= limit}
         violated = truth[chosen_key][1] > limit * (1 + 1e-9)
@@ -336,7 +334,7 @@ def methods_study(args: argparse.Namespace, wls: list[Workload], scratch: Path) 
         "three rows",
         f"- variants of {search_methods.VARIANT_BASE} (stress tests, not published GPUs): "
         + (", ".join(variants) or "none")
-        + " (see suites/search_methods.py)",
+        + " (see suites/bench/search_methods.py)",
         f"- targets (fast): GPU time per sweep median <= {search_methods.TARGET_MEDIAN_S:.0f} s "
         f"over all rows, every row <= {search_methods.TARGET_WORST_S:.0f} s; regret median <= "
         f"{search_methods.TARGET_MEDIAN_REGRET:.1%}, worst <= "
@@ -365,10 +363,11 @@ def _map(fn, tasks: list, jobs: int) -> list:
 
 
 def _keys_of(gpu_key: str) -> dict[str, int | None]:
+    """Point key -> requested SM clock (None: the baseline) of every grid point (``sm=all``)."""
     spec = search_methods.load_spec(gpu_key)
-    keys = {"sm=default,mem=default,pl=default": None}
+    keys: dict[str, int | None] = {BASELINE_KEY: None}
     for c in spec.clocks.sm_clocks_mhz():
-        keys[f"sm={c:g},mem=default,pl=default"] = c
+        keys[OperatingPoint(sm_mhz=c).key] = c
     return keys
 
 
@@ -505,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("search", "methods"),
         default="search",
         help="search: grid vs adaptive per objective; methods: steady vs fast measurement, "
-        "the adaptive sweep with the default objectives (suites/search_methods.py)",
+        "the adaptive sweep with the default objectives (suites/bench/search_methods.py)",
     )
     p.add_argument(
         "--variants",
@@ -542,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(runs, wls, objective_names)
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
-    command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/search.py", *(argv or sys.argv[1:])])
     header = [
         "# Grid vs adaptive search (SIMULATED GPUs)",
         "",
@@ -608,7 +607,7 @@ def _methods_main(args: argparse.Namespace, wls: list[Workload], argv: list[str]
         rows, runs, header = methods_study(args, wls, Path(scratch))
     elapsed = time.perf_counter() - t0
     now = dt.datetime.now(dt.timezone.utc)
-    command = "python " + shlex.join(["suites/bench_search.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/search.py", *(argv or sys.argv[1:])])
     header[4:4] = [
         f"- date (UTC): {now.isoformat(timespec='seconds')}",
         f"- command: `{command}`",

@@ -1,4 +1,4 @@
-"""Steady vs fast measurement, side by side (``python suites/bench_search.py --study methods``).
+"""Steady vs fast measurement, side by side (``python suites/bench/search.py --study methods``).
 
 For every simulated GPU (built-in specs and robustness variants of the H100 that the spec format
 expresses), workload and seed, the adaptive sweep with the CLI's default objectives (``energy,

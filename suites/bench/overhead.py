@@ -1,6 +1,6 @@
 """Old vs new measurement of one kernel at the GPU's current state, and the cost of polling NVML.
 
-    WATTBENCH_NO_ACTUATE=1 python suites/bench_overhead.py [--device 0] [--kernel matmul]
+    WATTBENCH_NO_ACTUATE=1 python suites/bench/overhead.py [--device 0] [--kernel matmul]
         [--shape 8192x8192x8192] [--dtype bf16] [--repeats 3] [--out results/<gpu>-overhead]
 
 Observe-only: changes no GPU setting (refuses to run on a real GPU without
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     simulated = args.device.startswith("sim:")
     if not simulated and os.environ.get("WATTBENCH_NO_ACTUATE") != "1":
-        print("bench_overhead: set WATTBENCH_NO_ACTUATE=1 (observe-only)", file=sys.stderr)
+        print("overhead: set WATTBENCH_NO_ACTUATE=1 (observe-only)", file=sys.stderr)
         return 2
     device = open_device(args.device, observe_only=True)
     problem = make_problem(args.kernel, args.shape, args.dtype, args.impl)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         / mean(poll, "time_s", polled=False)
         - 1,
     }
-    command = "python " + shlex.join(["suites/bench_overhead.py", *(argv or sys.argv[1:])])
+    command = "python " + shlex.join(["suites/bench/overhead.py", *(argv or sys.argv[1:])])
     doc = {
         "schema": "wattbench.bench-overhead/1",
         "simulated": simulated,

@@ -1,6 +1,6 @@
 """Regenerate the example comparison and plots in docs/img/ from sweeps on simulated GPUs.
 
-    python suites/make_examples.py [--out docs/img] [--keep RUNS_DIR] [--clocks every:4]
+    python suites/bench/examples.py [--out docs/img] [--keep RUNS_DIR] [--clocks every:4]
 
 Sweeps (grid strategy) one compute-bound problem (matmul 8192x8192x8192 bf16) and one
 memory-bound problem (decode attention ``llama3-8b@8192`` bf16 when the ``decode`` family is in
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: suites/bench/)
 GPUS = ("sim:h100-sxm", "sim:h200", "sim:a100-sxm", "sim:l4")
 MAX_PNG_BYTES = 150_000
 

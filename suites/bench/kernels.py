@@ -1,9 +1,9 @@
 """Throughput of every available implementation of a kernel family against its vendor baseline.
 
-    python suites/bench.py --kernel matmul [--shapes 4096,8192 | --preset square] [--dtype bf16]
-                           [--impl triton ...] [--out results/] [--l2 rotate|warm]
-    python suites/bench.py --kernel w4a16 --preset decode --dtype bf16-g128
-    python suites/bench.py --kernel w8a8 --shapes 8192 --dtype int8
+    python suites/bench/kernels.py --kernel matmul [--shapes 4096,8192 | --preset square]
+        [--dtype bf16] [--impl triton ...] [--out results/] [--l2 rotate|warm]
+    python suites/bench/kernels.py --kernel w4a16 --preset decode --dtype bf16-g128
+    python suites/bench/kernels.py --kernel w8a8 --shapes 8192 --dtype int8
 
 Per shape, each implementation is checked once against the float64 reference (``--no-verify``
 skips it), then timed with CUDA events: warm-up, then the median of ``--reps`` repetitions
@@ -14,8 +14,9 @@ set. Each row records the plan (``l2``). The table gives time (ms), TFLOP/s, ach
 family's minimum traffic over the time) and the ratio to the vendor baseline (> 1: faster);
 families that declare a comparison problem (the quantized GEMMs: bf16 cuBLAS on the same
 (M, N, K)) get one more ratio, ``vs bf16 cuBLAS``, from that problem timed the same way. It is
-written as JSON and Markdown under ``--out`` with provenance (GPU, driver, CUDA, torch /
-triton / cupy versions, date, command).
+written as JSON and Markdown under ``--out`` with provenance
+(``wattbench.profiler.store.provenance``: GPU, driver, CUDA, torch / triton / cupy versions,
+commit, date, command).
 
 A benchmark, not a test: it needs a CUDA GPU and exits 1 with one line without one. It reads
 the GPU's identity, clocks and power limit through NVML and never changes a GPU setting.
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from wattbench.kernels.verify import Report, check, l2_lines
 from wattbench.profiler.cli.args import add_l2_arguments
 from wattbench.profiler.errors import ShapeError, WattbenchError
 from wattbench.profiler.jsonio import write_json_atomic
+from wattbench.profiler.store.provenance import provenance as store_provenance
 
 SCHEMA = "wattbench.bench/1"
 PROG = "bench"
@@ -94,57 +94,16 @@ def parse_shapes(fam: Family, text: str) -> tuple[Shape, ...]:
 
 
 def provenance(env: Environment, argv: list[str]) -> dict[str, Any]:
-    """Who measured what, where: GPU, driver, CUDA, versions, date, command."""
-    import torch
-
-    doc: dict[str, Any] = {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([sys.executable, *argv]),
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "gpu": env.device_name,
-        "compute_capability": env.to_json()["compute_capability"],
-        "cuda_runtime_torch": torch.version.cuda,
-        "versions": dict(env.modules),
-    }
-    try:
-        from wattbench.profiler import __version__
-
-        doc["versions"]["wattbench"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
-    doc["nvml"] = _nvml_reading()
-    return doc
-
-
-def _nvml_reading() -> dict[str, Any]:
-    """Identity and current settings of GPU 0 through NVML (read only)."""
+    """Who measured what, where (``wattbench.profiler.store.provenance``): GPU 0 through NVML
+    (identity, driver, CUDA driver; clocks, power limit and temperature as read), the kernel
+    stack, versions, commit, date, command."""
     from wattbench.profiler.device import open_device
 
     try:
-        dev = open_device("0", observe_only=True)
-        ident = dev.identity
-        out: dict[str, Any] = {
-            "name": ident.name,
-            "uuid": ident.uuid,
-            "pci_bus_id": ident.pci_bus_id,
-            "driver_version": ident.driver_version,
-            "cuda_driver_version": ident.cuda_driver_version,
-            "vbios_version": ident.vbios_version,
-        }
-        for key, read in (
-            ("power_limit_w", dev.power_limit_w),
-            ("sm_mhz", dev.sm_clock_mhz),
-            ("mem_mhz", dev.mem_clock_mhz),
-            ("temp_c", dev.temperature_c),
-        ):
-            try:
-                out[key] = read()
-            except WattbenchError:
-                out[key] = None
-        return out
+        device = open_device("0", observe_only=True)
     except WattbenchError as exc:
-        return {"error": str(exc)}
+        return store_provenance([sys.executable, *argv], env=env, device_error=str(exc))
+    return store_provenance([sys.executable, *argv], device=device, env=env)
 
 
 def _comparisons(
@@ -208,18 +167,18 @@ def render_markdown(
     cmps = _comparisons(reports, comparisons)
     label = _label(cmps)
     prov, settings = doc["provenance"], doc["settings"]
-    nvml = prov.get("nvml") or {}
+    ident, now = prov.get("device") or {}, prov.get("in_force") or {}
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["versions"].items())
     lines = [
         f"# {settings.get('kernel', 'matmul')} {settings['dtype']} on {prov['gpu']}",
         "",
         f"- date (UTC): {prov['date_utc']}",
         f"- GPU: {prov['gpu']} (compute capability {prov['compute_capability']}), driver "
-        f"{nvml.get('driver_version', '?')}, CUDA driver {nvml.get('cuda_driver_version', '?')}, "
+        f"{ident.get('driver_version', '?')}, CUDA driver {ident.get('cuda_driver_version', '?')}, "
         f"CUDA runtime (torch) {prov['cuda_runtime_torch']}",
-        f"- at start: power limit {nvml.get('power_limit_w', '?')} W, SM {nvml.get('sm_mhz', '?')} "
-        f"MHz, {nvml.get('temp_c', '?')} C (settings unchanged)",
-        f"- versions: {versions}, python {prov['python']}",
+        f"- at start: power limit {now.get('power_limit_w', '?')} W, SM {now.get('sm_mhz', '?')} "
+        f"MHz, {now.get('temperature_c', '?')} C (settings unchanged)",
+        f"- versions: {versions}",
         f"- timing: CUDA events, {settings['warmup']} warm-up launches, median of "
         f"{settings['reps']}, L2 policy {settings['l2']}; "
         f"verified against float64: {'no' if settings['no_verify'] else 'yes'}",
