@@ -30,6 +30,14 @@ def test_the_dry_run_runs_every_step_and_says_what_a_gpu_adds(tmp_path):
     steps = {s["key"]: s for s in _steps(out)}
     assert steps["configs"]["status"] == "skipped" and "--skip" in steps["configs"]["summary"]
     assert steps["provenance"]["status"] == "info"
+    # the interpreter's one config per autotuner, forced and checked at one shape per dtype
+    assert steps["config-checks"]["status"] == "pass", steps["config-checks"]
+    rows = json.loads((out / "config-checks.json").read_text())
+    assert all(r["status"] == "pass" for r in rows)
+    # every family with an autotuned Triton kernel at its smallest shape (the W4A16 GEMV at M = 3
+    # is not autotuned); each (impl, dtype) once
+    assert {r["family"] for r in rows} == {"matmul", "prefill", "prefill-full", "decode", "w8a8"}
+    assert len({(r["family"], r["impl"], r["dtype"]) for r in rows}) == len(rows)
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["simulated"] is True and prov["versions"]["wattbench"]
     checks = [s for k, s in steps.items() if k.startswith("correctness:")]

@@ -10,7 +10,9 @@ Steps, by priority (the most valuable first, so a short budget still gets them):
 3. **targets** (``targets.py``): implementation and reference as CUDA graphs (launch overhead
    out), timed interleaved, inputs rotated past L2, SDPA restricted to its flash kernel;
 4. **sensors** (``sensors.py``): the NVML sensors around a load step, and the same load on
-   zeros between two on random data, observe-only.
+   zeros between two on random data, observe-only;
+5. **configs**: every Triton autotune config compiled for sm_90a; **config-checks**: each forced
+   in turn and checked against float64 (``kernels/config_check.py``).
 
 A dry run (``--dry-run``) runs the same flow on this machine: a simulated GPU answers NVML (the
 sensors step runs there on virtual time) and kernels run in Triton's interpreter; the steps that
@@ -263,6 +265,38 @@ def configs(ctx: Context) -> dict[str, Any]:
             "summary": summary + (f"; not ok: {names}" if bad else "")}  # fmt: skip
 
 
+#: the largest launch (FLOP) a config check takes on a GPU: every kernel variant is reached
+#: below it (the persistent matmul from 4096^3 on 132 SMs), the float64 references stay short
+CONFIG_CHECK_MAX_FLOPS = 2.0**38
+
+
+def config_checks(ctx: Context) -> dict[str, Any]:
+    """Every config each Triton autotuner can choose, forced one at a time and checked against
+    float64 (``kernels/config_check.py``), cases spread over parallel processes; a dry run
+    checks the interpreter's one config per autotuner at one shape per dtype, in-process."""
+    from wattbench.kernels import config_check as cc
+
+    if ctx.dry_run or not ctx.env.cuda:
+        case_list = cc.cases(catalog.FAMILIES, ctx.env, per_dtype=1)
+        outcomes = cc.run(case_list, processes=0)
+    else:
+        case_list = cc.cases(catalog.FAMILIES, ctx.env, max_flops=CONFIG_CHECK_MAX_FLOPS)
+        outcomes = cc.run(case_list)
+    write_json_atomic(ctx.folder / "config-checks.json", [o.to_json() for o in outcomes])
+    bad = [o for o in outcomes if o.status != "pass"]
+    names = "; ".join(
+        f"{o.found.case.label} {o.found.config}: {o.status}"
+        + (f" ({o.message})" if o.message else "")
+        for o in bad[:3]
+    )
+    summary = (
+        f"{len(outcomes)} (autotuner, config) pairs over {len(case_list)} cases checked "
+        f"against float64, {len(outcomes) - len(bad)} pass"
+    )
+    return {"status": "fail" if bad else "pass",
+            "summary": summary + (f"; not ok: {names}" if bad else "")}  # fmt: skip
+
+
 def build_steps() -> list[Step]:
     steps = [Step("provenance", "provenance", 2, 0, provenance)]
     for fam in catalog.FAMILIES:
@@ -289,6 +323,16 @@ def build_steps() -> list[Step]:
             45,
             configs,
             "every autotune config compiled in parallel processes (spills, shared memory)",
+        )
+    )
+    steps.append(
+        Step(
+            "config-checks",
+            "Triton configs against float64",
+            90,
+            46,
+            config_checks,
+            "every config each autotuner can choose, at the GPU shapes that reach it",
         )
     )
     steps.append(
