@@ -148,6 +148,8 @@ def _autotuned(
 
 
 def _matmul_jobs(half: Sequence[str]) -> list[Job]:
+    import triton
+
     from wattbench.kernels.matmul import triton_matmul as tm
 
     jobs = []
@@ -173,6 +175,25 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
             ("matmul-persistent", "_matmul_persistent_kernel"),
         ):
             jobs += _autotuned(name, dtype, tm.__name__, attr, configs, args, constexprs)
+        # split-K: the host fixes the tile (BLOCK_M from M, BLOCK_N = GPU_SPLIT.block_n); every
+        # tile height the plan gives, 4 splits of K, its workspace and counters
+        f32, i32 = Tensor("float32"), Tensor("int32")
+        for block_m in (16, 32, 64):
+            plan = tm.split_k_plan(block_m, _N, _K, 132, 4, tm.GPU_SPLIT)
+            split_args = (
+                a, a, c, scale, scale, f32, i32, block_m, _N, _K, _K, 1, *b_strides, _N, 1,
+                plan.k_per_split, plan.splits, block_m, _N, _K,
+            )  # fmt: skip
+            tile = {"BLOCK_M": plan.block_m, "BLOCK_N": plan.block_n}
+            split_configs = [
+                triton.Config({**tile, **cfg.kwargs}, num_warps=cfg.num_warps,
+                              num_stages=cfg.num_stages)
+                for cfg in tm.split_gpu_configs(tm.config_kind(dtype))
+            ]  # fmt: skip
+            jobs += _autotuned(
+                "matmul-split-k", dtype, tm.__name__, "_matmul_split_kernel", split_configs,
+                split_args, constexprs,
+            )  # fmt: skip
     return jobs
 
 

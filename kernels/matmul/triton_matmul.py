@@ -1,4 +1,4 @@
-"""Triton matmul: C = scale_a * scale_b * (A @ B), tiled, grouped, optionally persistent.
+"""Triton matmul: C = scale_a * scale_b * (A @ B), tiled, grouped, persistent or split-K.
 
 Operands are 2-D: A is (M, K), B is (K, N), C is (M, N); sizes and strides are counted in
 elements, and any strides work (row-major, transposed views, slices). Every size M, N, K >= 1 is
@@ -6,7 +6,9 @@ correct: loads and stores are masked, so no size needs to be a multiple of a blo
 
 Invariants:
 
-* Accumulation is fp32 for every input dtype; C is written once, rounded to its dtype.
+* Accumulation is fp32 for every input dtype; C is written once, rounded to its dtype. Split-K
+  is deterministic: its fp32 partials are added in split order, whichever program finishes
+  last, and no atomic touches C (only a per-tile arrival counter).
 * fp16 / bf16 inputs give C of the same dtype. fp32 inputs give fp32; ``allow_tf32=False`` (the
   default) means exact IEEE fp32 products (``input_precision="ieee"``), ``True`` lets the tensor
   cores round inputs to tf32 (10-bit mantissa).
@@ -22,6 +24,10 @@ Invariants:
 Tiling: programs are mapped to output tiles in GROUP_M super-rows (consecutive programs share
 A rows and sweep a band of B columns, which keeps both in L2). The persistent variant launches at
 most one program per SM, each looping over tiles with a stride of the grid size in the same order.
+Split-K (for skinny problems whose tile grid fills a fraction of the SMs) runs ``tiles * splits``
+programs, each over one slice of K, into an fp32 workspace (splits, M, N); the last program of a
+tile to arrive reduces the slices in order, scales, rounds and stores, and resets the tile's
+counter (workspace and counters are allocated by ``make_launch``, once).
 
 Autotuning: the GPU configs of the input kind (16-bit, fp32 / tf32, fp8: ``gpu_configs``; the
 autotuner prunes the others) are tuned per (M, N, K) *bucket* -- each size rounded up to a power of
@@ -35,6 +41,13 @@ least ``PERSISTENT_MIN_WAVES`` (4) full waves of 128x128 reference tiles on the 
 ``cdiv(M, 128) * cdiv(N, 128) >= 4 * SMs``; the interpreter counts
 ``triton_support.INTERPRETER_NUM_SMS``.
 
+Split-K rule (``split_k=None``, :func:`split_k_plan`): M <= ``SPLIT_K_MAX_M`` (64) only; tiles
+of M's next power of two (16..64) x 64 (the host fixes them, so the grid is known); as many splits
+as one wave of ``SPLIT_K_PROGRAMS_PER_SM`` (2) programs per SM holds, each at least 512 of K long
+and a multiple of 128 (every split BLOCK_K); never an empty split. On 132 SMs
+``llama3-8b-qkv@16`` (16x6144x4096, 96 tiles) gets 2 splits, 1x4096x4096 gets 4. The split
+configs (``split_gpu_configs``) tune BLOCK_K, warps and stages only.
+
 ``make_launch`` validates and precomputes everything once; its closure only launches (the first
 call autotunes and compiles, so warm up before measuring).
 """
@@ -44,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -119,6 +133,46 @@ _INTERPRETER_CONFIG = gemm_config(32, 32, 32, 4, 4, 1)
 _CONFIGS: list[triton.Config] = [_INTERPRETER_CONFIG] if _INTERPRET else _GPU_CONFIGS
 
 
+def _split_config(bk: int, warps: int, stages: int) -> triton.Config:
+    """A split-K config: BLOCK_M and BLOCK_N are the host's (:func:`split_k_plan`), not tuned."""
+    return triton.Config({"BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+
+
+@dataclass(frozen=True)
+class SplitGeometry:
+    """What the split-K rule plans with: the tile width ``block_n`` (the tile height is M's next
+    power of two in [16, 64]), the K granule ``k_multiple`` every split's length is a multiple of
+    (the largest BLOCK_K of the split configs), and the least K per split ``min_k`` the automatic
+    rule gives (a 64x64 tile's fp32 partial then adds at most ~1/8 of its 16-bit operand
+    traffic)."""
+
+    block_n: int
+    k_multiple: int
+    min_k: int
+
+
+#: split-K geometry on a GPU and under the interpreter (whose config has BLOCK_K = 32)
+GPU_SPLIT = SplitGeometry(block_n=64, k_multiple=128, min_k=512)
+INTERPRETER_SPLIT = SplitGeometry(block_n=32, k_multiple=32, min_k=32)
+_SPLIT = INTERPRETER_SPLIT if _INTERPRET else GPU_SPLIT
+
+#: split-K configs per input kind (BLOCK_K, warps, stages); every BLOCK_K divides
+#: GPU_SPLIT.k_multiple. Compiled for sm_90a at every tile height (16, 32, 64) x 64.
+_SPLIT_GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
+    "16-bit": [_split_config(128, 4, 4), _split_config(64, 4, 6), _split_config(128, 8, 3)],
+    "fp32": [_split_config(32, 4, 4), _split_config(64, 4, 3)],
+    "fp8": [_split_config(128, 4, 5), _split_config(128, 8, 4)],
+}
+_SPLIT_GPU_CONFIGS = [c for cs in _SPLIT_GPU_CONFIGS_BY_KIND.values() for c in cs]
+_SPLIT_CONFIGS: list[triton.Config] = (
+    [_split_config(32, 4, 1)] if _INTERPRET else _SPLIT_GPU_CONFIGS
+)
+
+#: split-K rule: only M <= SPLIT_K_MAX_M; aim at this many programs per SM (one wave)
+SPLIT_K_MAX_M = 64
+SPLIT_K_PROGRAMS_PER_SM = 2
+
+
 def config_kind(dtype: str) -> str:
     """The config list (``"16-bit"``, ``"fp32"``, ``"fp8"``) inputs of a family dtype name
     (``bf16``, ``fp16``, ``fp32``, ``tf32``, ``fp8``) tune over."""
@@ -130,20 +184,104 @@ def gpu_configs(kind: str) -> list[triton.Config]:
     return _GPU_CONFIGS_BY_KIND[kind]
 
 
-def _prune(configs: list[triton.Config], named_args: dict, **meta: object) -> list[triton.Config]:
-    """The autotuner's early pruning: only the configs of the launch's input kind (none under
-    the interpreter: its one config is for every launch)."""
-    if _INTERPRET:
-        return configs
-    keep = gpu_configs(config_kind(_NAMES[named_args["a_ptr"].dtype]))
-    return [c for c in configs if any(c is k for k in keep)]
+def split_gpu_configs(kind: str) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for a split-K launch of inputs of ``kind``."""
+    return _SPLIT_GPU_CONFIGS_BY_KIND[kind]
 
 
+def _pruner(by_kind: dict[str, list[triton.Config]]) -> Callable[..., list[triton.Config]]:
+    """The autotuner's early pruning: only the configs of the launch's input kind in
+    ``by_kind`` (none pruned under the interpreter: its one config is for every launch)."""
+
+    def prune(
+        configs: list[triton.Config], named_args: dict, **meta: object
+    ) -> list[triton.Config]:
+        if _INTERPRET:
+            return configs
+        keep = by_kind[config_kind(_NAMES[named_args["a_ptr"].dtype])]
+        return [c for c in configs if any(c is k for k in keep)]
+
+    return prune
+
+
+_prune = _pruner(_GPU_CONFIGS_BY_KIND)
 _PRUNE = {"early_config_prune": _prune}
+_prune_split = _pruner(_SPLIT_GPU_CONFIGS_BY_KIND)
+_PRUNE_SPLIT = {"early_config_prune": _prune_split}
 _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
 
 
 # --- device code ----------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tile_acc(
+    a_ptr,
+    b_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    row0,
+    col0,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    IS_FP8: tl.constexpr,
+):
+    """The fp32 BLOCK_M x BLOCK_N accumulator of rows ``row0 + [0, BLOCK_M)`` and columns
+    ``col0 + [0, BLOCK_N)`` over K (A and B start at the first K element to add); masked edges."""
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    row_ok = rows < M - row0
+    col_ok = cols < N - col0
+    a_ptrs = a_ptr + row0 * stride_am + (rows[:, None] * stride_am + ks[None, :] * stride_ak)
+    b_ptrs = b_ptr + col0 * stride_bn + (ks[:, None] * stride_bk + cols[None, :] * stride_bn)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        k_ok = ks < K - kb * BLOCK_K
+        a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        if IS_FP8:
+            # promote the tensor cores' partial sums into fp32 after every BLOCK_K products
+            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
+        else:
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+    return acc
+
+
+@triton.jit
+def _store_tile(
+    c_ptr,
+    acc,
+    scale_a_ptr,
+    scale_b_ptr,
+    M,
+    N,
+    stride_cm,
+    stride_cn,
+    row0,
+    col0,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+):
+    """Scale the fp32 tile ``acc`` (origin ``row0``, ``col0``), round it to C's dtype, store it."""
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    if HAS_SCALE:
+        acc = acc * (tl.load(scale_a_ptr) * tl.load(scale_b_ptr))
+    c_ptrs = c_ptr + row0 * stride_cm + col0 * stride_cn
+    c_ptrs += rows[:, None] * stride_cm + cols[None, :] * stride_cn
+    ok = (rows < M - row0)[:, None] & (cols < N - col0)[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -171,34 +309,88 @@ def _matmul_tile(
     HAS_SCALE: tl.constexpr,
     IS_FP8: tl.constexpr,
 ):
-    """Compute and store one BLOCK_M x BLOCK_N tile of C; fp32 accumulator, masked edges."""
+    """Compute and store one BLOCK_M x BLOCK_N tile of C over all of K."""
     # 64-bit tile origins (large operands overflow int32 offsets); in-tile offsets stay 32-bit.
     row0 = pid_m.to(tl.int64) * BLOCK_M
     col0 = pid_n.to(tl.int64) * BLOCK_N
+    acc = _tile_acc(
+        a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, row0, col0,
+        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8,
+    )  # fmt: skip
+    _store_tile(
+        c_ptr, acc, scale_a_ptr, scale_b_ptr, M, N, stride_cm, stride_cn, row0, col0,
+        BLOCK_M, BLOCK_N, HAS_SCALE,
+    )  # fmt: skip
+
+
+@triton.autotune(configs=_SPLIT_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE_SPLIT)
+@triton.jit
+def _matmul_split_kernel(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    scale_a_ptr,
+    scale_b_ptr,
+    ws_ptr,
+    cnt_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    k_per_split,
+    num_splits,
+    M_BUCKET,  # autotune key only
+    N_BUCKET,
+    K_BUCKET,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    IS_FP8: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """Split-K: grid = tiles * num_splits; program p computes tile p % tiles over K slice
+    p // tiles (``[s * k_per_split, min(K, (s + 1) * k_per_split))``, never empty: the host's
+    plan guarantees it) into an fp32 partial of the workspace (split, M, N). The last program of a
+    tile to arrive (an acq_rel counter per tile, after a block barrier) adds the partials in
+    split order -- deterministic, whichever program arrives last --, scales, rounds and stores C,
+    and resets the counter to 0, so launches need no memset and no atomics touch C."""
+    num_n = tl.cdiv(N, BLOCK_N)
+    num_tiles = tl.cdiv(M, BLOCK_M) * num_n
+    pid = tl.program_id(0)
+    tile = pid % num_tiles
+    split = pid // num_tiles
+    row0 = (tile // num_n).to(tl.int64) * BLOCK_M
+    col0 = (tile % num_n).to(tl.int64) * BLOCK_N
+    k0 = split.to(tl.int64) * k_per_split
+    k_len = tl.minimum(K - k0, k_per_split)
+    acc = _tile_acc(
+        a_ptr + k0 * stride_ak, b_ptr + k0 * stride_bk, M, N, k_len,
+        stride_am, stride_ak, stride_bk, stride_bn, row0, col0,
+        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8,
+    )  # fmt: skip
     rows = tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
-    ks = tl.arange(0, BLOCK_K)
-    row_ok = rows < M - row0
-    col_ok = cols < N - col0
-    a_ptrs = a_ptr + row0 * stride_am + (rows[:, None] * stride_am + ks[None, :] * stride_ak)
-    b_ptrs = b_ptr + col0 * stride_bn + (ks[:, None] * stride_bk + cols[None, :] * stride_bn)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kb in range(0, tl.cdiv(K, BLOCK_K)):
-        k_ok = ks < K - kb * BLOCK_K
-        a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if IS_FP8:
-            # promote the tensor cores' partial sums into fp32 after every BLOCK_K products
-            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
-        else:
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-    if HAS_SCALE:
-        acc = acc * (tl.load(scale_a_ptr) * tl.load(scale_b_ptr))
-    c_ptrs = c_ptr + row0 * stride_cm + col0 * stride_cn
-    c_ptrs += rows[:, None] * stride_cm + cols[None, :] * stride_cn
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    ok = (rows < M - row0)[:, None] & (cols < N - col0)[None, :]
+    part = ws_ptr + row0 * N + col0 + (rows[:, None] * N + cols[None, :])
+    slice_size = M.to(tl.int64) * N
+    tl.store(part + split * slice_size, acc, mask=ok)
+    tl.debug_barrier()  # every thread's partial is stored before the counter moves
+    arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+    if arrived == num_splits - 1:  # the last program of this tile: reduce in split order
+        total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for s in range(0, num_splits):
+            total += tl.load(part + s * slice_size, mask=ok, other=0.0, cache_modifier=".cg")
+        _store_tile(
+            c_ptr, total, scale_a_ptr, scale_b_ptr, M, N, stride_cm, stride_cn, row0, col0,
+            BLOCK_M, BLOCK_N, HAS_SCALE,
+        )  # fmt: skip
+        tl.atomic_xchg(cnt_ptr + tile, 0, sem="relaxed", scope="gpu")
 
 
 @triton.autotune(configs=_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE)
@@ -285,6 +477,50 @@ def use_persistent(m: int, n: int, sms: int) -> bool:
     """The automatic choice: at least PERSISTENT_MIN_WAVES waves of 128x128 tiles on ``sms``."""
     tiles = triton.cdiv(m, _REFERENCE_TILE) * triton.cdiv(n, _REFERENCE_TILE)
     return tiles >= PERSISTENT_MIN_WAVES * sms
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """A split-K launch: ``splits`` slices of K, each ``k_per_split`` long (the last may be
+    shorter, none is empty), over ``tiles`` tiles of ``block_m`` x ``block_n``."""
+
+    splits: int
+    k_per_split: int
+    block_m: int
+    block_n: int
+    tiles: int
+
+
+def split_k_plan(
+    m: int,
+    n: int,
+    k: int,
+    sms: int,
+    split_k: int | None = None,
+    geometry: SplitGeometry = _SPLIT,
+) -> SplitPlan:
+    """The split-K plan of an M x N x K problem on ``sms`` SMs.
+
+    Tiles are ``block_m`` x ``geometry.block_n`` with ``block_m`` M's next power of two in
+    [16, 64]. The rule (``split_k=None``): M > SPLIT_K_MAX_M gives 1 split; otherwise as many
+    splits as one wave of SPLIT_K_PROGRAMS_PER_SM programs per SM holds
+    (``floor(2 * sms / tiles)``), at most ``k // geometry.min_k``, at least 1. A given
+    ``split_k`` (>= 1) is taken as the wish instead. Either way the wish becomes a K length per
+    split, a multiple of ``geometry.k_multiple``, and the splits actually made are
+    ``cdiv(k, k_per_split)``: never one with no K to do (a wish above what K holds gives fewer).
+    """
+    block_m = min(max(triton.next_power_of_2(m), 16), 64)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, geometry.block_n)
+    if split_k is None:
+        want = 1
+        if m <= SPLIT_K_MAX_M:
+            want = min(SPLIT_K_PROGRAMS_PER_SM * sms // tiles, k // geometry.min_k)
+    else:
+        want = split_k
+    granules = triton.cdiv(k, geometry.k_multiple)
+    want = max(1, min(want, granules))
+    k_per_split = triton.cdiv(granules, want) * geometry.k_multiple
+    return SplitPlan(triton.cdiv(k, k_per_split), k_per_split, block_m, geometry.block_n, tiles)
 
 
 def _dtype_name(t: torch.Tensor, what: str) -> str:
@@ -402,42 +638,69 @@ def make_launch(
     scale_b: torch.Tensor | float | None = None,
     allow_tf32: bool = False,
     persistent: bool | None = None,
+    split_k: int | None = None,
 ) -> Callable[[], None]:
     """Validate once and return a closure that writes ``scale_a * scale_b * (a @ b)`` into ``out``.
 
     ``out`` (M, N) must have the inputs' dtype (fp8: bf16, fp16 or fp32). ``allow_tf32`` only
     affects fp32 inputs (default False: exact IEEE fp32). A missing scale counts as 1.0; float
-    scales become 0-d float32 tensors here, once. ``persistent=None`` applies the module's
-    persistent rule. The closure allocates and checks nothing; its first call autotunes.
+    scales become 0-d float32 tensors here, once. ``split_k=None`` applies the split-K rule
+    (:func:`split_k_plan`) unless ``persistent=True``; an integer >= 1 asks for that many splits
+    (1: none). Without a split, ``persistent=None`` applies the module's persistent rule. The
+    split-K workspace and counters are allocated here, once: one closure must not run
+    concurrently on two streams. The closure allocates and checks nothing; its first call
+    autotunes. Its ``variant`` attribute says which kernel it launches (``"tiled"``,
+    ``"persistent"`` or ``"split-k"``) and ``splits`` how many K slices (1 without split-K).
     """
     m, n, k, name = _check_operands(a, b)
     _check_out(out, m, n, name, a)
+    if split_k is not None and (
+        isinstance(split_k, bool) or not isinstance(split_k, int) or split_k < 1
+    ):
+        raise UsageError(f"split_k must be an integer >= 1 or None, got {split_k!r}", "pass e.g. 4")
+    if persistent and split_k is not None and split_k > 1:
+        raise UsageError(
+            "the persistent kernel does not split K",
+            "pass persistent=True or split_k > 1, not both",
+        )
     has_scale = scale_a is not None or scale_b is not None
     sa = sb = None
     if has_scale:
         sa = _scale(1.0 if scale_a is None else scale_a, "scale_a", a.device)
         sb = _scale(1.0 if scale_b is None else scale_b, "scale_b", a.device)
     sms = num_sms(a.device)
-    if persistent is None:
+    plan = split_k_plan(m, n, k, sms, 1 if persistent else split_k)
+    if plan.splits == 1 and persistent is None:
         persistent = use_persistent(m, n, sms)
-
-    def tiles(meta: dict) -> int:
-        return triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])
-
-    if persistent:
-        kernel = _matmul_persistent_kernel[lambda meta: (min(sms, tiles(meta)),)]
-    else:
-        kernel = _matmul_kernel[lambda meta: (tiles(meta),)]
-    args = (
-        a, b, out, sa, sb, m, n, k,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
-        size_bucket(m), size_bucket(n), size_bucket(k),
-    )  # fmt: skip
-    meta = {
+    meta: dict[str, object] = {
         "INPUT_PRECISION": "tf32" if (allow_tf32 and name == "fp32") else "ieee",
         "HAS_SCALE": has_scale,
         "IS_FP8": name == "fp8",
     }
+    buckets = (size_bucket(m), size_bucket(n), size_bucket(k))
+    strides = (a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1))
+
+    def tiles(meta: dict) -> int:
+        return triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])
+
+    if plan.splits > 1:
+        variant = "split-k"
+        workspace = torch.empty(plan.splits * m * n, dtype=torch.float32, device=a.device)
+        counters = torch.zeros(plan.tiles, dtype=torch.int32, device=a.device)
+        kernel = _matmul_split_kernel[(plan.tiles * plan.splits,)]
+        args: tuple = (
+            a, b, out, sa, sb, workspace, counters, m, n, k, *strides,
+            plan.k_per_split, plan.splits, *buckets,
+        )  # fmt: skip
+        meta |= {"BLOCK_M": plan.block_m, "BLOCK_N": plan.block_n}
+    elif persistent:
+        variant = "persistent"
+        kernel = _matmul_persistent_kernel[lambda meta: (min(sms, tiles(meta)),)]
+        args = (a, b, out, sa, sb, m, n, k, *strides, *buckets)
+    else:
+        variant = "tiled"
+        kernel = _matmul_kernel[lambda meta: (tiles(meta),)]
+        args = (a, b, out, sa, sb, m, n, k, *strides, *buckets)
     guard = (
         functools.partial(torch.cuda.device, a.device)
         if a.device.type == "cuda"
@@ -448,6 +711,8 @@ def make_launch(
         with guard():
             kernel(*args, **meta)
 
+    launch.variant = variant  # type: ignore[attr-defined]  # what a measurement ran
+    launch.splits = plan.splits  # type: ignore[attr-defined]
     return launch
 
 
@@ -461,6 +726,7 @@ def matmul(
     scale_b: torch.Tensor | float | None = None,
     allow_tf32: bool = False,
     persistent: bool | None = None,
+    split_k: int | None = None,
 ) -> torch.Tensor:
     """``scale_a * scale_b * (a @ b)`` for a (M, K) and b (K, N); returns the (M, N) result.
 
@@ -477,6 +743,13 @@ def matmul(
             f"out is {out.dtype} but out_dtype is {out_dtype}", "pass one of out / out_dtype"
         )
     make_launch(
-        a, b, out, scale_a=scale_a, scale_b=scale_b, allow_tf32=allow_tf32, persistent=persistent
+        a,
+        b,
+        out,
+        scale_a=scale_a,
+        scale_b=scale_b,
+        allow_tf32=allow_tf32,
+        persistent=persistent,
+        split_k=split_k,
     )()
     return out

@@ -76,7 +76,7 @@ def test_matches_float64_reference(
     m, n, k = shape
     a, b = _operands(m, n, k, dtype)
     out = _poisoned(m, n, dtype)
-    c = tm.matmul(a, b, out=out, persistent=persistent)
+    c = tm.matmul(a, b, out=out, persistent=persistent, split_k=1)
     assert c is out
     assert c.dtype == dtype
     assert _rel_err(c, _reference(a, b)) < TOL[dtype]
@@ -95,7 +95,7 @@ def test_fp8_with_scales(
     scale_a = torch.tensor(0.5, device=DEVICE)  # 0-d
     scale_b = torch.tensor([3.0], device=DEVICE)  # 1-element
     out = _poisoned(m, n, out_dtype)
-    c = tm.matmul(a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent)
+    c = tm.matmul(a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent, split_k=1)
     assert _rel_err(c, _reference(a, b, 0.5 * 3.0)) < FP8_TOL[out_dtype]
 
 
@@ -137,6 +137,112 @@ def test_scales_are_read_at_each_launch() -> None:
     assert _rel_err(out, _reference(a, b, 0.75)) < FP8_TOL[torch.float32]
 
 
+# --- split-K --------------------------------------------------------------------------------------
+
+#: (M, N, K): K a multiple of no split length, M <= 64 (the rule's range) and one above it
+SPLIT_SHAPES = [(17, 129, 93), (1, 64, 200), (64, 70, 300), (67, 45, 161)]
+
+
+@pytest.mark.parametrize("split_k", [2, 3, 5])
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, FP8], ids=["fp16", "fp32", "fp8"])
+def test_split_k_matches_float64_reference(
+    dtype: torch.dtype, shape: tuple[int, int, int], split_k: int
+) -> None:
+    """Each split's fp32 partial is summed in split order and scaled once, so the error is the
+    unsplit kernel's (fp8: scales applied after the reduction, fp32 output)."""
+    m, n, k = shape
+    a, b = _operands(m, n, k, dtype, seed=split_k)
+    out_dtype = torch.float32 if dtype == FP8 else dtype
+    scale = 0.5 if dtype == FP8 else None
+    out = _poisoned(m, n, out_dtype)
+    launch = tm.make_launch(a, b, out, split_k=split_k, scale_a=scale)
+    plan = tm.split_k_plan(m, n, k, tm.num_sms(a.device), split_k)
+    assert (launch.variant, launch.splits) == ("split-k", plan.splits)
+    assert 2 <= plan.splits <= split_k
+    assert (plan.splits - 1) * plan.k_per_split < k <= plan.splits * plan.k_per_split  # none empty
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b, scale or 1.0)) < TOL[out_dtype]
+    out.fill_(float("nan"))  # the counters were reset: a second launch writes every tile again
+    launch()
+    assert torch.equal(out, first)  # bitwise the same
+
+
+def test_split_k_wish_beyond_k_gives_no_empty_split() -> None:
+    """K = 93 holds three 32-long granules (the interpreter's BLOCK_K): a wish of 8 splits makes
+    3, the last 29 long; in the GPU geometry 8 splits of K = 300 make 3 (128, 128, 44)."""
+    assert tm.split_k_plan(5, 45, 93, 4, 8, tm.INTERPRETER_SPLIT).splits == 3
+    gpu = tm.split_k_plan(5, 45, 300, 132, 8, tm.GPU_SPLIT)
+    assert (gpu.splits, gpu.k_per_split) == (3, 128)
+    for k in range(1, 700, 7):
+        for wish in (1, 2, 3, 7, 64):
+            p = tm.split_k_plan(16, 4096, k, 132, wish, tm.GPU_SPLIT)
+            assert p.k_per_split % tm.GPU_SPLIT.k_multiple == 0
+            assert (p.splits - 1) * p.k_per_split < k <= p.splits * p.k_per_split
+            assert 1 <= p.splits <= wish
+    if tm._INTERPRET:
+        m, n, k = 5, 45, 93
+        a, b = _operands(m, n, k, torch.float16, seed=21)
+        out = _poisoned(m, n, torch.float16)
+        launch = tm.make_launch(a, b, out, split_k=8)
+        assert launch.splits == 3
+        launch()
+        assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+@pytest.mark.parametrize(
+    ("shape", "splits"),
+    [
+        ((16, 6144, 4096), 2),  # llama3-8b-qkv@16: 96 tiles of 16x64, 264 programs a wave
+        ((1, 4096, 4096), 4),  # llama3-8b-o@1: 64 tiles
+        ((16, 4096, 14336), 4),  # llama3-8b-down@16
+        ((64, 4096, 4096), 4),  # 64 tiles of 64x64
+        ((16, 28672, 4096), 1),  # llama3-8b-gate_up@16: 448 tiles, over 3 waves already
+        ((16, 10240, 8192), 1),  # llama3-70b-qkv@16: 160 tiles, two would exceed the wave
+        ((16, 1024, 1024), 2),  # 16 tiles, but K holds two 512-long splits only
+        ((16, 4096, 256), 1),  # K below two minimal splits
+        ((128, 6144, 4096), 1),  # M > 64: the tile grid fills the GPU
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_split_k_rule_on_132_sms(shape: tuple[int, int, int], splits: int) -> None:
+    m, n, k = shape
+    plan = tm.split_k_plan(m, n, k, 132, geometry=tm.GPU_SPLIT)
+    assert plan.splits == splits
+    assert plan.tiles * plan.splits <= max(plan.tiles, tm.SPLIT_K_PROGRAMS_PER_SM * 132)
+    assert plan.block_m == min(max(16, 1 << (m - 1).bit_length()), 64)
+
+
+def test_split_k_rule_applies_in_make_launch() -> None:
+    """split_k=None: the rule splits a skinny problem (4 interpreter SMs: 1x64x200 has 2 tiles of
+    16x32, so 4 splits); persistent=True never splits; M > 64 does not split."""
+    a, b = _operands(1, 64, 200, torch.float16, seed=22)
+    out = _poisoned(1, 64, torch.float16)
+    auto = tm.make_launch(a, b, out)
+    want = tm.split_k_plan(1, 64, 200, tm.num_sms(a.device)).splits
+    assert auto.splits == want and auto.variant == ("split-k" if want > 1 else "tiled")
+    if tm._INTERPRET:
+        assert want == 4
+    assert tm.make_launch(a, b, out, persistent=True).variant == "persistent"
+    a2, b2 = _operands(67, 45, 93, torch.float16, seed=23)
+    assert tm.make_launch(a2, b2, _poisoned(67, 45, torch.float16)).splits == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "4"])
+def test_split_k_must_be_a_positive_integer(bad: object) -> None:
+    a, b = _operands(4, 5, 6, torch.float16)
+    with pytest.raises(WattbenchError, match="split_k must be an integer >= 1") as info:
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), split_k=bad)  # type: ignore[arg-type]
+    assert info.value.remedy
+
+
+def test_split_k_and_persistent_exclude_each_other() -> None:
+    a, b = _operands(4, 5, 64, torch.float16)
+    with pytest.raises(WattbenchError, match="does not split K"):
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), persistent=True, split_k=2)
+
+
 # --- make_launch ----------------------------------------------------------------------------------
 
 
@@ -146,7 +252,8 @@ def test_make_launch_writes_into_out_and_repeats(persistent: bool) -> None:
     a, b = _operands(m, n, k, torch.float16, seed=9)
     out = _poisoned(m, n, torch.float16)
     ptr = out.data_ptr()
-    launch = tm.make_launch(a, b, out, persistent=persistent)
+    launch = tm.make_launch(a, b, out, persistent=persistent, split_k=1)
+    assert launch.variant == ("persistent" if persistent else "tiled")
     assert launch() is None
     first = out.clone()
     assert out.data_ptr() == ptr
@@ -322,3 +429,18 @@ def test_gpu_fp8_refused_below_sm89() -> None:
     a, b, _ = _gpu_operands(64, 64, 64, FP8)
     with pytest.raises(UnknownKernelError, match=r"compute capability >= 8\.9"):
         tm.matmul(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("split_k", [None, 1, 3, 8], ids=["rule", "1", "3", "8"])
+@pytest.mark.parametrize("shape", [(16, 6144, 4096), (1, 4096, 14336), (64, 1000, 999)])
+def test_gpu_split_k_bf16_deterministic(shape: tuple[int, int, int], split_k: int | None) -> None:
+    a, b, out = _gpu_operands(*shape, torch.bfloat16)
+    launch = tm.make_launch(a, b, out, split_k=split_k)
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b)) < BF16_TOL
+    for _ in range(3):  # other arrival orders, the same sums: bitwise equal
+        out.fill_(float("nan"))
+        launch()
+        assert torch.equal(out, first)
