@@ -153,9 +153,9 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
     from wattbench.kernels.matmul import triton_matmul as tm
 
     jobs = []
-    for dtype in (*half, "fp32", "tf32", "fp8"):
-        fp8 = dtype == "fp8"
-        torch_in = {**_TORCH_HALF, "fp8": "float8_e4m3fn"}.get(dtype, "float32")
+    for dtype in (*half, "fp32", "tf32", "fp8", "fp8-fastacc"):
+        fp8 = dtype.startswith("fp8")
+        torch_in = "float8_e4m3fn" if fp8 else _TORCH_HALF.get(dtype, "float32")
         a = Tensor(torch_in)
         c = Tensor("bfloat16" if fp8 else torch_in)
         scale = Tensor("float32") if fp8 else None
@@ -168,8 +168,10 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
             "INPUT_PRECISION": "tf32" if dtype == "tf32" else "ieee",
             "HAS_SCALE": fp8,
             "IS_FP8": fp8,
+            "FAST_ACC": dtype == "fp8-fastacc",
         }
-        configs = tm.gpu_configs(tm.config_kind(dtype))
+        kind = tm.config_kind(dtype.removesuffix("-fastacc"), dtype == "fp8-fastacc")
+        configs = tm.gpu_configs(kind)
         for name, attr in (
             ("matmul", "_matmul_kernel"),
             ("matmul-persistent", "_matmul_persistent_kernel"),
@@ -188,7 +190,7 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
             split_configs = [
                 triton.Config({**tile, **cfg.kwargs}, num_warps=cfg.num_warps,
                               num_stages=cfg.num_stages)
-                for cfg in tm.split_gpu_configs(tm.config_kind(dtype))
+                for cfg in tm.split_gpu_configs(kind)
             ]  # fmt: skip
             jobs += _autotuned(
                 "matmul-split-k", dtype, tm.__name__, "_matmul_split_kernel", split_configs,

@@ -15,8 +15,11 @@ Invariants:
 * fp8 means ``torch.float8_e4m3fn`` inputs; C is bf16 unless another of fp16 / bf16 / fp32 is
   asked for. On Hopper the fp8 products of each BLOCK_K slice are added into the fp32 accumulator
   (``max_num_imprecise_acc=BLOCK_K``), not accumulated in the tensor cores' reduced precision over
-  all of K. fp8 needs compute capability >= 8.9 on a real GPU. For tensor-core-friendly fp8, pass
-  B K-contiguous (``b_t.T`` of an (N, K) row-major tensor); any layout is correct.
+  all of K -- unless ``fast_accum=True`` (the ``triton-fastacc`` impl): then Triton's fp8 default
+  holds, reduced-precision accumulation over all of K on sm_90 (as cuBLAS ``use_fast_accum``),
+  with configs of its own (``"fp8-fastacc"``). fp8 needs compute capability >= 8.9 on a real
+  GPU. For tensor-core-friendly fp8, pass B K-contiguous (``b_t.T`` of an (N, K) row-major
+  tensor); any layout is correct.
 * ``scale_a`` / ``scale_b`` are per-tensor float32 multipliers (0-d or 1-element tensors on the
   operands' device, or Python floats), applied to the fp32 accumulator before rounding; they are
   read on the device at each launch, so updating them in place needs no new launch closure.
@@ -126,6 +129,14 @@ _GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
         gemm_config(64, 64, 32, 8, 4, 3),
         gemm_config(16, 64, 128, 1, 4, 3),
     ],
+    # fp8 fast accumulation (FAST_ACC): no partial accumulator, so 128x256 tiles fit 8 warps
+    "fp8-fastacc": [
+        gemm_config(128, 256, 128, 8, 8, 3),
+        gemm_config(128, 128, 128, 8, 8, 4),
+        gemm_config(64, 128, 128, 8, 4, 4),
+        gemm_config(64, 64, 128, 8, 4, 4),
+        gemm_config(16, 64, 128, 1, 4, 3),
+    ],
 }
 _GPU_CONFIGS: list[triton.Config] = [c for cs in _GPU_CONFIGS_BY_KIND.values() for c in cs]
 #: the one config used under TRITON_INTERPRET
@@ -163,7 +174,12 @@ _SPLIT_GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
     "fp32": [_split_config(32, 4, 4), _split_config(64, 4, 3)],
     "fp8": [_split_config(128, 4, 5), _split_config(128, 8, 4)],
 }
-_SPLIT_GPU_CONFIGS = [c for cs in _SPLIT_GPU_CONFIGS_BY_KIND.values() for c in cs]
+_SPLIT_GPU_CONFIGS_BY_KIND["fp8-fastacc"] = _SPLIT_GPU_CONFIGS_BY_KIND[
+    "fp8"
+]  # small tiles: one list
+_SPLIT_GPU_CONFIGS = list(
+    {id(c): c for cs in _SPLIT_GPU_CONFIGS_BY_KIND.values() for c in cs}.values()
+)
 _SPLIT_CONFIGS: list[triton.Config] = (
     [_split_config(32, 4, 1)] if _INTERPRET else _SPLIT_GPU_CONFIGS
 )
@@ -173,10 +189,12 @@ SPLIT_K_MAX_M = 64
 SPLIT_K_PROGRAMS_PER_SM = 2
 
 
-def config_kind(dtype: str) -> str:
-    """The config list (``"16-bit"``, ``"fp32"``, ``"fp8"``) inputs of a family dtype name
-    (``bf16``, ``fp16``, ``fp32``, ``tf32``, ``fp8``) tune over."""
-    return {"bf16": "16-bit", "fp16": "16-bit", "tf32": "fp32"}.get(dtype, dtype)
+def config_kind(dtype: str, fast_acc: bool = False) -> str:
+    """The config list (``"16-bit"``, ``"fp32"``, ``"fp8"``, ``"fp8-fastacc"``) inputs of a
+    family dtype name (``bf16``, ``fp16``, ``fp32``, ``tf32``, ``fp8``) tune over; ``fast_acc``
+    (fp8 only) selects the fast-accumulation list."""
+    kind = {"bf16": "16-bit", "fp16": "16-bit", "tf32": "fp32"}.get(dtype, dtype)
+    return "fp8-fastacc" if kind == "fp8" and fast_acc else kind
 
 
 def gpu_configs(kind: str) -> list[triton.Config]:
@@ -190,15 +208,17 @@ def split_gpu_configs(kind: str) -> list[triton.Config]:
 
 
 def _pruner(by_kind: dict[str, list[triton.Config]]) -> Callable[..., list[triton.Config]]:
-    """The autotuner's early pruning: only the configs of the launch's input kind in
-    ``by_kind`` (none pruned under the interpreter: its one config is for every launch)."""
+    """The autotuner's early pruning: only the configs of the launch's input kind (its A dtype
+    and FAST_ACC) in ``by_kind`` (none pruned under the interpreter: its one config is for
+    every launch)."""
 
     def prune(
         configs: list[triton.Config], named_args: dict, **meta: object
     ) -> list[triton.Config]:
         if _INTERPRET:
             return configs
-        keep = by_kind[config_kind(_NAMES[named_args["a_ptr"].dtype])]
+        kind = config_kind(_NAMES[named_args["a_ptr"].dtype], bool(meta.get("FAST_ACC")))
+        keep = by_kind[kind]
         return [c for c in configs if any(c is k for k in keep)]
 
     return prune
@@ -208,7 +228,7 @@ _prune = _pruner(_GPU_CONFIGS_BY_KIND)
 _PRUNE = {"early_config_prune": _prune}
 _prune_split = _pruner(_SPLIT_GPU_CONFIGS_BY_KIND)
 _PRUNE_SPLIT = {"early_config_prune": _prune_split}
-_TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE"]
+_TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE", "FAST_ACC"]
 
 
 # --- device code ----------------------------------------------------------------------------------
@@ -232,6 +252,7 @@ def _tile_acc(
     BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
 ):
     """The fp32 BLOCK_M x BLOCK_N accumulator of rows ``row0 + [0, BLOCK_M)`` and columns
     ``col0 + [0, BLOCK_N)`` over K (A and B start at the first K element to add); masked edges."""
@@ -247,7 +268,11 @@ def _tile_acc(
         k_ok = ks < K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if IS_FP8:
+        if IS_FP8 and FAST_ACC:
+            # Triton's fp8 default: on sm_90 the tensor cores accumulate over all of K in their
+            # reduced precision (max_num_imprecise_acc 2**30), as cuBLAS use_fast_accum
+            acc = tl.dot(a, b, acc)
+        elif IS_FP8:
             # promote the tensor cores' partial sums into fp32 after every BLOCK_K products
             acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
         else:
@@ -308,6 +333,7 @@ def _matmul_tile(
     INPUT_PRECISION: tl.constexpr,
     HAS_SCALE: tl.constexpr,
     IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
 ):
     """Compute and store one BLOCK_M x BLOCK_N tile of C over all of K."""
     # 64-bit tile origins (large operands overflow int32 offsets); in-tile offsets stay 32-bit.
@@ -315,7 +341,7 @@ def _matmul_tile(
     col0 = pid_n.to(tl.int64) * BLOCK_N
     acc = _tile_acc(
         a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, row0, col0,
-        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8,
+        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8, FAST_ACC,
     )  # fmt: skip
     _store_tile(
         c_ptr, acc, scale_a_ptr, scale_b_ptr, M, N, stride_cm, stride_cn, row0, col0,
@@ -350,6 +376,7 @@ def _matmul_split_kernel(
     INPUT_PRECISION: tl.constexpr,
     HAS_SCALE: tl.constexpr,
     IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -372,7 +399,7 @@ def _matmul_split_kernel(
     acc = _tile_acc(
         a_ptr + k0 * stride_ak, b_ptr + k0 * stride_bk, M, N, k_len,
         stride_am, stride_ak, stride_bk, stride_bn, row0, col0,
-        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8,
+        BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, IS_FP8, FAST_ACC,
     )  # fmt: skip
     rows = tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
@@ -416,6 +443,7 @@ def _matmul_kernel(
     INPUT_PRECISION: tl.constexpr,
     HAS_SCALE: tl.constexpr,
     IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -426,7 +454,7 @@ def _matmul_kernel(
     _matmul_tile(
         a_ptr, b_ptr, c_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
         stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-        pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, HAS_SCALE, IS_FP8,
+        pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, HAS_SCALE, IS_FP8, FAST_ACC,
     )  # fmt: skip
 
 
@@ -453,6 +481,7 @@ def _matmul_persistent_kernel(
     INPUT_PRECISION: tl.constexpr,
     HAS_SCALE: tl.constexpr,
     IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -466,7 +495,7 @@ def _matmul_persistent_kernel(
         _matmul_tile(
             a_ptr, b_ptr, c_ptr, scale_a_ptr, scale_b_ptr, M, N, K,
             stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-            pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, HAS_SCALE, IS_FP8,
+            pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION, HAS_SCALE, IS_FP8, FAST_ACC,
         )  # fmt: skip
 
 
@@ -639,6 +668,7 @@ def make_launch(
     allow_tf32: bool = False,
     persistent: bool | None = None,
     split_k: int | None = None,
+    fast_accum: bool = False,
 ) -> Callable[[], None]:
     """Validate once and return a closure that writes ``scale_a * scale_b * (a @ b)`` into ``out``.
 
@@ -651,6 +681,8 @@ def make_launch(
     concurrently on two streams. The closure allocates and checks nothing; its first call
     autotunes. Its ``variant`` attribute says which kernel it launches (``"tiled"``,
     ``"persistent"`` or ``"split-k"``) and ``splits`` how many K slices (1 without split-K).
+    ``fast_accum`` (fp8 inputs only) accumulates the fp8 products in the tensor cores' reduced
+    precision over all of K on sm_90 (as cuBLAS ``use_fast_accum``), with its own configs.
     """
     m, n, k, name = _check_operands(a, b)
     _check_out(out, m, n, name, a)
@@ -662,6 +694,10 @@ def make_launch(
         raise UsageError(
             "the persistent kernel does not split K",
             "pass persistent=True or split_k > 1, not both",
+        )
+    if fast_accum and name != "fp8":
+        raise UsageError(
+            f"fast_accum applies to fp8 inputs only, these are {name}", "drop fast_accum"
         )
     has_scale = scale_a is not None or scale_b is not None
     sa = sb = None
@@ -676,6 +712,7 @@ def make_launch(
         "INPUT_PRECISION": "tf32" if (allow_tf32 and name == "fp32") else "ieee",
         "HAS_SCALE": has_scale,
         "IS_FP8": name == "fp8",
+        "FAST_ACC": bool(fast_accum),
     }
     buckets = (size_bucket(m), size_bucket(n), size_bucket(k))
     strides = (a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1))
@@ -727,6 +764,7 @@ def matmul(
     allow_tf32: bool = False,
     persistent: bool | None = None,
     split_k: int | None = None,
+    fast_accum: bool = False,
 ) -> torch.Tensor:
     """``scale_a * scale_b * (a @ b)`` for a (M, K) and b (K, N); returns the (M, N) result.
 
@@ -751,5 +789,6 @@ def matmul(
         allow_tf32=allow_tf32,
         persistent=persistent,
         split_k=split_k,
+        fast_accum=fast_accum,
     )()
     return out

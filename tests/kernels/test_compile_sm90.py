@@ -130,6 +130,9 @@ def test_autotuners_offer_each_launch_only_its_configs(monkeypatch: pytest.Monke
     fp8 = triton_matmul._prune(every, {"a_ptr": torch.empty(0, dtype=FP8)}, IS_FP8=True)
     assert _labels(fp8) == _labels(triton_matmul.gpu_configs("fp8"))
     assert "BLOCK_M: 128, BLOCK_N: 128, BLOCK_K: 128" in " ".join(_labels(fp8))
+    fastacc = triton_matmul._prune(every, {"a_ptr": torch.empty(0, dtype=FP8)}, FAST_ACC=True)
+    assert _labels(fastacc) == _labels(triton_matmul.gpu_configs("fp8-fastacc"))
+    assert "BLOCK_M: 128, BLOCK_N: 256, BLOCK_K: 128" in " ".join(_labels(fastacc))
     every_split = triton_matmul._SPLIT_GPU_CONFIGS
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32"), (FP8, "fp8")):
         kept = triton_matmul._prune_split(every_split, {"a_ptr": torch.empty(0, dtype=dtype)})

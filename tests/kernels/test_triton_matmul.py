@@ -99,6 +99,26 @@ def test_fp8_with_scales(
     assert _rel_err(c, _reference(a, b, 0.5 * 3.0)) < FP8_TOL[out_dtype]
 
 
+@pytest.mark.parametrize(
+    ("persistent", "split_k"), [(False, 1), (True, None), (None, 3)], ids=["tiled", "pers", "split"]
+)
+def test_fp8_fast_accumulation(persistent: bool | None, split_k: int | None) -> None:
+    """The interpreter sums fp8 products exactly, with or without fast accumulation: the same C
+    as the precise path, bit for bit (the reduced precision exists on sm_90 only)."""
+    m, n, k = 17, 129, 93
+    a, b = _operands(m, n, k, FP8, seed=12)
+    kw = {"persistent": persistent, "split_k": split_k, "scale_a": 0.5, "out_dtype": torch.float32}
+    fast = tm.matmul(a, b, fast_accum=True, **kw)
+    assert _rel_err(fast, _reference(a, b, 0.5)) < FP8_TOL[torch.float32]
+    assert torch.equal(fast, tm.matmul(a, b, **kw))
+
+
+def test_fast_accumulation_is_for_fp8_only() -> None:
+    a, b = _operands(4, 5, 6, torch.float16)
+    with pytest.raises(WattbenchError, match="fast_accum applies to fp8 inputs only"):
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), fast_accum=True)
+
+
 def test_fp8_defaults_to_bf16_output_and_float_scales() -> None:
     a, b = _operands(17, 129, 33, FP8, seed=4)
     c = tm.matmul(a, b, scale_a=2.0)  # scale_b missing: 1.0
@@ -323,8 +343,13 @@ def test_buckets_share_odd_sizes() -> None:
 
 
 def test_config_sets() -> None:
-    for kind in ("16-bit", "fp32", "fp8"):  # each launch tunes over one kind's configs
+    for kind in ("16-bit", "fp32", "fp8", "fp8-fastacc"):  # a launch tunes over one kind's
         assert 4 <= len(tm.gpu_configs(kind)) <= 8
+        assert 1 <= len(tm.split_gpu_configs(kind)) <= 4
+    assert tm.config_kind("fp8", fast_acc=True) == "fp8-fastacc"
+    assert tm.config_kind("fp16", fast_acc=True) == "16-bit"
+    fastacc = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in tm.gpu_configs("fp8-fastacc")]
+    assert (128, 256) in fastacc  # the tile the partial accumulator of the precise path forbids
     assert {tm.config_kind(d) for d in (*tm.SUPPORTED_DTYPES, "tf32")} == {"16-bit", "fp32", "fp8"}
     assert all(c.kwargs["BLOCK_K"] >= 32 for c in tm._GPU_CONFIGS)  # fp8 needs BLOCK_K >= 32
     if tm._INTERPRET:
@@ -420,6 +445,27 @@ def test_gpu_fp8(shape: tuple[int, int, int]) -> None:
     sa, sb = torch.tensor(0.5, device="cuda"), torch.tensor(3.0, device="cuda")
     tm.matmul(a, b, out=out, scale_a=sa, scale_b=sb)
     assert _rel_err(out, _reference(a, b, 1.5)) < BF16_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(4096, 4096, 4096), (16, 6144, 4096)], ids=["4096", "16"])
+def test_gpu_fp8_fast_accumulation(shape: tuple[int, int, int]) -> None:
+    """Within triton-fastacc's (estimated) tolerance; on sm_90 its accumulation differs from the
+    precise path's."""
+    from wattbench.kernels.matmul.triton_impl import FASTACC_FP8_TOLERANCE
+
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs compute capability >= 8.9")
+    m, n, k = shape
+    a, b, _ = _gpu_operands(m, n, k, FP8)
+    b = b.t().contiguous().t()
+    ref = _reference(a, b)
+    fast = tm.matmul(a, b, out_dtype=torch.float32, fast_accum=True)
+    precise = tm.matmul(a, b, out_dtype=torch.float32)
+    assert _rel_err(precise, ref) < BF16_TOL
+    assert _rel_err(fast, ref) < FASTACC_FP8_TOLERANCE
+    if torch.cuda.get_device_capability() == (9, 0):
+        assert not torch.equal(fast, precise)
 
 
 @pytest.mark.gpu
