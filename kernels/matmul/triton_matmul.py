@@ -1,4 +1,4 @@
-"""Triton matmul: C = scale_a * scale_b * (A @ B), tiled, grouped, persistent or split-K.
+"""Triton matmul: C = scale_a * scale_b * (A @ B): tiled, persistent (TMA or pointers), split-K.
 
 Operands are 2-D: A is (M, K), B is (K, N), C is (M, N); sizes and strides are counted in
 elements, and any strides work (row-major, transposed views, slices). Every size M, N, K >= 1 is
@@ -27,17 +27,27 @@ Invariants:
 Tiling: programs are mapped to output tiles in GROUP_M super-rows (consecutive programs share
 A rows and sweep a band of B columns, which keeps both in L2). The persistent variant launches at
 most one program per SM, each looping over tiles with a stride of the grid size in the same order.
+Where the operands allow TMA (:func:`tma_reason`: Triton's host tensor descriptors, compute
+capability >= 9.0, tensor-core math, unit-stride rows, 16-byte aligned bases and row strides) the
+persistent launch runs the TMA kernel instead (``variant`` ``"tma-persistent"``): operands move
+by tensor descriptors, and each program runs ONE flattened loop over all its (tile, K block)
+steps, storing a tile at its last K block, so the software pipeline does not drain between tiles.
+The pointer kernels stay the fallback (any strides or alignment, older Triton, IEEE fp32, pre-
+Hopper GPUs); the launch's ``tma_unavailable`` says why a persistent launch fell back.
 Split-K (for skinny problems whose tile grid fills a fraction of the SMs) runs ``tiles * splits``
 programs, each over one slice of K, into an fp32 workspace (splits, M, N); the last program of a
 tile to arrive reduces the slices in order, scales, rounds and stores, and resets the tile's
 counter (workspace and counters are allocated by ``make_launch``, once).
 
-Autotuning: the GPU configs of the input kind (16-bit, fp32 / tf32, fp8: ``gpu_configs``; the
-autotuner prunes the others) are tuned per (M, N, K) *bucket* -- each size rounded up to a power of
-two and clamped to [16, 16384] -- plus dtypes, fp32 precision and scaling, so odd sizes in one
-bucket reuse one tuned config. Under ``TRITON_INTERPRET`` (read at import, like Triton itself) the
-list is the single small ``_INTERPRETER_CONFIG`` instead: the interpreter is too slow to tune, and
-its timings would mean nothing.
+Autotuning: the GPU configs of the input kind (16-bit, fp32 / tf32, fp8, fp8 fast accumulation:
+``gpu_configs``; the autotuner prunes the others) are tuned per (M, N, K) *bucket* -- each size
+rounded up to a power of two and clamped to [16, 16384] -- plus dtypes, fp32 precision, scaling
+and fast accumulation, so odd sizes in one bucket reuse one tuned config. The TMA kernel tunes
+the same tiles (``tma_gpu_configs``, each with a pre-hook that gives the descriptors the config's
+block shapes); split-K has configs of its own (``split_gpu_configs``). Under ``TRITON_INTERPRET``
+(read at import, like Triton itself) each kernel has one small 32x32x32 config instead: the
+interpreter is too slow to tune, and its timings would mean nothing. Every kernel, TMA included,
+runs in the interpreter.
 
 Persistent rule: with ``persistent=None``, the persistent kernel is used when the problem has at
 least ``PERSISTENT_MIN_WAVES`` (4) full waves of 128x128 reference tiles on the device's SMs, i.e.
@@ -202,6 +212,11 @@ def gpu_configs(kind: str) -> list[triton.Config]:
     return _GPU_CONFIGS_BY_KIND[kind]
 
 
+def tma_gpu_configs(kind: str) -> list[triton.Config]:
+    """The GPU configs the autotuner can choose for a TMA persistent launch of ``kind``."""
+    return _TMA_GPU_CONFIGS_BY_KIND[kind]
+
+
 def split_gpu_configs(kind: str) -> list[triton.Config]:
     """The GPU configs the autotuner can choose for a split-K launch of inputs of ``kind``."""
     return _SPLIT_GPU_CONFIGS_BY_KIND[kind]
@@ -217,7 +232,8 @@ def _pruner(by_kind: dict[str, list[triton.Config]]) -> Callable[..., list[trito
     ) -> list[triton.Config]:
         if _INTERPRET:
             return configs
-        kind = config_kind(_NAMES[named_args["a_ptr"].dtype], bool(meta.get("FAST_ACC")))
+        a = named_args["a_desc"].base if "a_desc" in named_args else named_args["a_ptr"]
+        kind = config_kind(_NAMES[a.dtype], bool(meta.get("FAST_ACC")))
         keep = by_kind[kind]
         return [c for c in configs if any(c is k for k in keep)]
 
@@ -231,7 +247,72 @@ _PRUNE_SPLIT = {"early_config_prune": _prune_split}
 _TUNE_KEY = ["M_BUCKET", "N_BUCKET", "K_BUCKET", "INPUT_PRECISION", "HAS_SCALE", "FAST_ACC"]
 
 
+def _tensor_descriptor_class() -> type | None:
+    """Triton's host-side ``TensorDescriptor`` (Triton >= 3.4), or None when this Triton lacks
+    it or ``tl.tensor_descriptor`` (then the TMA kernel is never chosen)."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:
+        return None
+    return TensorDescriptor if hasattr(tl, "tensor_descriptor") else None
+
+
+_TENSOR_DESCRIPTOR = _tensor_descriptor_class()
+
+
+def tma_descriptors_available() -> bool:
+    """Whether this Triton has the tensor descriptors the TMA kernel needs."""
+    return _TENSOR_DESCRIPTOR is not None
+
+
+def _set_block_shapes(nargs: dict) -> None:
+    """A TMA config's pre-hook: the descriptors' block shapes are the config's tiles."""
+    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+    nargs["a_desc"].block_shape = [bm, bk]
+    nargs["b_desc"].block_shape = [bn, bk] if nargs["B_KMAJOR"] else [bk, bn]
+    nargs["c_desc"].block_shape = [bm, bn]
+
+
+def _tma_config(c: triton.Config) -> triton.Config:
+    return triton.Config(
+        dict(c.kwargs), num_warps=c.num_warps, num_stages=c.num_stages, pre_hook=_set_block_shapes
+    )
+
+
+#: TMA persistent configs per input kind: the tile kernels' configs, each with the pre-hook
+_TMA_GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
+    kind: [_tma_config(c) for c in cs] for kind, cs in _GPU_CONFIGS_BY_KIND.items()
+}
+_TMA_GPU_CONFIGS = [c for cs in _TMA_GPU_CONFIGS_BY_KIND.values() for c in cs]
+_TMA_CONFIGS = [_tma_config(_INTERPRETER_CONFIG)] if _INTERPRET else _TMA_GPU_CONFIGS
+_prune_tma = _pruner(_TMA_GPU_CONFIGS_BY_KIND)
+_PRUNE_TMA = {"early_config_prune": _prune_tma}
+
+
 # --- device code ----------------------------------------------------------------------------------
+
+
+@triton.jit
+def _dot(
+    a,
+    b,
+    acc,
+    BLOCK_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
+):
+    """``acc + a @ b`` in the precision the launch asked for."""
+    if IS_FP8 and FAST_ACC:
+        # Triton's fp8 default: on sm_90 the tensor cores accumulate over all of K in their
+        # reduced precision (max_num_imprecise_acc 2**30), as cuBLAS use_fast_accum
+        acc = tl.dot(a, b, acc)
+    elif IS_FP8:
+        # promote the tensor cores' partial sums into fp32 after every BLOCK_K products
+        acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
+    else:
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    return acc
 
 
 @triton.jit
@@ -268,15 +349,7 @@ def _tile_acc(
         k_ok = ks < K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if IS_FP8 and FAST_ACC:
-            # Triton's fp8 default: on sm_90 the tensor cores accumulate over all of K in their
-            # reduced precision (max_num_imprecise_acc 2**30), as cuBLAS use_fast_accum
-            acc = tl.dot(a, b, acc)
-        elif IS_FP8:
-            # promote the tensor cores' partial sums into fp32 after every BLOCK_K products
-            acc = tl.dot(a, b, acc, max_num_imprecise_acc=BLOCK_K)
-        else:
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        acc = _dot(a, b, acc, BLOCK_K, INPUT_PRECISION, IS_FP8, FAST_ACC)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
     return acc
@@ -499,6 +572,64 @@ def _matmul_persistent_kernel(
         )  # fmt: skip
 
 
+@triton.autotune(configs=_TMA_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE_TMA)
+@triton.jit
+def _matmul_tma_kernel(
+    a_desc,
+    b_desc,
+    c_desc,
+    scale_a_ptr,
+    scale_b_ptr,
+    M,
+    N,
+    K,
+    M_BUCKET,  # autotune key only
+    N_BUCKET,
+    K_BUCKET,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    IS_FP8: tl.constexpr,
+    FAST_ACC: tl.constexpr,
+    B_KMAJOR: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    """TMA persistent: grid = min(SMs, tiles); program p owns tiles p, p + grid, ... (grouped
+    order) and runs ONE loop over all its (tile, K block) steps, so the software pipeline keeps
+    loading the next tile's blocks while the last MMAs of a tile finish (no drain per tile).
+    Operands come through tensor descriptors (A (M, K) and C (M, N) row-major; B (K, N)
+    row-major, or K-major when B_KMAJOR: its descriptor is over B^T (N, K)); TMA zero-fills
+    loads past the edges and clips the store, so nothing is masked."""
+    num_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+    k_blocks = tl.cdiv(K, BLOCK_K)
+    pid = tl.program_id(0)
+    grid = tl.num_programs(0)
+    steps = tl.cdiv(num_tiles - pid, grid) * k_blocks  # the grid never exceeds the tiles
+    scale = 1.0
+    if HAS_SCALE:
+        scale = tl.load(scale_a_ptr) * tl.load(scale_b_ptr)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for step in range(0, steps):
+        # every address is a function of the step alone: the pipeline prefetches across tiles
+        pid_m, pid_n = grouped_tile(
+            pid + (step // k_blocks) * grid, M, N, BLOCK_M, BLOCK_N, GROUP_M
+        )
+        kb = step % k_blocks
+        row0 = pid_m * BLOCK_M
+        col0 = pid_n * BLOCK_N
+        a = a_desc.load([row0, kb * BLOCK_K])
+        if B_KMAJOR:  # noqa: SIM108  (a constexpr branch reads clearer)
+            b = b_desc.load([col0, kb * BLOCK_K]).T
+        else:
+            b = b_desc.load([kb * BLOCK_K, col0])
+        acc = _dot(a, b, acc, BLOCK_K, INPUT_PRECISION, IS_FP8, FAST_ACC)
+        if kb == k_blocks - 1:  # the tile's last K block: scale, round, store, start afresh
+            c_desc.store([row0, col0], (acc * scale).to(c_desc.dtype))
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+
+
 # --- host side ------------------------------------------------------------------------------------
 
 
@@ -550,6 +681,57 @@ def split_k_plan(
     want = max(1, min(want, granules))
     k_per_split = triton.cdiv(granules, want) * geometry.k_multiple
     return SplitPlan(triton.cdiv(k, k_per_split), k_per_split, block_m, geometry.block_n, tiles)
+
+
+#: TMA's alignment: base addresses and the leading stride in bytes are multiples of this
+TMA_ALIGN_BYTES = 16
+
+
+def tma_reason(
+    a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, allow_tf32: bool = False
+) -> str | None:
+    """Why the TMA kernel cannot take these operands (None: it can). It needs Triton's tensor
+    descriptors, tensor-core math (not IEEE fp32: its CUDA-core dot spills registers by the
+    kilobyte when fed from TMA's shared-memory layout on sm_90a), compute capability >= 9.0 (or
+    the interpreter), A and C row-major and B row-major or K-major (unit stride in their last
+    or, for B, first dimension), and every base address and leading stride 16-byte aligned."""
+    if not tma_descriptors_available():
+        return f"Triton {triton.__version__} has no host tensor descriptors"
+    if a.dtype == torch.float32 and not allow_tf32:
+        return "IEEE fp32 products do not run on tensor cores (allow_tf32=True would)"
+    if not _INTERPRET:
+        if a.device.type != "cuda":
+            return "TMA needs a CUDA device"
+        cap = torch.cuda.get_device_capability(a.device)
+        if cap < (9, 0):
+            return f"TMA needs compute capability >= 9.0, {a.device} has {cap[0]}.{cap[1]}"
+    b_lead = b.stride(0) if b.stride(1) == 1 else b.stride(1) if b.stride(0) == 1 else None
+    leads = {"A": a.stride(0) if a.stride(1) == 1 else None, "B": b_lead}
+    leads["C"] = out.stride(0) if out.stride(1) == 1 else None
+    for what, t in (("A", a), ("B", b), ("C", out)):
+        lead = leads[what]
+        if lead is None:
+            return f"{what} has no unit stride (strides {tuple(t.stride())})"
+        if (lead * t.element_size()) % TMA_ALIGN_BYTES or t.data_ptr() % TMA_ALIGN_BYTES:
+            return f"{what}'s base or leading stride is not {TMA_ALIGN_BYTES}-byte aligned"
+    return None
+
+
+def _descriptors(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[object, ...]:
+    """(A, B, C descriptors, B K-major): B's is over B^T (N, K) when B is K-major; the block
+    shapes are placeholders the config's pre-hook sets."""
+    desc = _TENSOR_DESCRIPTOR
+    assert desc is not None
+    (m, k), n = a.shape, b.shape[1]
+    b_kmajor = b.stride(1) != 1
+    block = [16, 16]
+    a_desc = desc(a, [m, k], [a.stride(0), 1], block)
+    if b_kmajor:
+        b_desc = desc(b, [n, k], [b.stride(1), 1], block)
+    else:
+        b_desc = desc(b, [k, n], [b.stride(0), 1], block)
+    c_desc = desc(out, [m, n], [out.stride(0), 1], block)
+    return a_desc, b_desc, c_desc, b_kmajor
 
 
 def _dtype_name(t: torch.Tensor, what: str) -> str:
@@ -669,6 +851,7 @@ def make_launch(
     persistent: bool | None = None,
     split_k: int | None = None,
     fast_accum: bool = False,
+    tma: bool | None = None,
 ) -> Callable[[], None]:
     """Validate once and return a closure that writes ``scale_a * scale_b * (a @ b)`` into ``out``.
 
@@ -680,7 +863,11 @@ def make_launch(
     split-K workspace and counters are allocated here, once: one closure must not run
     concurrently on two streams. The closure allocates and checks nothing; its first call
     autotunes. Its ``variant`` attribute says which kernel it launches (``"tiled"``,
-    ``"persistent"`` or ``"split-k"``) and ``splits`` how many K slices (1 without split-K).
+    ``"persistent"``, ``"tma-persistent"`` or ``"split-k"``), ``splits`` how many K slices (1
+    without split-K) and ``tma_unavailable`` why a persistent launch did not use TMA (None when
+    it did or was not persistent). A persistent launch uses the TMA kernel where
+    :func:`tma_reason` finds nothing against it (``tma=None``); ``tma=False`` keeps the pointer
+    kernel; ``tma=True`` asks for the TMA kernel (persistent) and raises when it cannot run.
     ``fast_accum`` (fp8 inputs only) accumulates the fp8 products in the tensor cores' reduced
     precision over all of K on sm_90 (as cuBLAS ``use_fast_accum``), with its own configs.
     """
@@ -690,10 +877,14 @@ def make_launch(
         isinstance(split_k, bool) or not isinstance(split_k, int) or split_k < 1
     ):
         raise UsageError(f"split_k must be an integer >= 1 or None, got {split_k!r}", "pass e.g. 4")
+    if tma:
+        if persistent is False:
+            raise UsageError("the TMA kernel is persistent", "drop persistent=False or tma=True")
+        persistent = True
     if persistent and split_k is not None and split_k > 1:
         raise UsageError(
-            "the persistent kernel does not split K",
-            "pass persistent=True or split_k > 1, not both",
+            "the persistent kernels do not split K",
+            "pass persistent=True (or tma=True) or split_k > 1, not both",
         )
     if fast_accum and name != "fp8":
         raise UsageError(
@@ -720,6 +911,7 @@ def make_launch(
     def tiles(meta: dict) -> int:
         return triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])
 
+    tma_unavailable: str | None = None
     if plan.splits > 1:
         variant = "split-k"
         workspace = torch.empty(plan.splits * m * n, dtype=torch.float32, device=a.device)
@@ -731,9 +923,22 @@ def make_launch(
         )  # fmt: skip
         meta |= {"BLOCK_M": plan.block_m, "BLOCK_N": plan.block_n}
     elif persistent:
-        variant = "persistent"
-        kernel = _matmul_persistent_kernel[lambda meta: (min(sms, tiles(meta)),)]
-        args = (a, b, out, sa, sb, m, n, k, *strides, *buckets)
+        grid = lambda meta: (min(sms, tiles(meta)),)  # noqa: E731
+        tma_unavailable = "tma=False" if tma is False else tma_reason(a, b, out, allow_tf32)
+        if tma and tma_unavailable:
+            raise UsageError(
+                f"the TMA kernel cannot run: {tma_unavailable}", "pass tma=None or tma=False"
+            )
+        if tma_unavailable is None:
+            variant = "tma-persistent"
+            *descs, b_kmajor = _descriptors(a, b, out)
+            kernel = _matmul_tma_kernel[grid]
+            args = (*descs, sa, sb, m, n, k, *buckets)
+            meta["B_KMAJOR"] = b_kmajor
+        else:
+            variant = "persistent"
+            kernel = _matmul_persistent_kernel[grid]
+            args = (a, b, out, sa, sb, m, n, k, *strides, *buckets)
     else:
         variant = "tiled"
         kernel = _matmul_kernel[lambda meta: (tiles(meta),)]
@@ -750,6 +955,7 @@ def make_launch(
 
     launch.variant = variant  # type: ignore[attr-defined]  # what a measurement ran
     launch.splits = plan.splits  # type: ignore[attr-defined]
+    launch.tma_unavailable = tma_unavailable  # type: ignore[attr-defined]
     return launch
 
 
@@ -765,6 +971,7 @@ def matmul(
     persistent: bool | None = None,
     split_k: int | None = None,
     fast_accum: bool = False,
+    tma: bool | None = None,
 ) -> torch.Tensor:
     """``scale_a * scale_b * (a @ b)`` for a (M, K) and b (K, N); returns the (M, N) result.
 
@@ -790,5 +997,6 @@ def matmul(
         persistent=persistent,
         split_k=split_k,
         fast_accum=fast_accum,
+        tma=tma,
     )()
     return out

@@ -76,7 +76,7 @@ def test_matches_float64_reference(
     m, n, k = shape
     a, b = _operands(m, n, k, dtype)
     out = _poisoned(m, n, dtype)
-    c = tm.matmul(a, b, out=out, persistent=persistent, split_k=1)
+    c = tm.matmul(a, b, out=out, persistent=persistent, split_k=1, tma=False)
     assert c is out
     assert c.dtype == dtype
     assert _rel_err(c, _reference(a, b)) < TOL[dtype]
@@ -95,7 +95,9 @@ def test_fp8_with_scales(
     scale_a = torch.tensor(0.5, device=DEVICE)  # 0-d
     scale_b = torch.tensor([3.0], device=DEVICE)  # 1-element
     out = _poisoned(m, n, out_dtype)
-    c = tm.matmul(a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent, split_k=1)
+    c = tm.matmul(
+        a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent, split_k=1, tma=False
+    )
     assert _rel_err(c, _reference(a, b, 0.5 * 3.0)) < FP8_TOL[out_dtype]
 
 
@@ -244,7 +246,7 @@ def test_split_k_rule_applies_in_make_launch() -> None:
     assert auto.splits == want and auto.variant == ("split-k" if want > 1 else "tiled")
     if tm._INTERPRET:
         assert want == 4
-    assert tm.make_launch(a, b, out, persistent=True).variant == "persistent"
+    assert tm.make_launch(a, b, out, persistent=True).variant.endswith("persistent")
     a2, b2 = _operands(67, 45, 93, torch.float16, seed=23)
     assert tm.make_launch(a2, b2, _poisoned(67, 45, torch.float16)).splits == 1
 
@@ -259,7 +261,7 @@ def test_split_k_must_be_a_positive_integer(bad: object) -> None:
 
 def test_split_k_and_persistent_exclude_each_other() -> None:
     a, b = _operands(4, 5, 64, torch.float16)
-    with pytest.raises(WattbenchError, match="does not split K"):
+    with pytest.raises(WattbenchError, match="do not split K"):
         tm.make_launch(a, b, _poisoned(4, 5, torch.float16), persistent=True, split_k=2)
 
 
@@ -272,7 +274,7 @@ def test_make_launch_writes_into_out_and_repeats(persistent: bool) -> None:
     a, b = _operands(m, n, k, torch.float16, seed=9)
     out = _poisoned(m, n, torch.float16)
     ptr = out.data_ptr()
-    launch = tm.make_launch(a, b, out, persistent=persistent, split_k=1)
+    launch = tm.make_launch(a, b, out, persistent=persistent, split_k=1, tma=False)
     assert launch.variant == ("persistent" if persistent else "tiled")
     assert launch() is None
     first = out.clone()
@@ -308,18 +310,32 @@ def test_persistent_rule() -> None:
     assert tm.use_persistent(8192, 8192, sms)
 
 
+KERNELS = {
+    "tiled": "_matmul_kernel",
+    "persistent": "_matmul_persistent_kernel",
+    "tma-persistent": "_matmul_tma_kernel",
+    "split-k": "_matmul_split_kernel",
+}
+
+
 @pytest.mark.parametrize(
-    ("shape", "interpreted_persistent"), [((67, 45, 93), False), ((400, 400, 8), True)]
+    ("shape", "tma", "interpreted"),
+    [
+        ((67, 45, 93), None, "tiled"),  # M > 64, 4 reference tiles: no split, not persistent
+        ((400, 400, 8), None, "tma-persistent"),  # 16 tiles = 4 waves on 4 SMs; aligned
+        ((400, 400, 8), False, "persistent"),
+        ((400, 400, 7), None, "persistent"),  # A's rows are 14 bytes apart: no TMA
+    ],
 )
-def test_persistent_none_follows_the_rule(
-    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], interpreted_persistent: bool
+def test_the_launch_runs_the_kernel_its_variant_names(
+    monkeypatch: pytest.MonkeyPatch,
+    shape: tuple[int, int, int],
+    tma: bool | None,
+    interpreted: str,
 ) -> None:
     m, n, k = shape
-    sms = tm.num_sms(torch.device(DEVICE))
-    if tm._INTERPRET:  # 4 SMs: 400x400 is 16 reference tiles, exactly 4 waves
-        assert tm.use_persistent(m, n, sms) is interpreted_persistent
     calls: list[str] = []
-    for name in ("_matmul_kernel", "_matmul_persistent_kernel"):
+    for name in KERNELS.values():
         kernel = getattr(tm, name)
         original = kernel.run
 
@@ -330,10 +346,84 @@ def test_persistent_none_follows_the_rule(
         monkeypatch.setattr(kernel, "run", spy)
     a, b = _operands(m, n, k, torch.float16, seed=10)
     out = _poisoned(m, n, torch.float16)
-    tm.matmul(a, b, out=out)
-    want = "_matmul_persistent_kernel" if tm.use_persistent(m, n, sms) else "_matmul_kernel"
-    assert calls == [want]
+    launch = tm.make_launch(a, b, out, tma=tma)
+    launch()
+    if tm._INTERPRET:  # 4 SMs
+        assert launch.variant == interpreted
+    assert calls == [KERNELS[launch.variant]]
+    persistent = tm.use_persistent(m, n, tm.num_sms(a.device))
+    assert launch.variant.endswith("persistent") == persistent
+    assert (launch.tma_unavailable is None) == (launch.variant != "persistent")
     assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+# --- TMA ------------------------------------------------------------------------------------------
+
+#: (M, N, K) with 16-byte aligned rows for every dtype, several tiles per program (4 interpreter
+#: SMs), edge tiles in M and N, K over several blocks and not a multiple of 32
+TMA_SHAPES = [(100, 80, 48), (33, 160, 112), (1, 16, 16)]
+
+
+@pytest.mark.parametrize("b_kmajor", [False, True], ids=["B-row-major", "B-K-major"])
+@pytest.mark.parametrize("shape", TMA_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, FP8], ids=["fp16", "fp32", "fp8"])
+def test_tma_persistent_matches_float64_reference(
+    dtype: torch.dtype, shape: tuple[int, int, int], b_kmajor: bool
+) -> None:
+    """The flattened loop over (tile, K block) steps stores every tile once, scaled."""
+    m, n, k = shape
+    a, b = _operands(m, n, k, dtype, seed=30)
+    if b_kmajor:
+        b = b.t().contiguous().t()
+    out_dtype = torch.float32 if dtype == FP8 else dtype
+    scale = 0.5 if dtype == FP8 else None
+    out = _poisoned(m, n, out_dtype)
+    tf32 = dtype == torch.float32  # TMA serves fp32 with tensor-core (TF32) math only
+    launch = tm.make_launch(a, b, out, tma=True, scale_a=scale, allow_tf32=tf32)
+    assert launch.variant == "tma-persistent" and launch.tma_unavailable is None
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b, scale or 1.0)) < (TF32_TOL if tf32 else TOL[out_dtype])
+    out.fill_(float("nan"))
+    launch()
+    assert torch.equal(out, first)
+
+
+def test_tma_reason_names_what_tma_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _operands(64, 64, 64, torch.float16, seed=31)
+    out = _poisoned(64, 64, torch.float16)
+    if tm._INTERPRET:
+        assert tm.tma_reason(a, b, out) is None
+    assert tm.tma_reason(a, b.t().contiguous().t(), out) in (None, tm.tma_reason(a, b, out))
+    assert "A has no unit stride" in str(tm.tma_reason(a[:, ::2], b[::2], out))
+    assert "C has no unit stride" in str(tm.tma_reason(a, b, out.t()))
+    a60, b60 = _operands(64, 64, 60, torch.float16, seed=33)  # A's rows 120 bytes apart
+    assert "A's base or leading stride" in str(tm.tma_reason(a60, b60, out))
+    assert "B's base or leading stride" in str(tm.tma_reason(a, b[:, 1:], out[:, 1:]))  # offset
+    a32, b32 = a.float(), b.float()
+    assert "IEEE fp32" in str(tm.tma_reason(a32, b32, out.float()))
+    assert tm.tma_reason(a32, b32, out.float(), allow_tf32=True) == tm.tma_reason(a, b, out)
+    monkeypatch.setattr(tm, "_TENSOR_DESCRIPTOR", None)
+    assert "has no host tensor descriptors" in str(tm.tma_reason(a, b, out))
+    monkeypatch.setattr(tm, "_INTERPRET", False)  # a real launch on a CPU tensor
+    monkeypatch.setattr(tm, "_TENSOR_DESCRIPTOR", object)
+    if not torch.cuda.is_available():
+        assert tm.tma_reason(a, b, out) == "TMA needs a CUDA device"
+
+
+def test_tma_true_explains_why_it_cannot_run() -> None:
+    a, b = _operands(64, 64, 63, torch.float16, seed=32)  # A's rows 126 bytes apart
+    out = _poisoned(64, 64, torch.float16)
+    with pytest.raises(WattbenchError, match="TMA kernel cannot run: A's base") as info:
+        tm.make_launch(a, b, out, tma=True)
+    assert "tma=False" in info.value.remedy
+    with pytest.raises(WattbenchError, match="is persistent"):
+        tm.make_launch(a, b, out, tma=True, persistent=False)
+    with pytest.raises(WattbenchError, match="do not split K"):
+        tm.make_launch(a, b, out, tma=True, split_k=2)
+    fallback = tm.make_launch(a, b, out, persistent=True)
+    assert fallback.variant == "persistent" and "A's base" in fallback.tma_unavailable
+    assert tm.make_launch(a, b, out, persistent=True, tma=False).tma_unavailable == "tma=False"
 
 
 def test_buckets_share_odd_sizes() -> None:
@@ -418,6 +508,25 @@ GPU_SHAPES = [(1024, 1024, 1024), (1000, 1000, 1000), (1, 4096, 4096), (8192, 81
 def test_gpu_bf16(shape: tuple[int, int, int], persistent: bool | None) -> None:
     a, b, out = _gpu_operands(*shape, torch.bfloat16)
     tm.matmul(a, b, out=out, persistent=persistent)
+    assert _rel_err(out, _reference(a, b)) < BF16_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tma", [None, False], ids=["tma", "pointers"])
+@pytest.mark.parametrize("shape", [(4096, 4096, 4096), (4100, 4104, 1000), (8192, 8192, 520)])
+def test_gpu_persistent_tma_and_fallback(shape: tuple[int, int, int], tma: bool | None) -> None:
+    """On sm_90 with this Triton's descriptors the persistent launch is the TMA kernel (its
+    reason otherwise is recorded); tma=False runs the pointer kernel; both match float64."""
+    a, b, out = _gpu_operands(*shape, torch.bfloat16)
+    launch = tm.make_launch(a, b, out, persistent=True, tma=tma)
+    reason = tm.tma_reason(a, b, out)
+    if tma is None:
+        assert launch.variant == ("tma-persistent" if reason is None else "persistent")
+        if torch.cuda.get_device_capability() >= (9, 0) and tm.tma_descriptors_available():
+            assert reason is None
+    else:
+        assert launch.variant == "persistent"
+    launch()
     assert _rel_err(out, _reference(a, b)) < BF16_TOL
 
 
