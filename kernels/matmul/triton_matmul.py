@@ -106,9 +106,9 @@ _REFERENCE_TILE = 128
 
 
 #: GPU configs per input kind (:func:`config_kind`), each compiled for sm_90a without spills and
-#: within 227 KiB of shared memory in both kernels (``tests/kernels/test_compile_sm90.py``, the
-#: table: ``python -m wattbench.kernels.compile_report --kernel matmul``). Every BLOCK_K >= 32
-#: (fp8 tensor cores need it).
+#: within 227 KiB of shared memory in the tiled, pointer-persistent and (but IEEE fp32) TMA
+#: kernels (``tests/kernels/test_compile_sm90.py``, the table: ``python -m
+#: wattbench.kernels.compile_report --kernel matmul``). Every BLOCK_K >= 32 (fp8 needs it).
 _GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
     "16-bit": [
         gemm_config(128, 256, 64, 8, 8, 3),  # large square problems (Hopper / Ampere)
@@ -184,9 +184,8 @@ _SPLIT_GPU_CONFIGS_BY_KIND: dict[str, list[triton.Config]] = {
     "fp32": [_split_config(32, 4, 4), _split_config(64, 4, 3)],
     "fp8": [_split_config(128, 4, 5), _split_config(128, 8, 4)],
 }
-_SPLIT_GPU_CONFIGS_BY_KIND["fp8-fastacc"] = _SPLIT_GPU_CONFIGS_BY_KIND[
-    "fp8"
-]  # small tiles: one list
+# fast accumulation frees no registers a 64-wide split tile needs: the fp8 list serves both
+_SPLIT_GPU_CONFIGS_BY_KIND["fp8-fastacc"] = _SPLIT_GPU_CONFIGS_BY_KIND["fp8"]
 _SPLIT_GPU_CONFIGS = list(
     {id(c): c for cs in _SPLIT_GPU_CONFIGS_BY_KIND.values() for c in cs}.values()
 )
