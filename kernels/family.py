@@ -338,13 +338,13 @@ class Family:
                 f"{self.name} has no dtype {name!r}", f"choose one of: {_choices(self.dtypes)}"
             ) from None
 
-    def tolerance(self, dtype: str, impl: str | None = None) -> float:
+    def tolerance(self, dtype: str, impl: Impl | None = None) -> float:
         """The accepted relative Frobenius error of ``dtype`` (for implementation ``impl``: its
         own, where it declares one)."""
         family_tolerance = self.dtype(dtype).tolerance_rel_fro
         if impl is None:
             return family_tolerance
-        return self.impl(impl).tolerance_rel_fro.get(dtype, family_tolerance)
+        return impl.tolerance_rel_fro.get(dtype, family_tolerance)
 
     def preset(self, name: str) -> Preset:
         for p in self.presets:

@@ -185,7 +185,7 @@ def check_one(
     """Run ``impl`` once on ``device`` ("cpu" or "cuda:N") on inputs seeded ``seed`` and compare
     with float64. Raises ``ImplUnavailable`` when the implementation finds it cannot run here,
     and whatever the implementation raises."""
-    tolerance = family.tolerance(dtype)
+    tolerance = family.tolerance(dtype, impl)
     ref_device = reference_device(device, family.work(shape, dtype).flops)
     inputs = family.make_inputs(shape, dtype, seed, device)
     ref = family.reference(inputs, ref_device)
@@ -214,7 +214,7 @@ def check(
     """
     family.dtype(dtype)  # an unknown dtype is a usage error
     chosen = choose_impls(family, impls)
-    tolerance = {i.name: family.tolerance(dtype, i.name) for i in chosen}  # the impl's, if own
+    tolerance = {i.name: family.tolerance(dtype, i) for i in chosen}  # the impl's, if its own
     shape = tuple(shape)
     work = family.work(shape, dtype)
     reasons = {i.name: i.why_unavailable(dtype, env, shape, work.flops) for i in chosen}

@@ -10,7 +10,7 @@ from wattbench.kernels import catalog
 from wattbench.kernels.env import probe
 from wattbench.kernels.family import Family
 from wattbench.kernels.matmul import family as mm
-from wattbench.kernels.verify import check, rel_fro_error
+from wattbench.kernels.verify import check, check_one, rel_fro_error
 from wattbench.kernels.work import DTYPE_BYTES
 
 MATMUL = catalog.family("matmul")
@@ -182,10 +182,10 @@ def test_fast_accumulation_has_its_own_fp8_tolerance():
     """Only triton-fastacc's fp8 is held to its own (looser) tolerance; a check reports it."""
     fastacc = MATMUL.impl("triton-fastacc")
     assert "use_fast_accum" in fastacc.math["fp8"]
-    assert MATMUL.tolerance("fp8", "triton-fastacc") == fastacc.tolerance_rel_fro["fp8"]
-    assert MATMUL.tolerance("fp8", "triton-fastacc") > MATMUL.tolerance("fp8")
-    assert MATMUL.tolerance("fp8", "triton") == MATMUL.tolerance("fp8")
-    assert MATMUL.tolerance("fp16", "vendor") == MATMUL.tolerance("fp16")
+    assert MATMUL.tolerance("fp8", fastacc) == fastacc.tolerance_rel_fro["fp8"]
+    assert MATMUL.tolerance("fp8", fastacc) > MATMUL.tolerance("fp8")
+    assert MATMUL.tolerance("fp8", MATMUL.impl("triton")) == MATMUL.tolerance("fp8")
+    assert MATMUL.tolerance("fp16", MATMUL.impl("vendor")) == MATMUL.tolerance("fp16")
     env = probe()
     rep = check(MATMUL, TINY, "fp8", env, impls=["triton", "triton-fastacc"], seed=6)
     tolerances = {r.impl: r.tolerance_rel_fro for r in rep.results}
@@ -198,6 +198,8 @@ def test_fast_accumulation_has_its_own_fp8_tolerance():
         # the interpreter sums fp8 products exactly: both Triton variants give the same C
         assert rep.result("triton-fastacc").status == "pass"
         assert rep.result("triton-fastacc").rel_error == rep.result("triton").rel_error
+        one = check_one(MATMUL, fastacc, TINY, "fp8", "cpu", seed=6)  # the pytest plugin's check
+        assert one.tolerance_rel_fro == fastacc.tolerance_rel_fro["fp8"]
 
 
 def test_an_impl_tolerance_needs_one_of_its_dtypes():
