@@ -60,6 +60,17 @@ class Tensor:
 
 
 @dataclass(frozen=True)
+class Descriptor:
+    """A host tensor-descriptor argument (TMA): its tensor's dtype, shape, strides and block
+    shape (elements)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    block_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Job:
     """One compile: ``module.attr`` (a ``triton.jit`` function, autotuned or not) with ``args``
     (positional; :class:`Tensor` for tensors) and ``kwargs`` (constexprs and the config's
@@ -148,12 +159,14 @@ def _autotuned(
 
 
 def _matmul_jobs(half: Sequence[str]) -> list[Job]:
+    import triton
+
     from wattbench.kernels.matmul import triton_matmul as tm
 
     jobs = []
-    for dtype in (*half, "fp32", "tf32", "fp8"):
-        fp8 = dtype == "fp8"
-        torch_in = {**_TORCH_HALF, "fp8": "float8_e4m3fn"}.get(dtype, "float32")
+    for dtype in (*half, "fp32", "tf32", "fp8", "fp8-fastacc"):
+        fp8 = dtype.startswith("fp8")
+        torch_in = "float8_e4m3fn" if fp8 else _TORCH_HALF.get(dtype, "float32")
         a = Tensor(torch_in)
         c = Tensor("bfloat16" if fp8 else torch_in)
         scale = Tensor("float32") if fp8 else None
@@ -166,13 +179,55 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
             "INPUT_PRECISION": "tf32" if dtype == "tf32" else "ieee",
             "HAS_SCALE": fp8,
             "IS_FP8": fp8,
+            "FAST_ACC": dtype == "fp8-fastacc",
         }
-        configs = tm.gpu_configs(tm.config_kind(dtype))
+        kind = tm.config_kind(dtype.removesuffix("-fastacc"), dtype == "fp8-fastacc")
+        configs = tm.gpu_configs(kind)
         for name, attr in (
             ("matmul", "_matmul_kernel"),
             ("matmul-persistent", "_matmul_persistent_kernel"),
         ):
             jobs += _autotuned(name, dtype, tm.__name__, attr, configs, args, constexprs)
+        # TMA persistent (Triton with host tensor descriptors): descriptors with each config's
+        # block shapes, B K-major for fp8 (as the impl passes it) and row-major otherwise
+        if tm.tma_descriptors_available() and dtype != "fp32":  # IEEE fp32: tma_reason
+            c_dtype = "bfloat16" if fp8 else torch_in
+            for cfg in tm.tma_gpu_configs(kind):
+                bm, bn, bk = (cfg.kwargs[x] for x in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                b_desc = (
+                    Descriptor(torch_in, (_N, _K), (_K, 1), (bn, bk))
+                    if fp8
+                    else Descriptor(torch_in, (_K, _N), (_N, 1), (bk, bn))
+                )
+                tma_args = (
+                    Descriptor(torch_in, (_M, _K), (_K, 1), (bm, bk)),
+                    b_desc,
+                    Descriptor(c_dtype, (_M, _N), (_N, 1), (bm, bn)),
+                    scale, scale, _M, _N, _K, _M, _N, _K,
+                )  # fmt: skip
+                jobs += _autotuned(
+                    "matmul-tma", dtype, tm.__name__, "_matmul_tma_kernel", [cfg], tma_args,
+                    {**constexprs, "B_KMAJOR": fp8},
+                )  # fmt: skip
+        # split-K: the host fixes the tile (BLOCK_M from M, BLOCK_N = GPU_SPLIT.block_n); every
+        # tile height the plan gives, 4 splits of K, its workspace and counters
+        f32, i32 = Tensor("float32"), Tensor("int32")
+        for block_m in (16, 32, 64):
+            plan = tm.split_k_plan(block_m, _N, _K, 132, 4, tm.GPU_SPLIT)
+            split_args = (
+                a, a, c, scale, scale, f32, i32, block_m, _N, _K, _K, 1, *b_strides, _N, 1,
+                plan.k_per_split, plan.splits, block_m, _N, _K,
+            )  # fmt: skip
+            tile = {"BLOCK_M": plan.block_m, "BLOCK_N": plan.block_n}
+            split_configs = [
+                triton.Config({**tile, **cfg.kwargs}, num_warps=cfg.num_warps,
+                              num_stages=cfg.num_stages)
+                for cfg in tm.split_gpu_configs(kind)
+            ]  # fmt: skip
+            jobs += _autotuned(
+                "matmul-split-k", dtype, tm.__name__, "_matmul_split_kernel", split_configs,
+                split_args, constexprs,
+            )  # fmt: skip
     return jobs
 
 
@@ -314,9 +369,23 @@ def _init_worker(cache_root: str) -> None:
     warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
 
 
+def _argument(arg: Any, mock_tensor: type) -> Any:
+    """A job's argument as the binder takes it: tensors as Triton's mock tensors, descriptors as
+    host tensor descriptors over them."""
+    import torch
+
+    if isinstance(arg, Tensor):
+        return mock_tensor(getattr(torch, arg.dtype))
+    if isinstance(arg, Descriptor):
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        base = mock_tensor(getattr(torch, arg.dtype), list(arg.shape))
+        return TensorDescriptor(base, list(arg.shape), list(arg.strides), list(arg.block_shape))
+    return arg
+
+
 def compile_job(job: Job) -> Result:
     """Compile ``job`` for sm_90a in this process (which must not be interpreting Triton)."""
-    import torch
     import triton
     from triton import knobs
     from triton.backends.compiler import GPUTarget
@@ -333,9 +402,7 @@ def compile_job(job: Job) -> Result:
         target = GPUTarget(*TARGET)
         backend = make_backend(target)
         binder = create_function_from_signature(fn.signature, fn.params, backend)
-        args = [
-            MockTensor(getattr(torch, a.dtype)) if isinstance(a, Tensor) else a for a in job.args
-        ]
+        args = [_argument(a, MockTensor) for a in job.args]
         kwargs = dict(job.kwargs)
         bound, spec, options = binder(*args, **kwargs)
         options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, spec, options)

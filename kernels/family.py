@@ -132,7 +132,9 @@ class Impl:
     runs only if ``cpu_path`` is set ("torch": on CPU tensors; "triton-interpreter": with
     ``TRITON_INTERPRET=1``), for ``cpu_dtypes`` (default: all) and up to ``cpu_max_flops`` per
     launch. ``limits(shape, dtype, on_cuda)`` returns why a problem
-    cannot run (e.g. alignment), or None.
+    cannot run (e.g. alignment), or None. ``tolerance_rel_fro`` maps a dtype whose math is
+    looser than the family's (e.g. fp8 fast accumulation) to the error this implementation is
+    held to instead (the basis belongs in ``math``); other dtypes use the family's.
     """
 
     name: str
@@ -145,10 +147,17 @@ class Impl:
     cpu_dtypes: tuple[str, ...] | None = None
     cpu_max_flops: float = 2.0**32
     limits: Callable[[Shape, str, bool], str | None] | None = field(default=None, repr=False)
+    tolerance_rel_fro: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.min_compute_capability:
             raise ValueError(f"impl {self.name!r} declares no dtype")
+        for dtype, tol in self.tolerance_rel_fro.items():
+            if dtype not in self.min_compute_capability or not tol > 0:
+                raise ValueError(
+                    f"impl {self.name!r}: tolerance for {dtype!r} must be > 0 "
+                    "and for one of its dtypes"
+                )
         if self.cpu_path is not None and self.cpu_path not in CPU_PATHS:
             raise ValueError(f"impl {self.name!r}: cpu_path must be one of {CPU_PATHS}")
         if self.cpu_dtypes is not None and not set(self.cpu_dtypes) <= set(self.dtypes):
@@ -329,9 +338,13 @@ class Family:
                 f"{self.name} has no dtype {name!r}", f"choose one of: {_choices(self.dtypes)}"
             ) from None
 
-    def tolerance(self, dtype: str) -> float:
-        """The accepted relative Frobenius error of ``dtype``."""
-        return self.dtype(dtype).tolerance_rel_fro
+    def tolerance(self, dtype: str, impl: Impl | None = None) -> float:
+        """The accepted relative Frobenius error of ``dtype`` (for implementation ``impl``: its
+        own, where it declares one)."""
+        family_tolerance = self.dtype(dtype).tolerance_rel_fro
+        if impl is None:
+            return family_tolerance
+        return impl.tolerance_rel_fro.get(dtype, family_tolerance)
 
     def preset(self, name: str) -> Preset:
         for p in self.presets:

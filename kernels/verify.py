@@ -185,7 +185,7 @@ def check_one(
     """Run ``impl`` once on ``device`` ("cpu" or "cuda:N") on inputs seeded ``seed`` and compare
     with float64. Raises ``ImplUnavailable`` when the implementation finds it cannot run here,
     and whatever the implementation raises."""
-    tolerance = family.tolerance(dtype)
+    tolerance = family.tolerance(dtype, impl)
     ref_device = reference_device(device, family.work(shape, dtype).flops)
     inputs = family.make_inputs(shape, dtype, seed, device)
     ref = family.reference(inputs, ref_device)
@@ -212,13 +212,14 @@ def check(
     reference (status ``unverified``). Exceptions of an implementation become its ``error``
     result; usage errors (unknown impl or dtype) propagate.
     """
-    tolerance = family.tolerance(dtype)
+    family.dtype(dtype)  # an unknown dtype is a usage error
     chosen = choose_impls(family, impls)
+    tolerance = {i.name: family.tolerance(dtype, i) for i in chosen}  # the impl's, if its own
     shape = tuple(shape)
     work = family.work(shape, dtype)
     reasons = {i.name: i.why_unavailable(dtype, env, shape, work.flops) for i in chosen}
     results: dict[str, ImplResult] = {
-        name: ImplResult(name, UNAVAILABLE, tolerance, reason=reason)
+        name: ImplResult(name, UNAVAILABLE, tolerance[name], reason=reason)
         for name, reason in reasons.items()
         if reason is not None
     }
@@ -233,12 +234,20 @@ def check(
         except Exception as exc:  # e.g. out of memory: every runnable impl is in error
             reason = f"inputs or reference failed: {_one_line(exc)}"
             for impl in chosen:
-                results.setdefault(impl.name, ImplResult(impl.name, ERROR, tolerance, None, reason))
+                results.setdefault(
+                    impl.name, ImplResult(impl.name, ERROR, tolerance[impl.name], None, reason)
+                )
         else:
             for impl in chosen:
                 if impl.name not in results:
                     results[impl.name] = _run_one(
-                        family, impl, inputs, ref, tolerance, work, timing if env.cuda else None
+                        family,
+                        impl,
+                        inputs,
+                        ref,
+                        tolerance[impl.name],
+                        work,
+                        timing if env.cuda else None,
                     )
             del inputs, ref
     base = results[family.baseline.name]

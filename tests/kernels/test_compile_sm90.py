@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from wattbench.kernels.matmul import triton_matmul
 from wattbench.kernels.qgemm import triton_w8a8
 from wattbench.kernels.triton_support import gemm_config
 
+FP8 = torch.float8_e4m3fn
 REASON = cr.unavailable_reason()
 needs_nvidia = pytest.mark.skipif(REASON is not None, reason=f"no sm_90a compiler: {REASON}")
 
@@ -97,7 +99,10 @@ def _autotuned_kernels() -> set[tuple[str, str]]:
 
 
 def test_the_report_covers_every_autotuned_kernel() -> None:
+    """(The TMA matmul where this Triton has tensor descriptors, as the launches choose it.)"""
     autotuned = _autotuned_kernels()
+    if not triton_matmul.tma_descriptors_available():
+        autotuned.discard((triton_matmul.__name__, "_matmul_tma_kernel"))
     assert len(autotuned) >= 5  # matmul (2), w8a8, w4a16, prefill, decode
     reported = {(j.module, j.attr) for j in cr.jobs(half=("bf16",))}
     assert autotuned <= reported
@@ -126,11 +131,24 @@ def test_autotuners_offer_each_launch_only_its_configs(monkeypatch: pytest.Monke
         kept = triton_matmul._prune(every, {"a_ptr": a}, IS_FP8=False)
         want = triton_matmul.gpu_configs(triton_matmul.config_kind(name))
         assert _labels(kept) == _labels(want)
-    fp8 = triton_matmul._prune(
-        every, {"a_ptr": torch.empty(0, dtype=torch.float8_e4m3fn)}, IS_FP8=True
-    )
+    fp8 = triton_matmul._prune(every, {"a_ptr": torch.empty(0, dtype=FP8)}, IS_FP8=True)
     assert _labels(fp8) == _labels(triton_matmul.gpu_configs("fp8"))
     assert "BLOCK_M: 128, BLOCK_N: 128, BLOCK_K: 128" in " ".join(_labels(fp8))
+    fastacc = triton_matmul._prune(every, {"a_ptr": torch.empty(0, dtype=FP8)}, FAST_ACC=True)
+    assert _labels(fastacc) == _labels(triton_matmul.gpu_configs("fp8-fastacc"))
+    assert "BLOCK_M: 128, BLOCK_N: 256, BLOCK_K: 128" in " ".join(_labels(fastacc))
+    every_tma = triton_matmul._TMA_GPU_CONFIGS
+    for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "tf32"), (FP8, "fp8")):
+        a_desc = SimpleNamespace(base=torch.empty(0, dtype=dtype))  # a descriptor's base
+        kept = triton_matmul._prune_tma(every_tma, {"a_desc": a_desc})
+        want = triton_matmul.tma_gpu_configs(triton_matmul.config_kind(name))
+        assert _labels(kept) == _labels(want)
+        assert all(c.pre_hook is not None for c in kept)  # the descriptors get the config's tiles
+    every_split = triton_matmul._SPLIT_GPU_CONFIGS
+    for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32"), (FP8, "fp8")):
+        kept = triton_matmul._prune_split(every_split, {"a_ptr": torch.empty(0, dtype=dtype)})
+        want = triton_matmul.split_gpu_configs(triton_matmul.config_kind(name))
+        assert _labels(kept) == _labels(want)
     for fp8_operands, fast in ((False, False), (True, False), (True, True)):
         kept = triton_w8a8._prune(triton_w8a8._GPU_CONFIGS, {}, IS_FP8=fp8_operands, FAST_ACC=fast)
         assert _labels(kept) == _labels(triton_w8a8.gpu_configs(fp8_operands, fast))
@@ -145,7 +163,12 @@ def test_autotuners_offer_each_launch_only_its_configs(monkeypatch: pytest.Monke
     d128 = triton_prefill.gpu_configs(128)
     assert all(c.num_warps == 8 for c in d128 if c.kwargs["BLOCK_M"] == 128)
     assert len(triton_prefill.gpu_configs(64)) > len(d128)
-    for kernel in (triton_matmul._matmul_kernel, triton_w8a8._w8a8_kernel):
+    kernels = (
+        triton_matmul._matmul_kernel,
+        triton_matmul._matmul_split_kernel,
+        triton_matmul._matmul_tma_kernel,
+    )
+    for kernel in (*kernels, triton_w8a8._w8a8_kernel):
         assert kernel.early_config_prune is not None
 
 

@@ -249,7 +249,7 @@ def test_catalog_lookups_list_valid_choices():
     assert "'conv'" in e.value.message and "matmul" in e.value.remedy
     with pytest.raises(UnknownKernelError) as e:
         catalog.impl("matmul", "cutlass")
-    assert e.value.remedy.startswith("choose one of: vendor, triton, cupy, cublas-cupy")
+    assert e.value.remedy.startswith("choose one of: vendor, triton, triton-fastacc, cupy, cublas")
     with pytest.raises(UnknownKernelError) as e:
         catalog.family("matmul").dtype("int3")
     assert e.value.remedy == "choose one of: bf16, fp16, fp32, tf32, fp8"

@@ -10,7 +10,7 @@ from wattbench.kernels import catalog
 from wattbench.kernels.env import probe
 from wattbench.kernels.family import Family
 from wattbench.kernels.matmul import family as mm
-from wattbench.kernels.verify import check, rel_fro_error
+from wattbench.kernels.verify import check, check_one, rel_fro_error
 from wattbench.kernels.work import DTYPE_BYTES
 
 MATMUL = catalog.family("matmul")
@@ -36,9 +36,11 @@ def test_every_family_is_complete(fam: Family):
 def test_matmul_names():
     assert MATMUL.shape_form == "MxNxK"
     assert tuple(MATMUL.dtypes) == ("bf16", "fp16", "fp32", "tf32", "fp8")
-    assert [i.name for i in MATMUL.impls] == ["vendor", "triton", "cupy", "cublas-cupy"]
+    names = ["vendor", "triton", "triton-fastacc", "cupy", "cublas-cupy"]
+    assert [i.name for i in MATMUL.impls] == names
     fp8 = {i.name: i.min_compute_capability.get("fp8") for i in MATMUL.impls}
-    assert fp8 == {"vendor": (8, 9), "triton": (8, 9), "cupy": None, "cublas-cupy": None}
+    assert fp8 == dict(zip(names, [(8, 9), (8, 9), (8, 9), None, None], strict=True))
+    assert MATMUL.impl("triton-fastacc").dtypes == ("fp8",)
 
 
 def test_impl_dtypes_match_the_kernel_modules():
@@ -174,6 +176,38 @@ def test_fp32_tolerance_rejects_tf32_math():
     tf32_result = (to_tf32(inp["a"]).double() @ to_tf32(inp["b"]).double()).float()
     err = rel_fro_error(tf32_result, mm.reference(inp, "cpu"))
     assert MATMUL.tolerance("fp32") < err <= MATMUL.tolerance("tf32")
+
+
+def test_fast_accumulation_has_its_own_fp8_tolerance():
+    """Only triton-fastacc's fp8 is held to its own (looser) tolerance; a check reports it."""
+    fastacc = MATMUL.impl("triton-fastacc")
+    assert "use_fast_accum" in fastacc.math["fp8"]
+    assert MATMUL.tolerance("fp8", fastacc) == fastacc.tolerance_rel_fro["fp8"]
+    assert MATMUL.tolerance("fp8", fastacc) > MATMUL.tolerance("fp8")
+    assert MATMUL.tolerance("fp8", MATMUL.impl("triton")) == MATMUL.tolerance("fp8")
+    assert MATMUL.tolerance("fp16", MATMUL.impl("vendor")) == MATMUL.tolerance("fp16")
+    env = probe()
+    rep = check(MATMUL, TINY, "fp8", env, impls=["triton", "triton-fastacc"], seed=6)
+    tolerances = {r.impl: r.tolerance_rel_fro for r in rep.results}
+    assert tolerances == {
+        "vendor": MATMUL.tolerance("fp8"),
+        "triton": MATMUL.tolerance("fp8"),
+        "triton-fastacc": fastacc.tolerance_rel_fro["fp8"],
+    }
+    if not env.cuda and env.triton_interpret and env.modules.get("triton"):
+        # the interpreter sums fp8 products exactly: both Triton variants give the same C
+        assert rep.result("triton-fastacc").status == "pass"
+        assert rep.result("triton-fastacc").rel_error == rep.result("triton").rel_error
+        one = check_one(MATMUL, fastacc, TINY, "fp8", "cpu", seed=6)  # the pytest plugin's check
+        assert one.tolerance_rel_fro == fastacc.tolerance_rel_fro["fp8"]
+
+
+def test_an_impl_tolerance_needs_one_of_its_dtypes():
+    from wattbench.kernels.family import Impl
+
+    for bad in ({"fp16": 1e-2}, {"fp8": 0.0}):
+        with pytest.raises(ValueError, match="tolerance"):
+            Impl("x", "x", {"fp8": (8, 9)}, make_launch=lambda inputs: None, tolerance_rel_fro=bad)
 
 
 def test_cpu_check_runs_vendor_and_triton_interpreter():

@@ -76,7 +76,7 @@ def test_matches_float64_reference(
     m, n, k = shape
     a, b = _operands(m, n, k, dtype)
     out = _poisoned(m, n, dtype)
-    c = tm.matmul(a, b, out=out, persistent=persistent)
+    c = tm.matmul(a, b, out=out, persistent=persistent, split_k=1, tma=False)
     assert c is out
     assert c.dtype == dtype
     assert _rel_err(c, _reference(a, b)) < TOL[dtype]
@@ -95,8 +95,30 @@ def test_fp8_with_scales(
     scale_a = torch.tensor(0.5, device=DEVICE)  # 0-d
     scale_b = torch.tensor([3.0], device=DEVICE)  # 1-element
     out = _poisoned(m, n, out_dtype)
-    c = tm.matmul(a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent)
+    c = tm.matmul(
+        a, b, out=out, scale_a=scale_a, scale_b=scale_b, persistent=persistent, split_k=1, tma=False
+    )
     assert _rel_err(c, _reference(a, b, 0.5 * 3.0)) < FP8_TOL[out_dtype]
+
+
+@pytest.mark.parametrize(
+    ("persistent", "split_k"), [(False, 1), (True, None), (None, 3)], ids=["tiled", "pers", "split"]
+)
+def test_fp8_fast_accumulation(persistent: bool | None, split_k: int | None) -> None:
+    """The interpreter sums fp8 products exactly, with or without fast accumulation: the same C
+    as the precise path, bit for bit (the reduced precision exists on sm_90 only)."""
+    m, n, k = 17, 129, 93
+    a, b = _operands(m, n, k, FP8, seed=12)
+    kw = {"persistent": persistent, "split_k": split_k, "scale_a": 0.5, "out_dtype": torch.float32}
+    fast = tm.matmul(a, b, fast_accum=True, **kw)
+    assert _rel_err(fast, _reference(a, b, 0.5)) < FP8_TOL[torch.float32]
+    assert torch.equal(fast, tm.matmul(a, b, **kw))
+
+
+def test_fast_accumulation_is_for_fp8_only() -> None:
+    a, b = _operands(4, 5, 6, torch.float16)
+    with pytest.raises(WattbenchError, match="fast_accum applies to fp8 inputs only"):
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), fast_accum=True)
 
 
 def test_fp8_defaults_to_bf16_output_and_float_scales() -> None:
@@ -137,6 +159,112 @@ def test_scales_are_read_at_each_launch() -> None:
     assert _rel_err(out, _reference(a, b, 0.75)) < FP8_TOL[torch.float32]
 
 
+# --- split-K --------------------------------------------------------------------------------------
+
+#: (M, N, K): K a multiple of no split length, M <= 64 (the rule's range) and one above it
+SPLIT_SHAPES = [(17, 129, 93), (1, 64, 200), (64, 70, 300), (67, 45, 161)]
+
+
+@pytest.mark.parametrize("split_k", [2, 3, 5])
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, FP8], ids=["fp16", "fp32", "fp8"])
+def test_split_k_matches_float64_reference(
+    dtype: torch.dtype, shape: tuple[int, int, int], split_k: int
+) -> None:
+    """Each split's fp32 partial is summed in split order and scaled once, so the error is the
+    unsplit kernel's (fp8: scales applied after the reduction, fp32 output)."""
+    m, n, k = shape
+    a, b = _operands(m, n, k, dtype, seed=split_k)
+    out_dtype = torch.float32 if dtype == FP8 else dtype
+    scale = 0.5 if dtype == FP8 else None
+    out = _poisoned(m, n, out_dtype)
+    launch = tm.make_launch(a, b, out, split_k=split_k, scale_a=scale)
+    plan = tm.split_k_plan(m, n, k, tm.num_sms(a.device), split_k)
+    assert (launch.variant, launch.splits) == ("split-k", plan.splits)
+    assert 2 <= plan.splits <= split_k
+    assert (plan.splits - 1) * plan.k_per_split < k <= plan.splits * plan.k_per_split  # none empty
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b, scale or 1.0)) < TOL[out_dtype]
+    out.fill_(float("nan"))  # the counters were reset: a second launch writes every tile again
+    launch()
+    assert torch.equal(out, first)  # bitwise the same
+
+
+def test_split_k_wish_beyond_k_gives_no_empty_split() -> None:
+    """K = 93 holds three 32-long granules (the interpreter's BLOCK_K): a wish of 8 splits makes
+    3, the last 29 long; in the GPU geometry 8 splits of K = 300 make 3 (128, 128, 44)."""
+    assert tm.split_k_plan(5, 45, 93, 4, 8, tm.INTERPRETER_SPLIT).splits == 3
+    gpu = tm.split_k_plan(5, 45, 300, 132, 8, tm.GPU_SPLIT)
+    assert (gpu.splits, gpu.k_per_split) == (3, 128)
+    for k in range(1, 700, 7):
+        for wish in (1, 2, 3, 7, 64):
+            p = tm.split_k_plan(16, 4096, k, 132, wish, tm.GPU_SPLIT)
+            assert p.k_per_split % tm.GPU_SPLIT.k_multiple == 0
+            assert (p.splits - 1) * p.k_per_split < k <= p.splits * p.k_per_split
+            assert 1 <= p.splits <= wish
+    if tm._INTERPRET:
+        m, n, k = 5, 45, 93
+        a, b = _operands(m, n, k, torch.float16, seed=21)
+        out = _poisoned(m, n, torch.float16)
+        launch = tm.make_launch(a, b, out, split_k=8)
+        assert launch.splits == 3
+        launch()
+        assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+@pytest.mark.parametrize(
+    ("shape", "splits"),
+    [
+        ((16, 6144, 4096), 2),  # llama3-8b-qkv@16: 96 tiles of 16x64, 264 programs a wave
+        ((1, 4096, 4096), 4),  # llama3-8b-o@1: 64 tiles
+        ((16, 4096, 14336), 4),  # llama3-8b-down@16
+        ((64, 4096, 4096), 4),  # 64 tiles of 64x64
+        ((16, 28672, 4096), 1),  # llama3-8b-gate_up@16: 448 tiles, over 3 waves already
+        ((16, 10240, 8192), 1),  # llama3-70b-qkv@16: 160 tiles, two would exceed the wave
+        ((16, 1024, 1024), 2),  # 16 tiles, but K holds two 512-long splits only
+        ((16, 4096, 256), 1),  # K below two minimal splits
+        ((128, 6144, 4096), 1),  # M > 64: the tile grid fills the GPU
+    ],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
+)
+def test_split_k_rule_on_132_sms(shape: tuple[int, int, int], splits: int) -> None:
+    m, n, k = shape
+    plan = tm.split_k_plan(m, n, k, 132, geometry=tm.GPU_SPLIT)
+    assert plan.splits == splits
+    assert plan.tiles * plan.splits <= max(plan.tiles, tm.SPLIT_K_PROGRAMS_PER_SM * 132)
+    assert plan.block_m == min(max(16, 1 << (m - 1).bit_length()), 64)
+
+
+def test_split_k_rule_applies_in_make_launch() -> None:
+    """split_k=None: the rule splits a skinny problem (4 interpreter SMs: 1x64x200 has 2 tiles of
+    16x32, so 4 splits); persistent=True never splits; M > 64 does not split."""
+    a, b = _operands(1, 64, 200, torch.float16, seed=22)
+    out = _poisoned(1, 64, torch.float16)
+    auto = tm.make_launch(a, b, out)
+    want = tm.split_k_plan(1, 64, 200, tm.num_sms(a.device)).splits
+    assert auto.splits == want and auto.variant == ("split-k" if want > 1 else "tiled")
+    if tm._INTERPRET:
+        assert want == 4
+    assert tm.make_launch(a, b, out, persistent=True).variant.endswith("persistent")
+    a2, b2 = _operands(67, 45, 93, torch.float16, seed=23)
+    assert tm.make_launch(a2, b2, _poisoned(67, 45, torch.float16)).splits == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "4"])
+def test_split_k_must_be_a_positive_integer(bad: object) -> None:
+    a, b = _operands(4, 5, 6, torch.float16)
+    with pytest.raises(WattbenchError, match="split_k must be an integer >= 1") as info:
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), split_k=bad)  # type: ignore[arg-type]
+    assert info.value.remedy
+
+
+def test_split_k_and_persistent_exclude_each_other() -> None:
+    a, b = _operands(4, 5, 64, torch.float16)
+    with pytest.raises(WattbenchError, match="do not split K"):
+        tm.make_launch(a, b, _poisoned(4, 5, torch.float16), persistent=True, split_k=2)
+
+
 # --- make_launch ----------------------------------------------------------------------------------
 
 
@@ -146,7 +274,8 @@ def test_make_launch_writes_into_out_and_repeats(persistent: bool) -> None:
     a, b = _operands(m, n, k, torch.float16, seed=9)
     out = _poisoned(m, n, torch.float16)
     ptr = out.data_ptr()
-    launch = tm.make_launch(a, b, out, persistent=persistent)
+    launch = tm.make_launch(a, b, out, persistent=persistent, split_k=1, tma=False)
+    assert launch.variant == ("persistent" if persistent else "tiled")
     assert launch() is None
     first = out.clone()
     assert out.data_ptr() == ptr
@@ -181,18 +310,32 @@ def test_persistent_rule() -> None:
     assert tm.use_persistent(8192, 8192, sms)
 
 
+KERNELS = {
+    "tiled": "_matmul_kernel",
+    "persistent": "_matmul_persistent_kernel",
+    "tma-persistent": "_matmul_tma_kernel",
+    "split-k": "_matmul_split_kernel",
+}
+
+
 @pytest.mark.parametrize(
-    ("shape", "interpreted_persistent"), [((67, 45, 93), False), ((400, 400, 8), True)]
+    ("shape", "tma", "interpreted"),
+    [
+        ((67, 45, 93), None, "tiled"),  # M > 64, 4 reference tiles: no split, not persistent
+        ((400, 400, 8), None, "tma-persistent"),  # 16 tiles = 4 waves on 4 SMs; aligned
+        ((400, 400, 8), False, "persistent"),
+        ((400, 400, 7), None, "persistent"),  # A's rows are 14 bytes apart: no TMA
+    ],
 )
-def test_persistent_none_follows_the_rule(
-    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], interpreted_persistent: bool
+def test_the_launch_runs_the_kernel_its_variant_names(
+    monkeypatch: pytest.MonkeyPatch,
+    shape: tuple[int, int, int],
+    tma: bool | None,
+    interpreted: str,
 ) -> None:
     m, n, k = shape
-    sms = tm.num_sms(torch.device(DEVICE))
-    if tm._INTERPRET:  # 4 SMs: 400x400 is 16 reference tiles, exactly 4 waves
-        assert tm.use_persistent(m, n, sms) is interpreted_persistent
     calls: list[str] = []
-    for name in ("_matmul_kernel", "_matmul_persistent_kernel"):
+    for name in KERNELS.values():
         kernel = getattr(tm, name)
         original = kernel.run
 
@@ -203,10 +346,84 @@ def test_persistent_none_follows_the_rule(
         monkeypatch.setattr(kernel, "run", spy)
     a, b = _operands(m, n, k, torch.float16, seed=10)
     out = _poisoned(m, n, torch.float16)
-    tm.matmul(a, b, out=out)
-    want = "_matmul_persistent_kernel" if tm.use_persistent(m, n, sms) else "_matmul_kernel"
-    assert calls == [want]
+    launch = tm.make_launch(a, b, out, tma=tma)
+    launch()
+    if tm._INTERPRET:  # 4 SMs
+        assert launch.variant == interpreted
+    assert calls == [KERNELS[launch.variant]]
+    persistent = tm.use_persistent(m, n, tm.num_sms(a.device))
+    assert launch.variant.endswith("persistent") == persistent
+    assert (launch.tma_unavailable is None) == (launch.variant != "persistent")
     assert _rel_err(out, _reference(a, b)) < FP16_TOL
+
+
+# --- TMA ------------------------------------------------------------------------------------------
+
+#: (M, N, K) with 16-byte aligned rows for every dtype, several tiles per program (4 interpreter
+#: SMs), edge tiles in M and N, K over several blocks and not a multiple of 32
+TMA_SHAPES = [(100, 80, 48), (33, 160, 112), (1, 16, 16)]
+
+
+@pytest.mark.parametrize("b_kmajor", [False, True], ids=["B-row-major", "B-K-major"])
+@pytest.mark.parametrize("shape", TMA_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, FP8], ids=["fp16", "fp32", "fp8"])
+def test_tma_persistent_matches_float64_reference(
+    dtype: torch.dtype, shape: tuple[int, int, int], b_kmajor: bool
+) -> None:
+    """The flattened loop over (tile, K block) steps stores every tile once, scaled."""
+    m, n, k = shape
+    a, b = _operands(m, n, k, dtype, seed=30)
+    if b_kmajor:
+        b = b.t().contiguous().t()
+    out_dtype = torch.float32 if dtype == FP8 else dtype
+    scale = 0.5 if dtype == FP8 else None
+    out = _poisoned(m, n, out_dtype)
+    tf32 = dtype == torch.float32  # TMA serves fp32 with tensor-core (TF32) math only
+    launch = tm.make_launch(a, b, out, tma=True, scale_a=scale, allow_tf32=tf32)
+    assert launch.variant == "tma-persistent" and launch.tma_unavailable is None
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b, scale or 1.0)) < (TF32_TOL if tf32 else TOL[out_dtype])
+    out.fill_(float("nan"))
+    launch()
+    assert torch.equal(out, first)
+
+
+def test_tma_reason_names_what_tma_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _operands(64, 64, 64, torch.float16, seed=31)
+    out = _poisoned(64, 64, torch.float16)
+    if tm._INTERPRET:
+        assert tm.tma_reason(a, b, out) is None
+    assert tm.tma_reason(a, b.t().contiguous().t(), out) in (None, tm.tma_reason(a, b, out))
+    assert "A has no unit stride" in str(tm.tma_reason(a[:, ::2], b[::2], out))
+    assert "C has no unit stride" in str(tm.tma_reason(a, b, out.t()))
+    a60, b60 = _operands(64, 64, 60, torch.float16, seed=33)  # A's rows 120 bytes apart
+    assert "A's base or leading stride" in str(tm.tma_reason(a60, b60, out))
+    assert "B's base or leading stride" in str(tm.tma_reason(a, b[:, 1:], out[:, 1:]))  # offset
+    a32, b32 = a.float(), b.float()
+    assert "IEEE fp32" in str(tm.tma_reason(a32, b32, out.float()))
+    assert tm.tma_reason(a32, b32, out.float(), allow_tf32=True) == tm.tma_reason(a, b, out)
+    monkeypatch.setattr(tm, "_TENSOR_DESCRIPTOR", None)
+    assert "has no host tensor descriptors" in str(tm.tma_reason(a, b, out))
+    monkeypatch.setattr(tm, "_INTERPRET", False)  # a real launch on a CPU tensor
+    monkeypatch.setattr(tm, "_TENSOR_DESCRIPTOR", object)
+    if not torch.cuda.is_available():
+        assert tm.tma_reason(a, b, out) == "TMA needs a CUDA device"
+
+
+def test_tma_true_explains_why_it_cannot_run() -> None:
+    a, b = _operands(64, 64, 63, torch.float16, seed=32)  # A's rows 126 bytes apart
+    out = _poisoned(64, 64, torch.float16)
+    with pytest.raises(WattbenchError, match="TMA kernel cannot run: A's base") as info:
+        tm.make_launch(a, b, out, tma=True)
+    assert "tma=False" in info.value.remedy
+    with pytest.raises(WattbenchError, match="is persistent"):
+        tm.make_launch(a, b, out, tma=True, persistent=False)
+    with pytest.raises(WattbenchError, match="do not split K"):
+        tm.make_launch(a, b, out, tma=True, split_k=2)
+    fallback = tm.make_launch(a, b, out, persistent=True)
+    assert fallback.variant == "persistent" and "A's base" in fallback.tma_unavailable
+    assert tm.make_launch(a, b, out, persistent=True, tma=False).tma_unavailable == "tma=False"
 
 
 def test_buckets_share_odd_sizes() -> None:
@@ -216,8 +433,13 @@ def test_buckets_share_odd_sizes() -> None:
 
 
 def test_config_sets() -> None:
-    for kind in ("16-bit", "fp32", "fp8"):  # each launch tunes over one kind's configs
+    for kind in ("16-bit", "fp32", "fp8", "fp8-fastacc"):  # a launch tunes over one kind's
         assert 4 <= len(tm.gpu_configs(kind)) <= 8
+        assert 1 <= len(tm.split_gpu_configs(kind)) <= 4
+    assert tm.config_kind("fp8", fast_acc=True) == "fp8-fastacc"
+    assert tm.config_kind("fp16", fast_acc=True) == "16-bit"
+    fastacc = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in tm.gpu_configs("fp8-fastacc")]
+    assert (128, 256) in fastacc  # the tile the partial accumulator of the precise path forbids
     assert {tm.config_kind(d) for d in (*tm.SUPPORTED_DTYPES, "tf32")} == {"16-bit", "fp32", "fp8"}
     assert all(c.kwargs["BLOCK_K"] >= 32 for c in tm._GPU_CONFIGS)  # fp8 needs BLOCK_K >= 32
     if tm._INTERPRET:
@@ -290,6 +512,25 @@ def test_gpu_bf16(shape: tuple[int, int, int], persistent: bool | None) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("tma", [None, False], ids=["tma", "pointers"])
+@pytest.mark.parametrize("shape", [(4096, 4096, 4096), (4100, 4104, 1000), (8192, 8192, 520)])
+def test_gpu_persistent_tma_and_fallback(shape: tuple[int, int, int], tma: bool | None) -> None:
+    """On sm_90 with this Triton's descriptors the persistent launch is the TMA kernel (its
+    reason otherwise is recorded); tma=False runs the pointer kernel; both match float64."""
+    a, b, out = _gpu_operands(*shape, torch.bfloat16)
+    launch = tm.make_launch(a, b, out, persistent=True, tma=tma)
+    reason = tm.tma_reason(a, b, out)
+    if tma is None:
+        assert launch.variant == ("tma-persistent" if reason is None else "persistent")
+        if torch.cuda.get_device_capability() >= (9, 0) and tm.tma_descriptors_available():
+            assert reason is None
+    else:
+        assert launch.variant == "persistent"
+    launch()
+    assert _rel_err(out, _reference(a, b)) < BF16_TOL
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(1024, 1024, 1024), (1000, 1000, 1000)], ids=["1024", "1000"])
 def test_gpu_fp32_ieee_and_tf32(shape: tuple[int, int, int]) -> None:
     a, b, out = _gpu_operands(*shape, torch.float32)
@@ -316,9 +557,45 @@ def test_gpu_fp8(shape: tuple[int, int, int]) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(4096, 4096, 4096), (16, 6144, 4096)], ids=["4096", "16"])
+def test_gpu_fp8_fast_accumulation(shape: tuple[int, int, int]) -> None:
+    """Within triton-fastacc's (estimated) tolerance; on sm_90 its accumulation differs from the
+    precise path's."""
+    from wattbench.kernels.matmul.triton_impl import FASTACC_FP8_TOLERANCE
+
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs compute capability >= 8.9")
+    m, n, k = shape
+    a, b, _ = _gpu_operands(m, n, k, FP8)
+    b = b.t().contiguous().t()
+    ref = _reference(a, b)
+    fast = tm.matmul(a, b, out_dtype=torch.float32, fast_accum=True)
+    precise = tm.matmul(a, b, out_dtype=torch.float32)
+    assert _rel_err(precise, ref) < BF16_TOL
+    assert _rel_err(fast, ref) < FASTACC_FP8_TOLERANCE
+    if torch.cuda.get_device_capability() == (9, 0):
+        assert not torch.equal(fast, precise)
+
+
+@pytest.mark.gpu
 def test_gpu_fp8_refused_below_sm89() -> None:
     if torch.cuda.get_device_capability() >= (8, 9):
         pytest.skip("this GPU supports fp8")
     a, b, _ = _gpu_operands(64, 64, 64, FP8)
     with pytest.raises(UnknownKernelError, match=r"compute capability >= 8\.9"):
         tm.matmul(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("split_k", [None, 1, 3, 8], ids=["rule", "1", "3", "8"])
+@pytest.mark.parametrize("shape", [(16, 6144, 4096), (1, 4096, 14336), (64, 1000, 999)])
+def test_gpu_split_k_bf16_deterministic(shape: tuple[int, int, int], split_k: int | None) -> None:
+    a, b, out = _gpu_operands(*shape, torch.bfloat16)
+    launch = tm.make_launch(a, b, out, split_k=split_k)
+    launch()
+    first = out.clone()
+    assert _rel_err(out, _reference(a, b)) < BF16_TOL
+    for _ in range(3):  # other arrival orders, the same sums: bitwise equal
+        out.fill_(float("nan"))
+        launch()
+        assert torch.equal(out, first)
