@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from wattbench.kernels.errors import UsageError
 from wattbench.kernels.family import Impl, ImplUnavailable, Inputs, Launch, Shape
+from wattbench.kernels.matmul.triton_impl import FASTACC_FP8_TOLERANCE  # the same accumulation
 from wattbench.kernels.qgemm import vendor
 
 
@@ -76,13 +77,15 @@ TRITON_FASTACC = Impl(
     min_compute_capability={"fp8": (8, 9), "fp8-row": (8, 9)},
     math={
         d: "fp32 out of the tensor cores' own accumulation over all of K (Hopper: reduced-"
-        "precision adds; not the partial-sum promotion of 'triton')"
+        "precision adds; not the partial-sum promotion of 'triton'); tolerance "
+        f"{FASTACC_FP8_TOLERANCE:g}, estimated from a model of that accumulation"
         for d in ("fp8", "fp8-row")
     },
     requires=("torch", "triton"),
     cpu_path="triton-interpreter",
     cpu_max_flops=2.0**24,
     make_launch=_triton_fastacc_launch,
+    tolerance_rel_fro={"fp8": FASTACC_FP8_TOLERANCE, "fp8-row": FASTACC_FP8_TOLERANCE},
 )
 
 CUPY = Impl(
