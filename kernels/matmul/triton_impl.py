@@ -15,10 +15,10 @@ import functools
 from wattbench.kernels.family import Impl, Inputs, Launch
 
 #: triton-fastacc's fp8 tolerance (relative Frobenius; W8A8's triton-fastacc uses it too), an
-#: estimate, not a measurement: a model of the sm_90 accumulation (an fp32 accumulator truncated to 13 mantissa bits after each
-#: 32-deep fp8 MMA step; published reports give ~14 retained bits on H800) gives, on the family's
-#: normal inputs with bf16 output, 3.6e-3 at K = 4096, 1.1e-2 at K = 14336 and 2.3e-2 at
-#: K = 28672 (its largest K); this allows twice the last.
+#: estimate, not a measurement: a model of the sm_90 accumulation (an fp32 accumulator truncated
+#: to 13 mantissa bits after each 32-deep fp8 MMA step; published reports give ~14 retained bits
+#: on H800) gives, on the family's normal inputs with bf16 output, 3.6e-3 at K = 4096, 1.1e-2 at
+#: K = 14336 and 2.3e-2 at K = 28672 (its largest K); this allows twice the last.
 FASTACC_FP8_TOLERANCE = 5e-2
 
 
