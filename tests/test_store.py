@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -145,6 +146,71 @@ def test_round_trip(tmp_path, header):
         stamp = dt.datetime.fromisoformat(doc[key])
         assert stamp.utcoffset() == dt.timedelta(0)
     assert doc["updated_utc"] >= doc["created_utc"]
+
+
+def test_typed_header_accessors(tmp_path, header):
+    """RunRecord.device / problem / work / settings read the file's header with types and units;
+    the values come from the simulated H100's spec and the header written."""
+    path = tmp_path / "run.json"
+    full_record(path, header)
+    rec = load(path)
+    dev = rec.device
+    assert (dev.name, dev.simulated, dev.selection) == (
+        "NVIDIA H100 80GB HBM3",
+        True,
+        "sim:h100-sxm",
+    )
+    assert dev.uuid == header["device"]["uuid"] and dev.uuid.startswith("GPU-")
+    assert dev.spec_source == "builtin:h100-sxm"
+    assert dev.spec is not None and dev.spec["power"]["limit_w_default"] == 700
+    problem = rec.problem
+    assert (problem.family, problem.impl, problem.dtype) == ("matmul", "vendor", "bf16")
+    assert problem.dims == (8192, 8192, 8192) and problem.shape_text == "8192x8192x8192"
+    assert problem.to_json() == PROBLEM
+    work = rec.work
+    assert (work.flops, work.bytes, work.dtype) == (2.0 * 8192**3, 6.0 * 8192**2, "bf16")
+    assert work.intensity_flop_per_byte == pytest.approx(8192 / 3)
+    s = rec.settings
+    assert s.objectives == ("energy", "ed2p", "slowdown:0.1")
+    assert s.space_max_power_limit_w == 700.0  # the spec's default limit: no power limit swept
+    assert s.space is not None and s.space["specs"]["sm"] == "every:20"
+    assert rec.simulated is True and rec.baseline_key == "sm=default,mem=default,pl=default"
+    assert rec.point_count == len(POINTS) and rec.choice_names == ("energy", "ed2p", "slowdown:0.1")
+    assert rec.idle_power_w == 80.5 and rec.gpu_time_s is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.settings.purpose = "verify"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.space["n_points"] = 0  # type: ignore[index]  # a read-only view of the document
+
+
+def test_accessors_read_older_records(tmp_path, header):
+    """Keys newer than the schema's required ones read as an older record means them: no
+    purpose is a sweep, no strategy a grid, no measurement method steady, nothing found."""
+    path = tmp_path / "run.json"
+    RunRecord.create(path, **header)  # the header has none of those keys
+    s = load(path).settings
+    assert (s.purpose, s.strategy_name, s.method) == ("sweep", "grid", "steady")
+    assert (s.strategy, s.found, s.thermal_prior, s.from_defaults) == (None, None, None, False)
+    assert s.strategy_point_keys == () and s.found_power_limit_w is None
+    header["settings"] = {
+        **header["settings"],
+        "purpose": "verify",
+        "strategy": {"strategy": "points", "points": ["sm=1380,mem=default,pl=default"]},
+        "found": {"power_limit_w": 650.0},
+        "measurement": {"method": "fast"},
+        "from_defaults": True,
+    }
+    path = tmp_path / "verify.json"
+    RunRecord.create(path, **header)
+    s = load(path).settings
+    assert (s.purpose, s.strategy_name, s.method, s.from_defaults) == (
+        "verify",
+        "points",
+        "fast",
+        True,
+    )
+    assert s.strategy_point_keys == ("sm=1380,mem=default,pl=default",)
+    assert s.found_power_limit_w == 650.0 and load(path).purpose == "verify"
 
 
 def test_every_add_point_leaves_a_valid_file(tmp_path, header):

@@ -43,8 +43,8 @@ class Work:
 
     @classmethod
     def of(cls, record: RunRecord) -> Work:
-        w = record.doc["work"]
-        return cls(float(w["flops"]), float(w["bytes"]), str(w["dtype"]))
+        w = record.work
+        return cls(w.flops, w.bytes, w.dtype)
 
 
 @dataclass(frozen=True)
@@ -215,11 +215,10 @@ class Comparison:
 
 def gpu_row(record: RunRecord) -> GpuRow:
     """A record's figures: baseline and every recorded choice."""
-    doc = record.doc
     work = Work.of(record)
-    peaks = peaks_of(doc["device"], work.dtype)
+    peaks = peaks_of(record.device, work.dtype)
     by_key = {m.point.key: m for m in record.points}
-    base = by_key.get(doc.get("baseline_key", ""))
+    base = by_key.get(record.baseline_key)
     if base is None:
         base = next((m for m in by_key.values() if m.point.is_baseline), None)
     objectives = {}
@@ -230,7 +229,7 @@ def gpu_row(record: RunRecord) -> GpuRow:
     return GpuRow(
         gpu=GpuKey.of(record),
         source_run=str(record.path),
-        created_utc=str(doc.get("created_utc", "")),
+        created_utc=record.created_utc,
         peaks=peaks,
         bound=bound_of(work.intensity, peaks),
         baseline=PointFigures.of(base, work, peaks) if base is not None else None,
