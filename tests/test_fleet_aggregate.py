@@ -88,10 +88,7 @@ def test_the_cli_writes_the_document_and_prints_the_spread(fleet_run):
 
 
 def _m(key_mhz, t, e):
-    point = OperatingPoint(sm_mhz=key_mhz)
-    return Measurement(
-        point, t, e, e / t, None, 0.0, 0, 0.0, 0, 0, 0, [], 1, 1, 0.0, 0.0, 0.0, "counter"
-    )
+    return Measurement(OperatingPoint(sm_mhz=key_mhz), t, e)
 
 
 def _unit(uuid, ratios):
