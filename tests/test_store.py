@@ -302,6 +302,22 @@ def test_non_positive_figures_are_refused(tmp_path, header, field, value):
         load(path)
 
 
+def test_the_runner_says_at_the_end_what_it_learnt(tmp_path, header):
+    """settings.runner is rewritten when a sweep ends (a real GPU's runner knows only then
+    whether it captured a CUDA graph); the rest of the header is unchanged."""
+    path = tmp_path / "run.json"
+    record = full_record(path, {**header, "settings": {**header["settings"], "runner": {}}})
+    before = json.loads(path.read_text())
+    record.set_runner({"runner": "gpu", "cuda_graph_state": "captured (9 launches per replay)"})
+    after = json.loads(path.read_text())
+    assert after["settings"]["runner"]["cuda_graph_state"] == "captured (9 launches per replay)"
+    after["settings"]["runner"] = before["settings"]["runner"]
+    assert {k: v for k, v in after.items() if k != "updated_utc"} == {
+        k: v for k, v in before.items() if k != "updated_utc"
+    }
+    assert validate(after) == []
+
+
 def test_idle_power_set_later(tmp_path, header):
     header["idle_power_w"] = None
     record = RunRecord.create(tmp_path / "run.json", **header)

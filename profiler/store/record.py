@@ -513,6 +513,13 @@ class RunRecord:
         self.doc["choices"] = out
         self.write()
 
+    def set_runner(self, description: Mapping[str, Any]) -> None:
+        """Record the runner's description as it ends (``settings.runner``): a real GPU's
+        runner knows whether it captured a CUDA graph only after its first runs, so the header
+        written at the start says "not tried yet". Rewrites the file."""
+        self.doc["settings"]["runner"] = _round_trip(dict(description))
+        self.write()
+
     def add_gpu_time_s(self, seconds: float) -> None:
         """Add ``seconds`` of the device's clock (virtual on a simulated GPU) spent by this run
         (idle power, calibration, warm-up, windows, settings), summed over resumed parts; the

@@ -13,6 +13,7 @@ names ``grid``, which measures every point.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from wattbench.profiler.select.objectives import Objective, parse_objective
 from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.sim.physics import INPUT_ACTIVITY
 from wattbench.profiler.store import (
+    RecordError,
     RunRecord,
     collect_versions,
     device_json,
@@ -396,16 +398,22 @@ def _measure(
             on_record(record)
     if on_start is not None:
         on_start(strategy.planned())
-    result = run_sweep(
-        measurer,
-        strategy,
-        record,
-        request.objectives,
-        max_power_w=max_power_w,
-        measured={m.point.key: m for m in record.points},
-        idle_power_w=record.idle_power_w,
-        on_point=on_point,
-    )
+    try:
+        result = run_sweep(
+            measurer,
+            strategy,
+            record,
+            request.objectives,
+            max_power_w=max_power_w,
+            measured={m.point.key: m for m in record.points},
+            idle_power_w=record.idle_power_w,
+            on_point=on_point,
+        )
+    finally:
+        # what the runner learnt while running (a real GPU's: a CUDA graph or not); a failed
+        # write leaves the record as run_sweep finished it
+        with contextlib.suppress(RecordError):
+            record.set_runner(runner.describe())
     if request.settings.method == "fast" and measurer.thermal.points:
         save_model(thermal_folder, device.identity.uuid, measurer.thermal.model)
     return SweepOutcome(record, result, runner.simulated, observe_only=not knobs)
