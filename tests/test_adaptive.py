@@ -52,11 +52,9 @@ def measurement(point, energy_j, time_s, *, noise_rel=0.0, rng=None, temps=(50, 
     ]
     e = sum(es) / 3
     return Measurement(
-        point=point, time_s=time_s, energy_j=e, avg_power_w=e / time_s, energy_above_idle_j=None,
-        sm_mhz_mean=point.sm_mhz or TOP_MHZ, sm_mhz_min=point.sm_mhz or TOP_MHZ,
-        mem_mhz_mean=2619, mem_mhz_min=2619, temp_c_start=temps[0], temp_c_end=temps[1],
-        reasons=[], iterations=100, trials=3, spread_rel=(max(es) - min(es)) / e, window_s=1.0,
-        warmup_s=1.0, energy_source="counter", samples=samples,
+        point, time_s, e, sm_mhz_mean=point.sm_mhz or TOP_MHZ,
+        temp_c_start=temps[0], temp_c_end=temps[1], iterations=100, trials=3,
+        spread_rel=(max(es) - min(es)) / e, samples=samples,
     )  # fmt: skip
 
 

@@ -222,7 +222,7 @@ def test_unknown_real_gpu_has_unknown_peak_and_hostile_name_is_escaped(runs, tmp
         d["device"]["name"] = hostile
 
     path = copy_record(record_of(runs, "l4", MEMORY), tmp_path / "x.json", real)
-    assert peaks_of(json.loads(path.read_text())["device"], "bf16").tflops is None
+    assert peaks_of(RunRecord.load(path).device, "bf16").tflops is None
     doc = compare_json(capsys, str(path))
     row = doc["groups"][0]["rows"][0]
     assert row["gpu_name"] == hostile and row["baseline"]["peak_fraction"] is None

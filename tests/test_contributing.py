@@ -198,26 +198,7 @@ def test_every_path_the_recipes_name_exists():
 
 
 def _measurement(sm_mhz: int | None, time_s: float, energy_j: float) -> Measurement:
-    return Measurement(
-        point=OperatingPoint(sm_mhz=sm_mhz),
-        time_s=time_s,
-        energy_j=energy_j,
-        avg_power_w=energy_j / time_s,
-        energy_above_idle_j=None,
-        sm_mhz_mean=float(sm_mhz or 1980),
-        sm_mhz_min=sm_mhz or 1980,
-        mem_mhz_mean=2619.0,
-        mem_mhz_min=2619,
-        temp_c_start=40,
-        temp_c_end=50,
-        reasons=[],
-        iterations=10,
-        trials=3,
-        spread_rel=0.01,
-        window_s=1.0,
-        warmup_s=1.0,
-        energy_source="counter",
-    )
+    return Measurement(OperatingPoint(sm_mhz=sm_mhz), time_s, energy_j)
 
 
 def test_every_objective_has_a_form_that_parses_back_to_it_and_picks_a_point():

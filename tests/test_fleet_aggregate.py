@@ -14,6 +14,7 @@ from wattbench.profiler.fleet import aggregate as agg
 from wattbench.profiler.fleet.plan import load_plan
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.select.objectives import find_baseline, parse_objective
+from wattbench.profiler.store.header import RecordSettings
 from wattbench.profiler.store.points import PointsDocument
 
 PLAN = """\
@@ -87,16 +88,14 @@ def test_the_cli_writes_the_document_and_prints_the_spread(fleet_run):
 
 
 def _m(key_mhz, t, e):
-    point = OperatingPoint(sm_mhz=key_mhz)
-    return Measurement(
-        point, t, e, e / t, None, 0.0, 0, 0.0, 0, 0, 0, [], 1, 1, 0.0, 0.0, 0.0, "counter"
-    )
+    return Measurement(OperatingPoint(sm_mhz=key_mhz), t, e)
 
 
 def _unit(uuid, ratios):
     points = [_m(None, 1.0, 1.0)] + [_m(f, 1.0 + 0.1 * i, r) for i, (f, r) in enumerate(ratios)]
+    settings = RecordSettings.from_json({"measurement": {}, "space": None, "objectives": []})
     record = SimpleNamespace(
-        points=points, doc={"device": {"serial": uuid}, "settings": {}}, choices=lambda: {}
+        points=points, device=SimpleNamespace(serial=uuid), settings=settings, choices=lambda: {}
     )
     return agg.Unit("h", uuid, record)
 

@@ -25,27 +25,7 @@ BASE = OperatingPoint()
 
 
 def meas(point: OperatingPoint, time_s: float, energy_j: float, *flags: str) -> Measurement:
-    return Measurement(
-        point=point,
-        time_s=time_s,
-        energy_j=energy_j,
-        avg_power_w=energy_j / time_s,
-        energy_above_idle_j=None,
-        sm_mhz_mean=float(point.sm_mhz or 1980),
-        sm_mhz_min=point.sm_mhz or 1980,
-        mem_mhz_mean=2619.0,
-        mem_mhz_min=2619,
-        temp_c_start=40,
-        temp_c_end=50,
-        reasons=[],
-        iterations=10,
-        trials=3,
-        spread_rel=0.01,
-        window_s=1.0,
-        warmup_s=1.0,
-        energy_source="counter",
-        flags=list(flags),
-    )
+    return Measurement(point, time_s, energy_j, flags=list(flags))
 
 
 def sm(mhz: int) -> OperatingPoint:

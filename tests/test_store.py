@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -60,11 +61,12 @@ def header():
 
 
 def meas(point: OperatingPoint, time_s: float, energy_j: float, *flags: str) -> Measurement:
+    """A point as a sweep records it on the H100 (idle 80.5 W): clocks, temperatures, the
+    figures derived from the problem's work."""
     return Measurement(
-        point=point,
-        time_s=time_s,
-        energy_j=energy_j,
-        avg_power_w=energy_j / time_s,
+        point,
+        time_s,
+        energy_j,
         energy_above_idle_j=energy_j - 80.5 * time_s,
         sm_mhz_mean=float(point.sm_mhz or 1980),
         sm_mhz_min=point.sm_mhz or 1980,
@@ -72,12 +74,9 @@ def meas(point: OperatingPoint, time_s: float, energy_j: float, *flags: str) -> 
         mem_mhz_min=2619,
         temp_c_start=40,
         temp_c_end=55,
-        reasons=["SwPowerCap"] if point.power_limit_w else [],
-        iterations=20,
+        reasons=["sw_power_cap"] if point.power_limit_w else [],
         trials=3,
         spread_rel=0.004,
-        window_s=1.2,
-        warmup_s=2.0,
         energy_source="counter",
         flags=list(flags),
         tflops=FLOPS / time_s / 1e12,
@@ -145,6 +144,71 @@ def test_round_trip(tmp_path, header):
         stamp = dt.datetime.fromisoformat(doc[key])
         assert stamp.utcoffset() == dt.timedelta(0)
     assert doc["updated_utc"] >= doc["created_utc"]
+
+
+def test_typed_header_accessors(tmp_path, header):
+    """RunRecord.device / problem / work / settings read the file's header with types and units;
+    the values come from the simulated H100's spec and the header written."""
+    path = tmp_path / "run.json"
+    full_record(path, header)
+    rec = load(path)
+    dev = rec.device
+    assert (dev.name, dev.simulated, dev.selection) == (
+        "NVIDIA H100 80GB HBM3",
+        True,
+        "sim:h100-sxm",
+    )
+    assert dev.uuid == header["device"]["uuid"] and dev.uuid.startswith("GPU-")
+    assert dev.spec_source == "builtin:h100-sxm"
+    assert dev.spec is not None and dev.spec["power"]["limit_w_default"] == 700
+    problem = rec.problem
+    assert (problem.family, problem.impl, problem.dtype) == ("matmul", "vendor", "bf16")
+    assert problem.dims == (8192, 8192, 8192) and problem.shape_text == "8192x8192x8192"
+    assert problem.to_json() == PROBLEM
+    work = rec.work
+    assert (work.flops, work.bytes, work.dtype) == (2.0 * 8192**3, 6.0 * 8192**2, "bf16")
+    assert work.arithmetic_intensity == pytest.approx(8192 / 3)
+    s = rec.settings
+    assert s.objectives == ("energy", "ed2p", "slowdown:0.1")
+    assert s.space_max_power_limit_w == 700.0  # the spec's default limit: no power limit swept
+    assert s.space is not None and s.space["specs"]["sm"] == "every:20"
+    assert rec.simulated is True and rec.baseline_key == "sm=default,mem=default,pl=default"
+    assert rec.point_count == len(POINTS) and rec.choice_names == ("energy", "ed2p", "slowdown:0.1")
+    assert rec.idle_power_w == 80.5 and rec.gpu_time_s is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.settings.purpose = "verify"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.space["n_points"] = 0  # type: ignore[index]  # a read-only view of the document
+
+
+def test_accessors_read_older_records(tmp_path, header):
+    """Keys newer than the schema's required ones read as an older record means them: no
+    purpose is a sweep, no strategy a grid, no measurement method steady, nothing found."""
+    path = tmp_path / "run.json"
+    RunRecord.create(path, **header)  # the header has none of those keys
+    s = load(path).settings
+    assert (s.purpose, s.strategy_name, s.method) == ("sweep", "grid", "steady")
+    assert (s.strategy, s.found, s.thermal_prior, s.from_defaults) == (None, None, None, False)
+    assert s.strategy_point_keys == () and s.found_power_limit_w is None
+    header["settings"] = {
+        **header["settings"],
+        "purpose": "verify",
+        "strategy": {"strategy": "points", "points": ["sm=1380,mem=default,pl=default"]},
+        "found": {"power_limit_w": 650.0},
+        "measurement": {"method": "fast"},
+        "from_defaults": True,
+    }
+    path = tmp_path / "verify.json"
+    RunRecord.create(path, **header)
+    s = load(path).settings
+    assert (s.purpose, s.strategy_name, s.method, s.from_defaults) == (
+        "verify",
+        "points",
+        "fast",
+        True,
+    )
+    assert s.strategy_point_keys == ("sm=1380,mem=default,pl=default",)
+    assert s.found_power_limit_w == 650.0 and load(path).purpose == "verify"
 
 
 def test_every_add_point_leaves_a_valid_file(tmp_path, header):
@@ -236,6 +300,22 @@ def test_non_positive_figures_are_refused(tmp_path, header, field, value):
     path.write_text(json.dumps(doc))
     with pytest.raises(RecordError, match=field):
         load(path)
+
+
+def test_the_runner_says_at_the_end_what_it_learnt(tmp_path, header):
+    """settings.runner is rewritten when a sweep ends (a real GPU's runner knows only then
+    whether it captured a CUDA graph); the rest of the header is unchanged."""
+    path = tmp_path / "run.json"
+    record = full_record(path, {**header, "settings": {**header["settings"], "runner": {}}})
+    before = json.loads(path.read_text())
+    record.set_runner({"runner": "gpu", "cuda_graph_state": "captured (9 launches per replay)"})
+    after = json.loads(path.read_text())
+    assert after["settings"]["runner"]["cuda_graph_state"] == "captured (9 launches per replay)"
+    after["settings"]["runner"] = before["settings"]["runner"]
+    assert {k: v for k, v in after.items() if k != "updated_utc"} == {
+        k: v for k, v in before.items() if k != "updated_utc"
+    }
+    assert validate(after) == []
 
 
 def test_idle_power_set_later(tmp_path, header):

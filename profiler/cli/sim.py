@@ -212,7 +212,7 @@ def run_fit(args: argparse.Namespace) -> int:
                 raise UsageError(f"{path} is not a run record ({exc})", "pass records") from None
     if not records:
         raise UsageError("no run records found", "pass run records or folders of them")
-    names = sorted({r.doc["device"]["name"] for r in records})
+    names = sorted({r.device.name for r in records})
     if len(names) > 1:
         raise UsageError(f"records of several GPU models: {', '.join(names)}", "fit one model")
     if args.base:

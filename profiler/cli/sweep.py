@@ -21,6 +21,7 @@ from wattbench.profiler.measure.measure import METHODS
 from wattbench.profiler.select.objectives import Choice, parse_objective
 from wattbench.profiler.signals import Terminated
 from wattbench.profiler.store import RunRecord, default_results_dir
+from wattbench.profiler.store.header import RecordSettings
 from wattbench.profiler.sweep.session import (
     DEFAULT_OBJECTIVES,
     DEFAULT_STRATEGY,
@@ -193,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     result = outcome.result
     print(render_summary(device, problem, result.choices, result.baseline, outcome.simulated))
-    doc = outcome.record.doc
-    print(render_effort(doc["settings"].get("strategy") or {}, result.measurements))
-    print(render_measurement(doc, result.measurements, outcome.simulated))
+    record = outcome.record
+    print(render_effort(record.settings, result.measurements))
+    print(render_measurement(record, result.measurements, outcome.simulated))
     print(f"run file: {outcome.record.path}")
     return 0
 
@@ -204,7 +205,7 @@ def _kept(record: RunRecord) -> str:
     """Where a cut-short sweep's points are and how to continue it."""
     path = record.path
     return (
-        f"{path} keeps the {len(record.doc['points'])} points measured; continue with "
+        f"{path} keeps the {record.point_count} points measured; continue with "
         f"`wattbench sweep --resume {path}`"
     )
 
@@ -325,12 +326,12 @@ def render_summary(
     return "\n".join(lines)
 
 
-def render_measurement(doc: dict, measurements: list[Measurement], simulated: bool) -> str:
+def render_measurement(record: RunRecord, measurements: list[Measurement], simulated: bool) -> str:
     """One line: the method, the device time the run spent, and how far the fast method carried
     its points towards their steady temperature (the range of corrections, the largest standard
     error)."""
-    method = (doc["settings"].get("measurement") or {}).get("method", "steady")
-    gpu_s = doc.get("gpu_time_s")
+    method = record.settings.method
+    gpu_s = record.gpu_time_s
     clock = "simulated GPU time" if simulated else "GPU time"
     text = f"measurement {method}"
     if gpu_s is not None:
@@ -348,17 +349,17 @@ def render_measurement(doc: dict, measurements: list[Measurement], simulated: bo
     return text
 
 
-def render_effort(strategy: dict, measurements: list[Measurement]) -> str:
+def render_effort(settings: RecordSettings, measurements: list[Measurement]) -> str:
     """One line: how many points the strategy measured, re-measured, and of how many."""
     from wattbench.profiler.sweep.strategy import passes_of
 
-    name = strategy.get("strategy", "grid")
+    name = settings.strategy_name
     total = sum(passes_of(m) for m in measurements)
     again = sum(passes_of(m) > 1 for m in measurements)
     text = f"strategy {name}: {total} measurements of {len(measurements)} points"
     if again:
         text += f" ({again} measured again)"
-    grid = strategy.get("grid_points")
+    grid = (settings.strategy or {}).get("grid_points")
     if grid:
         text += f"; the grid has {grid} points"
     return text

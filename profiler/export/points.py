@@ -20,6 +20,7 @@ from wattbench.profiler.report.runs import ProblemKey, newest_complete
 from wattbench.profiler.select.objectives import parse_objective
 from wattbench.profiler.select.units import model_choice, zeus_max_power_w
 from wattbench.profiler.store.points import GpuInfo, PointEntry, PointsDocument, gpu_info_of_run
+from wattbench.profiler.store.record import RunRecord
 
 
 def shape_presets(family: str, shape: tuple[int, ...]) -> tuple[str, ...]:
@@ -42,7 +43,7 @@ def shape_presets(family: str, shape: tuple[int, ...]) -> tuple[str, ...]:
 
 
 def points_from_runs(
-    records: Iterable[Any], *, per_device: bool = False, notes: list[str] | None = None
+    records: Iterable[RunRecord], *, per_device: bool = False, notes: list[str] | None = None
 ) -> PointsDocument:
     """Entries per (GPU model, workload, objective) from run records (``store.RunRecord``),
     and with ``per_device`` per (GPU UUID, workload, objective) as well.
@@ -54,31 +55,31 @@ def points_from_runs(
     A GPU name with both simulated and real runs of one workload is refused (they would share
     entries). ``notes`` receives what was left out and how model points were made.
     """
-    by_key: dict[tuple[str, ProblemKey], dict[str, list[Any]]] = {}
+    by_key: dict[tuple[str, ProblemKey], dict[str, list[RunRecord]]] = {}
     for rec in records:
-        dev = rec.doc["device"]
-        key = (str(dev["name"]), ProblemKey.of(rec))
-        by_key.setdefault(key, {}).setdefault(str(dev["uuid"]), []).append(rec)
+        dev = rec.device
+        key = (dev.name, ProblemKey.of(rec))
+        by_key.setdefault(key, {}).setdefault(dev.uuid, []).append(rec)
     out: list[PointEntry] = []
     gpus: dict[str, GpuInfo] = {}
     for (gpu_name, problem), per_unit in sorted(by_key.items(), key=lambda kv: str(kv[0])):
         recs_all = [r for recs in per_unit.values() for r in recs]
-        if len({bool(r.doc.get("simulated")) for r in recs_all}) > 1:
+        if len({r.simulated for r in recs_all}) > 1:
             raise UsageError(
                 f"both simulated and real runs of {problem.label} on {gpu_name}",
                 "export simulated and real runs into separate documents",
             )
         units = []
         for uuid in sorted(per_unit):
-            rec, left_out = newest_complete(per_unit[uuid])
+            newest, left_out = newest_complete(per_unit[uuid])
             if notes is not None:
                 notes.extend(left_out)
-            if rec is not None:
-                units.append((uuid, rec))
+            if newest is not None:
+                units.append((uuid, newest))
         if not units:
             continue
         for _, rec in units:
-            info = gpu_info_of_run(rec.doc)
+            info = gpu_info_of_run(rec)
             old = gpus.get(gpu_name)
             if old is not None and old.simulated != info.simulated:
                 raise UsageError(
@@ -99,18 +100,12 @@ def points_from_runs(
 def _entries(gpu_name, gpu_uuid, problem, rec, choices, runs=None) -> list[PointEntry]:
     """Entries of one run's (or a model's) choices: ``choices`` maps objective names to
     objects with ``chosen`` (a Measurement), ``saving_rel`` and ``slowdown_rel``."""
-    doc = rec.doc
-    work = doc["work"]
-    flops, nbytes = float(work["flops"]), float(work["bytes"])
-    intensity = flops / nbytes if nbytes else None
-    peaks = peaks_of(doc["device"], str(work["dtype"]))
+    work = rec.work
+    intensity = work.arithmetic_intensity if work.bytes else None
+    peaks = peaks_of(rec.device, work.dtype)
     shape_class = bound_of(intensity if intensity is not None else math.inf, peaks) + "-bound"
-    shape = doc["problem"]["shape"]
-    presets = (
-        shape_presets(problem.family, tuple(int(s) for s in shape))
-        if isinstance(shape, list) and all(isinstance(s, int) for s in shape)
-        else ()
-    )
+    dims = rec.problem.dims
+    presets = shape_presets(problem.family, dims) if dims is not None else ()
     out = []
     for name, c in choices.items():
         p = c.chosen.effective_point
@@ -133,7 +128,7 @@ def _entries(gpu_name, gpu_uuid, problem, rec, choices, runs=None) -> list[Point
                 expected_slowdown_rel=c.slowdown_rel,
                 expected_energy_saving_rel=c.saving_rel,
                 source_runs=tuple(runs or (str(rec.path),)),
-                simulated=bool(doc.get("simulated")),
+                simulated=rec.simulated,
             )
         )
     return out
@@ -146,12 +141,14 @@ class _ModelChoice:
     slowdown_rel: float | None
 
 
-def _model_entries(gpu_name, problem, recs: list[Any], notes: list[str] | None) -> list[PointEntry]:
+def _model_entries(
+    gpu_name, problem, recs: list[RunRecord], notes: list[str] | None
+) -> list[PointEntry]:
     """The model point of several units for every objective all of them chose for."""
     measured = [r.points for r in recs]
-    max_power = zeus_max_power_w([r.doc["settings"] for r in recs])
+    max_power = zeus_max_power_w([r.settings for r in recs])
     choices, n_common = {}, 0
-    for name in sorted(set.intersection(*(set(r.doc["choices"]) for r in recs))):
+    for name in sorted(set.intersection(*(set(r.choice_names) for r in recs))):
         mc = model_choice(measured, parse_objective(name), policy="median", max_power_w=max_power)
         n_common = len(mc.combined.measurements)
         if mc.choice is not None:
@@ -162,5 +159,5 @@ def _model_entries(gpu_name, problem, recs: list[Any], notes: list[str] | None) 
             f"unit's ratios to its own baseline, over the {n_common} points "
             "every unit measured)"
         )
-    newest = max(recs, key=lambda r: r.doc.get("created_utc", ""))
+    newest = max(recs, key=lambda r: r.created_utc)
     return _entries(gpu_name, None, problem, newest, choices, [str(r.path) for r in recs])

@@ -89,7 +89,7 @@ def collect_units(plan: FleetPlan) -> tuple[dict[tuple, list[Unit]], dict[tuple,
                 record = RunRecord.load(path)
             except RecordError:
                 continue
-            name, sim = record.doc["device"]["name"], bool(record.doc["simulated"])
+            name, sim = record.device.name, record.simulated
             seen.setdefault((name, sim), set()).add(folder.name)
             label = ProblemKey.of(record).label
             if record.status != "complete" or label not in labels:
@@ -146,7 +146,7 @@ def _group(
     checked = [u.verify for u in units if u.verify is not None and verify.covers(u.verify, points)]
     from_verify = bool(points) and len(checked) == len(units)
     measured = [r.points for r in (checked if from_verify else [u.record for u in units])]
-    max_power = zeus_max_power_w([u.record.doc["settings"] for u in units])
+    max_power = zeus_max_power_w([u.record.settings for u in units])
     mc = model_choice(measured, objective, policy=policy, max_power_w=max_power)
     combined, chosen = mc.combined, mc.choice
     doc: dict[str, Any] = {
@@ -191,7 +191,7 @@ def _group(
         entry: dict[str, Any] = {
             "host": u.host,
             "uuid": u.uuid,
-            "serial": u.record.doc["device"].get("serial"),
+            "serial": u.record.device.serial,
             "own_point": _point_json(own.chosen) if own else None,
             "own_saving_rel": own.saving_rel if own else None,
             "own_slowdown_rel": own.slowdown_rel if own else None,

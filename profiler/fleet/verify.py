@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from wattbench.profiler.fleet.plan import FleetPlan
 from wattbench.profiler.jsonio import write_json_atomic
@@ -98,5 +97,4 @@ def covers(record: RunRecord, points: Iterable[OperatingPoint]) -> bool:
 def group_key(record: RunRecord) -> GroupKey:
     from wattbench.profiler.report.runs import ProblemKey
 
-    doc: dict[str, Any] = record.doc
-    return doc["device"]["name"], bool(doc["simulated"]), ProblemKey.of(record).label
+    return record.device.name, record.simulated, ProblemKey.of(record).label

@@ -73,7 +73,8 @@ def records_of(
     """The run records of ``problem`` in ``folder`` (or among ``records``, read once from it)
     made for ``purpose`` (``sweep``, or ``verify``: the verify pass's)."""
     pool = folder_records(folder) if records is None else records
-    return [r for r in pool if r.doc["problem"] == problem.to_json() and r.purpose == purpose]
+    want = problem.to_json()
+    return [r for r in pool if r.problem.to_json() == want and r.purpose == purpose]
 
 
 def sweep_one(
@@ -145,7 +146,7 @@ def _resume_or_start(
 
 
 def _verify_keys(record: RunRecord) -> set[str]:
-    keys = (record.doc["settings"].get("strategy") or {}).get("points") or []
+    keys = record.settings.strategy_point_keys
     return {k for k in keys if not OperatingPoint.from_key(k).is_baseline}
 
 

@@ -322,10 +322,6 @@ class PointMeasurer:
             point=point,
             time_s=time_s,
             energy_j=energy,
-            avg_power_w=energy / time_s,
-            energy_above_idle_j=(
-                energy - self.idle_power_w * time_s if self.idle_power_w is not None else None
-            ),
             sm_mhz_mean=_weighted_mean(sm),
             sm_mhz_min=sm_min,
             mem_mhz_mean=_weighted_mean(mem),
@@ -351,7 +347,7 @@ class PointMeasurer:
                 for w in windows
             ],
         )
-        self._set_figures(m, energy, time_s)
+        self._set_figures(m, energy, time_s)  # power, energy above idle, rates
         return m
 
     def _set_figures(self, m: Measurement, energy_j: float, time_s: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
 
@@ -85,6 +86,15 @@ class OperatingPoint:
         return point
 
 
+#: the fields every run record's points have always held (:meth:`Measurement.from_json` requires
+#: them, though a Measurement made in code may leave them at their defaults)
+RECORDED_FIELDS = (
+    "time_s", "energy_j", "avg_power_w", "energy_above_idle_j", "sm_mhz_mean", "sm_mhz_min",
+    "mem_mhz_mean", "mem_mhz_min", "temp_c_start", "temp_c_end", "reasons", "iterations",
+    "trials", "spread_rel", "window_s", "warmup_s", "energy_source",
+)  # fmt: skip
+
+
 @dataclass
 class Measurement:
     """Time and energy of one problem at one operating point. Per-iteration figures.
@@ -94,26 +104,31 @@ class Measurement:
     trials. Flags say why a point should not be trusted: ``clock_missed`` (achieved SM clock below
     the request), ``throttled`` (power / thermal clock events seen), ``unstable`` (the spread
     threshold was not met within the maximum trials).
+
+    Only ``point``, ``time_s`` and ``energy_j`` must be given: ``avg_power_w`` defaults to
+    ``energy_j / time_s``, and what was not observed to zero (clocks in MHz, temperatures in C,
+    durations in s), empty or None, ``energy_source`` to ``"unknown"``. The measurement loop
+    (``measure.py``) states every field; the record format is the same either way.
     """
 
     point: OperatingPoint
     time_s: float
     energy_j: float
-    avg_power_w: float
-    energy_above_idle_j: float | None
-    sm_mhz_mean: float
-    sm_mhz_min: int
-    mem_mhz_mean: float
-    mem_mhz_min: int
-    temp_c_start: int
-    temp_c_end: int
-    reasons: list[str]
-    iterations: int  # per trial
-    trials: int
-    spread_rel: float
-    window_s: float  # duration of one trial's measurement window
-    warmup_s: float
-    energy_source: str  # "counter" or "polled_power"
+    avg_power_w: float = math.nan  # NaN: energy_j / time_s (filled in at construction)
+    energy_above_idle_j: float | None = None
+    sm_mhz_mean: float = 0.0
+    sm_mhz_min: int = 0
+    mem_mhz_mean: float = 0.0
+    mem_mhz_min: int = 0
+    temp_c_start: int = 0
+    temp_c_end: int = 0
+    reasons: list[str] = field(default_factory=list)
+    iterations: int = 1  # per trial
+    trials: int = 1
+    spread_rel: float = 0.0
+    window_s: float = 0.0  # duration of one trial's measurement window
+    warmup_s: float = 0.0
+    energy_source: str = "unknown"  # "counter" or "polled_power" when measured
     flags: list[str] = field(default_factory=list)
     #: per trial: start_s / end_s (measurement clock), iterations, energy_j and time_s per iteration
     samples: list[Sample] = field(default_factory=list)
@@ -128,6 +143,10 @@ class Measurement:
     #: fast method: the correction to the steady temperature (raw_energy_j, rel, rel_se,
     #: temp_mean_c, temp_ss_c, temp_ss_source) and the sweep's thermal model when it was made
     thermal: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.avg_power_w):
+            self.avg_power_w = self.energy_j / self.time_s
 
     @property
     def effective_point(self) -> OperatingPoint:
@@ -173,6 +192,11 @@ class Measurement:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Measurement:
+        """From a run record's point; KeyError naming the first of :data:`RECORDED_FIELDS`
+        it lacks (a damaged record), TypeError for a key that is no field."""
+        missing = [k for k in RECORDED_FIELDS if k not in d]
+        if missing:
+            raise KeyError(f"no {missing[0]!r}")
         d = dict(d)
         d.pop("point_key", None)
         d["point"] = OperatingPoint.from_json(d["point"])

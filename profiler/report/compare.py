@@ -31,7 +31,7 @@ DEFAULT_RANK_OBJECTIVE = "energy"
 
 def work_of_run(record: RunRecord) -> Work:
     """The per-iteration Work a run record counted."""
-    return Work.from_json(record.doc["work"])
+    return record.work
 
 
 @dataclass(frozen=True)
@@ -200,11 +200,10 @@ class Comparison:
 
 def gpu_row(record: RunRecord) -> GpuRow:
     """A record's figures: baseline and every recorded choice."""
-    doc = record.doc
     work = work_of_run(record)
-    peaks = peaks_of(doc["device"], work.dtype)
+    peaks = peaks_of(record.device, work.dtype)
     by_key = {m.point.key: m for m in record.points}
-    base = by_key.get(doc.get("baseline_key", ""))
+    base = by_key.get(record.baseline_key)
     if base is None:
         base = next((m for m in by_key.values() if m.point.is_baseline), None)
     objectives = {}
@@ -215,7 +214,7 @@ def gpu_row(record: RunRecord) -> GpuRow:
     return GpuRow(
         gpu=GpuKey.of(record),
         source_run=str(record.path),
-        created_utc=str(doc.get("created_utc", "")),
+        created_utc=record.created_utc,
         peaks=peaks,
         bound=bound_of(work.arithmetic_intensity, peaks),
         baseline=PointFigures.of(base, work, peaks) if base is not None else None,

@@ -9,8 +9,11 @@ name NVML reports; a GPU or dtype not in it has *unknown* peaks (None) -- never 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from wattbench.profiler.store.header import RecordDevice
 
 
 @dataclass(frozen=True)
@@ -83,19 +86,19 @@ def _positive(v: Any) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
-def peaks_of(device: dict[str, Any], dtype: str) -> Peaks:
-    """Peaks for ``dtype`` of the device described by a run record's ``device`` object."""
-    spec = device.get("spec")
-    if device.get("simulated") and isinstance(spec, dict):
+def peaks_of(device: RecordDevice, dtype: str) -> Peaks:
+    """Peaks for ``dtype`` of the device a run record measured (``RunRecord.device``)."""
+    spec = device.spec
+    if device.simulated and spec is not None:
         perf = spec.get("performance")
-        perf = perf if isinstance(perf, dict) else {}
+        perf = perf if isinstance(perf, Mapping) else {}
         tf = perf.get("tflops")
-        tf = tf if isinstance(tf, dict) else {}
-        source = f"simulated spec ({device.get('spec_source') or 'in the run record'})"
+        tf = tf if isinstance(tf, Mapping) else {}
+        source = f"simulated spec ({device.spec_source or 'in the run record'})"
         return Peaks(_positive(tf.get(dtype)), _positive(perf.get("memory_bandwidth_gbs")), source)
-    if device.get("simulated"):
+    if device.simulated:
         return Peaks(None, None, "unknown (simulated GPU without a spec in the record)")
-    hit = DATASHEET.get(str(device.get("name", "")))
+    hit = DATASHEET.get(device.name)
     if hit is None:
         return Peaks(None, None, "unknown (GPU not in wattbench's datasheet table)")
     tflops, gbs, source = hit

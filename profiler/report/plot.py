@@ -130,10 +130,10 @@ def _series(group: ProblemRuns, cmp: ProblemComparison) -> list[Series]:
         measurements = rec.points
         figs = {m.point.key: PointFigures.of(m, work, row.peaks) for m in measurements}
         front = [figs[m.point.key] for m in pareto_front(measurements)] if measurements else []
-        info = gpu_info_of_run(rec.doc)
+        info = gpu_info_of_run(rec)
         clocks: list[float] = [c for v in info.sm_clocks_mhz_by_mem.values() for c in v]
         clocks += [p.sm_mhz_achieved for p in figs.values()]
-        space = rec.doc.get("settings", {}).get("space") or {}
+        space = rec.settings.space or {}
         out.append(
             Series(
                 label=text(gpu_label(row, cmp.rows)),

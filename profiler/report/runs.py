@@ -22,7 +22,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.store import RecordError, RunRecord, default_results_dir
@@ -109,21 +108,12 @@ def check_rank_by(name: str | None, records: Sequence[RunRecord]) -> None:
     """A usage error unless ``name`` (``--rank-by``) is None or an objective some run chose by."""
     if name is None:
         return
-    present = sorted({o for r in records for o in r.doc.get("choices", {})})
+    present = sorted({o for r in records for o in r.choice_names})
     if name not in present:
         raise UsageError(
             f"--rank-by {name}: no run chose a point by that objective",
             "use one of " + ", ".join(present) if present else "the runs chose no point",
         )
-
-
-def shape_label(shape: Any) -> str:
-    """A record's shape as text: ``[8192, 8192, 8192]`` -> ``8192x8192x8192``."""
-    if isinstance(shape, dict):
-        shape = list(shape.values())
-    if isinstance(shape, list | tuple):
-        return "x".join(str(s) for s in shape)
-    return str(shape)
 
 
 @dataclass(frozen=True, order=True)
@@ -140,8 +130,8 @@ class ProblemKey:
 
     @classmethod
     def of(cls, record: RunRecord) -> ProblemKey:
-        p = record.doc["problem"]
-        return cls(str(p["family"]), str(p["impl"]), str(p["dtype"]), shape_label(p["shape"]))
+        p = record.problem
+        return cls(p.family, p.impl, p.dtype, p.shape_text)
 
 
 @dataclass(frozen=True, order=True)
@@ -152,8 +142,8 @@ class GpuKey:
 
     @classmethod
     def of(cls, record: RunRecord) -> GpuKey:
-        d = record.doc["device"]
-        return cls(str(d["name"]), str(d["uuid"]), bool(record.doc.get("simulated")))
+        d = record.device
+        return cls(d.name, d.uuid, record.simulated)
 
 
 @dataclass
@@ -167,14 +157,14 @@ class ProblemRuns:
     @property
     def simulated(self) -> str:
         """``"simulated"``, ``"real"`` or ``"simulated and real"``: what the figures are."""
-        kinds = {bool(r.doc.get("simulated")) for r in self.runs}
+        kinds = {r.simulated for r in self.runs}
         if kinds == {True}:
             return "simulated"
         return "real" if kinds == {False} else "simulated and real"
 
 
 def _created(record: RunRecord) -> dt.datetime:
-    text = str(record.doc.get("created_utc", ""))
+    text = record.created_utc
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -6,11 +6,13 @@
 with no host synchronisation among them; the host polls (NVML, through ``poll``) while the GPU
 works, and the GPU's own time comes from two CUDA events, synchronised once at the end.
 
-CUDA graphs (``cuda_graph="auto"``, the default): after the first launches (which compile and
-autotune), a batch of launches lasting at least ``GRAPH_MIN_S`` of GPU time is captured once and
-replayed, which removes the CPU launch gaps between iterations. Where capture fails (CuPy's
-legacy-stream launches, a kernel that synchronises) the runner launches one by one and says so
-in :meth:`describe`. Needs torch; nothing here runs without a CUDA device.
+CUDA graphs, the one path: after the first launches (which compile and autotune), a batch of
+launches lasting at least ``GRAPH_MIN_S`` of GPU time is captured once
+(``kernels/timing.capture_graph``) and replayed, which removes the CPU launch gaps between
+iterations. Where capture fails (CuPy's legacy-stream launches, a kernel that synchronises) the
+runner launches one by one and says so in :meth:`describe` (``cuda_graph_state``), which a
+sweep writes into its run record when it ends. Needs torch; nothing here runs without a CUDA
+device.
 """
 
 from __future__ import annotations
@@ -43,19 +45,12 @@ class GpuRunner:
         work: Work,
         *,
         synchronize: Callable[[], None] | None = None,
-        cuda_graph: bool | str = "auto",
     ) -> None:
-        if cuda_graph not in (True, False, "auto"):
-            raise UsageError(
-                f"cuda_graph must be True, False or 'auto', not {cuda_graph!r}",
-                "use 'auto' (capture where it works)",
-            )
         self.launch = launch
         self.work = work
-        self.cuda_graph = cuda_graph
         self._graph: Any = None
         self._graph_launches = 0
-        self._graph_note = "not tried yet" if cuda_graph else "disabled"
+        self._graph_note = "not tried yet"
         self._iter_s: float | None = None  # seconds per launch, from synchronised runs
         if synchronize is None:
             synchronize = _torch_synchronize()
@@ -100,8 +95,7 @@ class GpuRunner:
             first = self._iter_s is None
             self._iter_s = elapsed / iterations
             if (
-                self.cuda_graph
-                and self._graph is None
+                self._graph is None
                 and self._graph_note == "not tried yet"
                 and not first
                 and elapsed >= CAPTURE_AFTER_RUN_S
@@ -126,11 +120,6 @@ class GpuRunner:
             first = (str(exc).splitlines() or [""])[0]
             self._graph_note = f"capture failed, launching one by one: {type(exc).__name__}: "
             self._graph_note += first[:200]
-            if self.cuda_graph is True:
-                raise LaunchError(
-                    f"CUDA graph capture failed: {type(exc).__name__}: {first}",
-                    "run without CUDA graphs (cuda_graph='auto' falls back by itself)",
-                ) from exc
 
     def run_window(self, iterations: int, poll: Callable[[], None], poll_s: float) -> float:
         """``iterations`` launches queued ahead; ``poll()`` every ``poll_s`` while the GPU is
@@ -190,10 +179,13 @@ class GpuRunner:
         return gpu_s
 
     def describe(self) -> dict:
+        """What a run record keeps of the runner: ``cuda_graph`` the policy (always ``auto``:
+        capture where it works), ``cuda_graph_state`` what happened, ``graph_launches`` the
+        launches per replay (None without a graph), ``l2`` the launch's L2 policy."""
         return {
             "runner": "gpu",
             "executes_kernels": True,
-            "cuda_graph": self.cuda_graph,
+            "cuda_graph": "auto",
             "cuda_graph_state": self._graph_note,
             "graph_launches": self._graph_launches or None,
             "l2": _describe_l2(self.launch),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Sequence
+from typing import Protocol
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.measure.types import Measurement
@@ -64,13 +65,23 @@ def at_point(unit: Sequence[Measurement], key: str) -> tuple[float, float] | Non
     return 1.0 - m.energy_j / base.energy_j, m.time_s / base.time_s - 1.0
 
 
-def zeus_max_power_w(settings: Sequence[dict]) -> float:
+class PowerLimitsSeen(Protocol):
+    """What a run's settings say of power limits (``store.header.RecordSettings`` is one)."""
+
+    @property
+    def space_max_power_limit_w(self) -> float | None: ...  # W, the highest limit swept
+
+    @property
+    def found_power_limit_w(self) -> float | None: ...  # W, the limit the sweep found
+
+
+def zeus_max_power_w(settings: Sequence[PowerLimitsSeen]) -> float:
     """Zeus prices time at the highest power limit considered: the highest of the runs' spaces
-    (``settings["space"]["max_power_limit_w"]``), else the limit they found, else 1 W (with no
-    power limit swept the price scales every point alike, so the ranking stands)."""
-    spaces = [(s.get("space") or {}).get("max_power_limit_w") or 0 for s in settings]
-    found = [(s.get("found") or {}).get("power_limit_w") or 0 for s in settings]
-    return float(max(spaces, default=0) or max(found, default=0) or 1.0)
+    (``space_max_power_limit_w``), else the limit they found, else 1 W (with no power limit
+    swept the price scales every point alike, so the ranking stands)."""
+    spaces = [s.space_max_power_limit_w or 0.0 for s in settings]
+    found = [s.found_power_limit_w or 0.0 for s in settings]
+    return float(max(spaces, default=0.0) or max(found, default=0.0) or 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

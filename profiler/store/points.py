@@ -38,10 +38,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wattbench.profiler.errors import UsageError
 from wattbench.profiler.jsonio import write_text_atomic
+
+if TYPE_CHECKING:
+    from wattbench.profiler.store.record import RunRecord
 
 POINTS_SCHEMA = "wattbench.points/1"
 POINTS_SCHEMA_FILE = "points.schema.json"
@@ -402,12 +405,12 @@ class PointsDocument:
 # --- what a run record knows of its GPU (the document is built by export.points) -----------------
 
 
-def gpu_info_of_run(doc: dict[str, Any]) -> GpuInfo:
+def gpu_info_of_run(record: RunRecord) -> GpuInfo:
     """A run record's knowledge of its GPU: a simulated spec's full tables, or a real GPU's
     swept clocks and default power limit (from the sweep's space)."""
-    simulated = bool(doc.get("simulated"))
-    spec = doc["device"].get("spec") if simulated else None
-    if isinstance(spec, dict) and isinstance(spec.get("clocks"), dict):
+    simulated = record.simulated
+    spec = record.device.spec if simulated else None
+    if spec is not None and isinstance(spec.get("clocks"), dict):
         c, pw = spec["clocks"], spec.get("power") or {}
         mems = tuple(sorted((int(m) for m in c.get("memory_mhz", ())), reverse=True))
         tops = {int(k): int(v) for k, v in (c.get("sm_mhz_max_per_memory") or {}).items()}
@@ -422,9 +425,9 @@ def gpu_info_of_run(doc: dict[str, Any]) -> GpuInfo:
             power_limit_w_max=_float_or_none(pw.get("limit_w_max")),
             power_limit_w_default=_float_or_none(pw.get("limit_w_default")),
         )
-    space = doc.get("settings", {}).get("space") or {}
+    space = record.settings.space or {}
     swept: dict[int, set[int]] = {}
-    top_mem = max((d["mem_mhz_min"] for d in doc["points"] if "mem_mhz_min" in d), default=None)
+    top_mem = max((m.mem_mhz_min for m in record.points), default=None)
     for m, clocks in (space.get("sm_mhz_by_mem") or {}).items():
         mem = int(m) if str(m).isdigit() else top_mem
         if mem is not None:

@@ -27,11 +27,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wattbench.kernels.work import Work
 from wattbench.profiler.errors import EnvironmentVariableError, UsageError
 from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.measure.types import Measurement, OperatingPoint
 from wattbench.profiler.paths import data_home
 from wattbench.profiler.select.objectives import Choice
+from wattbench.profiler.store.header import (
+    RecordDevice,
+    RecordProblem,
+    RecordSettings,
+    shape_text,
+)
 from wattbench.profiler.store.schema import (
     SCHEMA_ID,
     SCHEMA_NAME,
@@ -147,14 +154,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.") or "x"
 
 
-def _shape_text(shape: Any) -> str:
-    if isinstance(shape, Mapping):
-        shape = list(shape.values())
-    if isinstance(shape, list | tuple):
-        return "x".join(str(s) for s in shape)
-    return str(shape)
-
-
 def default_run_path(
     out_dir: str | os.PathLike[str],
     device_key: str,
@@ -177,7 +176,7 @@ def default_run_path(
     p = _as_dict(problem, "problem")
     day = (today or (when.date() if when else dt.datetime.now(dt.timezone.utc).date())).isoformat()
     short_uuid = uuid.removeprefix("GPU-").split("-")[0][:8] if uuid else None
-    parts = [day, device_key, p["family"], p.get("impl"), p["dtype"], _shape_text(p["shape"])]
+    parts = [day, device_key, p["family"], p.get("impl"), p["dtype"], shape_text(p["shape"])]
     parts += [host.split(".")[0] if host else None, short_uuid]
     parts += [when.strftime("%H%M%S") if when else None]
     parts = [x for x in parts if x]
@@ -345,17 +344,17 @@ class RunRecord:
         point's time. New points appended to such a record would belong to another problem."""
         from wattbench.kernels.costs import make_problem, work_of
 
-        pj, wj = self.doc["problem"], self.doc["work"]
+        pj, wj = self.problem, self.work
         bad = f"run record {self.path}"
         try:
-            shape = "x".join(str(int(s)) for s in pj["shape"])
-            problem = make_problem(pj["family"], shape, pj["dtype"], pj["impl"])
+            shape = "x".join(str(int(s)) for s in pj.shape)
+            problem = make_problem(pj.family, shape, pj.dtype, pj.impl)
             work = work_of(problem)
         except (UsageError, KeyError, TypeError, ValueError) as exc:
             raise RecordError(
                 f"{bad} names a problem wattbench cannot make ({exc})", REMEDY
             ) from None
-        flops, nbytes = float(wj.get("flops", -1)), float(wj.get("bytes", -1))
+        flops, nbytes = wj.flops, wj.bytes
         if not (_close(flops, work.flops) and _close(nbytes, work.bytes)):
             raise RecordError(
                 f"{bad}: its problem {problem.label} does FLOPs/bytes {work.flops:g}/{work.bytes:g}"
@@ -399,18 +398,70 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return self.doc["status"]
+        return str(self.doc["status"])
 
     @property
     def purpose(self) -> str:
         """``sweep`` (a search of the space) or ``verify`` (a fleet verify pass: candidate
         points measured on one unit; records older than the key are sweeps)."""
-        return self.doc["settings"].get("purpose", "sweep")
+        return self.settings.purpose
+
+    @property
+    def device(self) -> RecordDevice:
+        """The GPU measured (:class:`~wattbench.profiler.store.header.RecordDevice`)."""
+        return RecordDevice.from_json(self.doc["device"])
+
+    @property
+    def problem(self) -> RecordProblem:
+        """The problem measured: family, impl, dtype, shape."""
+        return RecordProblem.from_json(self.doc["problem"])
+
+    @property
+    def work(self) -> Work:
+        """One iteration's FLOPs, minimum bytes and the dtype of its peak (the kernels' Work)."""
+        return Work.from_json(self.doc["work"])
+
+    @property
+    def settings(self) -> RecordSettings:
+        """How the run measured: method, space, objectives, purpose, strategy, ..."""
+        return RecordSettings.from_json(self.doc["settings"])
+
+    @property
+    def simulated(self) -> bool:
+        """Whether every number in the record is a simulated GPU's model output."""
+        return bool(self.doc["simulated"])
+
+    @property
+    def created_utc(self) -> str:
+        """When the run started (UTC, ISO-8601)."""
+        return str(self.doc["created_utc"])
+
+    @property
+    def baseline_key(self) -> str:
+        """``OperatingPoint.key`` of the run's baseline."""
+        return str(self.doc["baseline_key"])
+
+    @property
+    def gpu_time_s(self) -> float | None:
+        """Seconds of the device's clock the run spent (None in records older than the key)."""
+        value = self.doc.get("gpu_time_s")
+        return float(value) if value is not None else None
+
+    @property
+    def point_count(self) -> int:
+        """How many points are measured (without parsing them)."""
+        return len(self.doc["points"])
+
+    @property
+    def choice_names(self) -> tuple[str, ...]:
+        """The objectives a point was chosen by, in the record's order."""
+        return tuple(self.doc["choices"])
 
     @property
     def idle_power_w(self) -> float | None:
         """The run's idle power (W), or None if not measured yet."""
-        return self.doc["idle_power_w"]
+        value = self.doc["idle_power_w"]
+        return float(value) if value is not None else None
 
     @property
     def points(self) -> list[Measurement]:
@@ -460,6 +511,13 @@ class RunRecord:
                 raise ValueError(f"choice {name!r} picks {c.chosen.point.key}, not in the record")
             out[name] = _round_trip(c.to_json())
         self.doc["choices"] = out
+        self.write()
+
+    def set_runner(self, description: Mapping[str, Any]) -> None:
+        """Record the runner's description as it ends (``settings.runner``): a real GPU's
+        runner knows whether it captured a CUDA graph only after its first runs, so the header
+        written at the start says "not tried yet". Rewrites the file."""
+        self.doc["settings"]["runner"] = _round_trip(dict(description))
         self.write()
 
     def add_gpu_time_s(self, seconds: float) -> None:

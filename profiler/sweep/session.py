@@ -13,6 +13,7 @@ names ``grid``, which measures every point.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from wattbench.profiler.select.objectives import Objective, parse_objective
 from wattbench.profiler.sim.gpu import VirtualClock
 from wattbench.profiler.sim.physics import INPUT_ACTIVITY
 from wattbench.profiler.store import (
+    RecordError,
     RunRecord,
     collect_versions,
     device_json,
@@ -116,23 +118,24 @@ def resume_request(
     """What continues ``record`` as it was started: its problem, its GPU (a real one reopened by
     UUID -- a requeued job may see the GPUs in another order -- a simulated one by its
     selection, which names its node and unit) and the request it was recorded with."""
-    recorded = record.doc["settings"]
-    specs = (recorded.get("space") or {}).get("specs") or {}
-    recorded_strategy = recorded.get("strategy") or {}
-    strategy = recorded_strategy.get("strategy", "grid")
-    adaptive = AdaptiveSettings.from_json(recorded_strategy) if strategy == "adaptive" else None
+    recorded = record.settings
+    specs = (recorded.space or {}).get("specs") or {}
+    strategy = recorded.strategy_name
+    adaptive = (
+        AdaptiveSettings.from_json(recorded.strategy or {}) if strategy == "adaptive" else None
+    )
     points = None
-    if recorded.get("purpose") == "verify":
-        keys = recorded_strategy.get("points") or []
+    if recorded.purpose == "verify":
+        keys = recorded.strategy_point_keys
         points = tuple(p for p in map(OperatingPoint.from_key, keys) if not p.is_baseline)
-    pj = record.doc["problem"]
-    problem = make_problem(pj["family"], "x".join(map(str, pj["shape"])), pj["dtype"], pj["impl"])
-    recorded_device = record.doc["device"]
-    how = recorded_device["selection"] if record.doc["simulated"] else recorded_device["uuid"]
-    device = open_device(how, observe_only=observe_only)
-    if device.identity.uuid != recorded_device["uuid"]:
+    pj = record.problem
+    problem = make_problem(pj.family, "x".join(map(str, pj.shape)), pj.dtype, pj.impl)
+    recorded_device = record.device
+    how = recorded_device.selection if record.simulated else recorded_device.uuid
+    device = open_device(how or recorded_device.uuid, observe_only=observe_only)
+    if device.identity.uuid != recorded_device.uuid:
         raise UsageError(
-            f"run file {record.path} was measured on {recorded_device['uuid']}, "
+            f"run file {record.path} was measured on {recorded_device.uuid}, "
             f"not on {device.identity.uuid}",
             "resume it on the same GPU, or start a new run without --resume",
         )
@@ -140,12 +143,12 @@ def resume_request(
         sm=specs.get("sm"),
         mem=specs.get("mem"),
         power=specs.get("power"),
-        objectives=tuple(parse_objective(o) for o in recorded["objectives"]),
-        settings=MeasureSettings(**recorded["measurement"]),
+        objectives=tuple(parse_objective(o) for o in recorded.objectives),
+        settings=MeasureSettings(**recorded.measurement),
         strategy=strategy,
         allow_shared=allow_shared,
         adaptive=adaptive,
-        from_defaults=bool(recorded.get("from_defaults", False)),
+        from_defaults=recorded.from_defaults,
         points=points,
     )
     return problem, device, request
@@ -361,9 +364,9 @@ def _measure(
     thermal_folder = thermal_dir(device)
     prior = None
     if request.settings.method == "fast":  # start from what earlier sweeps learnt of this GPU
-        recorded = record.doc["settings"].get("thermal_prior") if record is not None else None
+        recorded = record.settings.thermal_prior if record is not None else None
         prior = (
-            ThermalModel.from_json(recorded)
+            ThermalModel.from_json(dict(recorded))
             if recorded is not None  # a resumed run starts from the prior it started from
             else load_model(thermal_folder, device.identity.uuid)
         )
@@ -395,16 +398,22 @@ def _measure(
             on_record(record)
     if on_start is not None:
         on_start(strategy.planned())
-    result = run_sweep(
-        measurer,
-        strategy,
-        record,
-        request.objectives,
-        max_power_w=max_power_w,
-        measured={m.point.key: m for m in record.points},
-        idle_power_w=record.idle_power_w,
-        on_point=on_point,
-    )
+    try:
+        result = run_sweep(
+            measurer,
+            strategy,
+            record,
+            request.objectives,
+            max_power_w=max_power_w,
+            measured={m.point.key: m for m in record.points},
+            idle_power_w=record.idle_power_w,
+            on_point=on_point,
+        )
+    finally:
+        # what the runner learnt while running (a real GPU's: a CUDA graph or not); a failed
+        # write leaves the record as run_sweep finished it
+        with contextlib.suppress(RecordError):
+            record.set_runner(runner.describe())
     if request.settings.method == "fast" and measurer.thermal.points:
         save_model(thermal_folder, device.identity.uuid, measurer.thermal.model)
     return SweepOutcome(record, result, runner.simulated, observe_only=not knobs)

@@ -81,8 +81,7 @@ def points_of(records: Sequence[RunRecord]) -> list[Point]:
     for rec in records:
         if rec.status != "complete":
             continue
-        w = rec.doc["work"]
-        work = physics.Workload.of(Work.from_json(w))
+        work = physics.Workload.of(rec.work)
         for m in rec.points:
             if m.flags or m.point.power_limit_w is not None:
                 continue
@@ -157,7 +156,7 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
         _fit_data(trace, raw, base.source, set_)
     header = (
         f"Fitted by `wattbench sim fit` from {len(records)} run record(s) of "
-        f"{records[0].doc['device']['name']}" + (" and a sensor trace" if trace else "") + ".\n"
+        f"{records[0].device.name}" + (" and a sensor trace" if trace else "") + ".\n"
         f"Base spec: {base.key}; every field not listed keeps the base spec's value and source.\n"
         + "\n".join(f"fitted {k} = {v[1]} (base {v[0]}): {v[2]}" for k, v in result.fitted.items())
     )
