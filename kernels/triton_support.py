@@ -26,6 +26,27 @@ def gemm_config(bm: int, bn: int, bk: int, group_m: int, warps: int, stages: int
 
 
 @triton.jit
+def last_to_arrive(counter_ptr, arrivals):
+    """Count this program in on ``counter_ptr`` once its partial results are stored, and return
+    whether it is the last of ``arrivals``. A block barrier first (every thread's stores are
+    issued), then one acq_rel atomic at GPU scope: the release publishes this program's stores to
+    whoever arrives after it, the acquire lets the last one's later loads (``.cg``, past L1) see
+    every earlier program's. The one mechanism of the one-launch split reductions (matmul
+    split-K, the W4A16 GEMV, decode); the last program resets the counter (:func:`reset_counter`)
+    so a later launch or a CUDA graph replay needs no memset."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu")
+    return arrived == arrivals - 1
+
+
+@triton.jit
+def reset_counter(counter_ptr):
+    """Set the counter of :func:`last_to_arrive` back to 0 (only its last program does, after
+    every other has counted in, so nothing races with it)."""
+    tl.atomic_xchg(counter_ptr, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def grouped_tile(
     tile_id, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr
 ):

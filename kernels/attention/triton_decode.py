@@ -66,7 +66,7 @@ from wattbench.kernels.attention.problem import (
 )
 from wattbench.kernels.env import triton_interpreting
 from wattbench.kernels.errors import ShapeError
-from wattbench.kernels.triton_support import num_sms
+from wattbench.kernels.triton_support import last_to_arrive, num_sms, reset_counter
 
 _INTERPRET = triton_interpreting()
 LOG2E = 1.4426950408889634
@@ -154,9 +154,7 @@ def _decode_kernel(
     rows = first + split * GROUP + offs_g
     tl.store(OP + rows[:, None] * HEAD_DIM + offs_d[None, :], part, mask=g_ok[:, None])
     tl.store(LP + rows, part_lse, mask=g_ok)
-    tl.debug_barrier()  # every thread's partial is stored before the counter moves
-    arrived = tl.atomic_add(COUNT + bh, 1, sem="acq_rel", scope="gpu")
-    if arrived == SPLITS - 1:  # the last program of (b, hk): merge in split order
+    if last_to_arrive(COUNT + bh, SPLITS):  # the last program of (b, hk): merge in split order
         # online over the splits (split 0 always has keys, so ``big`` is finite from it on)
         big = tl.full([G_PAD], float("-inf"), dtype=tl.float32)
         total = tl.zeros([G_PAD], dtype=tl.float32)
@@ -176,7 +174,7 @@ def _decode_kernel(
                  mask=g_ok[:, None])  # fmt: skip
         if HAS_LSE:
             tl.store(lse_ptrs, (big + tl.math.log2(total)) * LN2, mask=g_ok)
-        tl.atomic_xchg(COUNT + bh, 0, sem="relaxed", scope="gpu")
+        reset_counter(COUNT + bh)
 
 
 def splits_for(length: int, programs: int, device: torch.device) -> tuple[int, int]:

@@ -81,7 +81,9 @@ from wattbench.kernels.errors import ShapeError, UnknownKernelError, UsageError
 from wattbench.kernels.triton_support import (
     gemm_config,
     grouped_tile,
+    last_to_arrive,
     num_sms,
+    reset_counter,
     size_bucket,
 )
 
@@ -479,9 +481,7 @@ def _matmul_split_kernel(
     part = ws_ptr + row0 * N + col0 + (rows[:, None] * N + cols[None, :])
     slice_size = M.to(tl.int64) * N
     tl.store(part + split * slice_size, acc, mask=ok)
-    tl.debug_barrier()  # every thread's partial is stored before the counter moves
-    arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
-    if arrived == num_splits - 1:  # the last program of this tile: reduce in split order
+    if last_to_arrive(cnt_ptr + tile, num_splits):  # the last of this tile: sum in split order
         total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for s in range(0, num_splits):
             total += tl.load(part + s * slice_size, mask=ok, other=0.0, cache_modifier=".cg")
@@ -489,7 +489,7 @@ def _matmul_split_kernel(
             c_ptr, total, scale_a_ptr, scale_b_ptr, M, N, stride_cm, stride_cn, row0, col0,
             BLOCK_M, BLOCK_N, HAS_SCALE,
         )  # fmt: skip
-        tl.atomic_xchg(cnt_ptr + tile, 0, sem="relaxed", scope="gpu")
+        reset_counter(cnt_ptr + tile)
 
 
 @triton.autotune(configs=_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE)

@@ -62,7 +62,9 @@ from wattbench.kernels.qgemm import operands
 from wattbench.kernels.triton_support import (
     gemm_config,
     grouped_tile,
+    last_to_arrive,
     num_sms,
+    reset_counter,
     size_bucket,
 )
 
@@ -234,15 +236,13 @@ def _gemv_kernel(
     if SPLIT:
         tile = ms[:, None] * N + cols[None, :]
         tl.store(ws_ptr + pid_s * M * N + tile, out, mask=out_ok)
-        tl.debug_barrier()  # every thread's partial is stored before the counter moves
-        arrived = tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
-        if arrived == num_splits - 1:  # the last program of this band: reduce in split order
+        if last_to_arrive(cnt_ptr + pid_n, num_splits):  # the last of this band: split order
             total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for s in range(0, num_splits):
                 part = ws_ptr + s * M * N + tile
                 total += tl.load(part, mask=out_ok, other=0.0, cache_modifier=".cg")
             tl.store(c_ptrs, total.to(c_ptr.dtype.element_ty), mask=out_ok)
-            tl.atomic_xchg(cnt_ptr + pid_n, 0, sem="relaxed", scope="gpu")
+            reset_counter(cnt_ptr + pid_n)
     else:
         tl.store(c_ptrs, out.to(c_ptr.dtype.element_ty), mask=out_ok)
 
