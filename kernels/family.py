@@ -30,6 +30,21 @@ from wattbench.kernels.work import Work
 Shape = tuple[int, ...]
 #: one launch of a kernel on allocated inputs; it writes ``Inputs.out`` and allocates nothing
 Launch = Callable[[], Any]
+
+
+def launch_choice(launch: Launch) -> dict[str, Any] | None:
+    """Which kernel ``launch`` runs, where its implementation chooses among variants for the
+    problem (a split-K or a TMA matmul, a number of splits): its ``choice`` attribute, a small
+    JSON-able dict that records and reports keep beside every figure; None when it has none."""
+    choice = getattr(launch, "choice", None)
+    return dict(choice) if isinstance(choice, dict) else None
+
+
+def choice_text(choice: dict[str, Any] | None) -> str:
+    """``key=value`` of a :func:`launch_choice` (values that are None left out), for tables."""
+    return " ".join(f"{k}={v}" for k, v in (choice or {}).items() if v is not None)
+
+
 #: how an implementation runs where torch sees no CUDA device
 CPU_PATHS = ("torch", "triton-interpreter")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattbench.kernels.errors import UsageError
-from wattbench.kernels.family import Family, Impl, Inputs, Launch, Shape
+from wattbench.kernels.family import Family, Impl, Inputs, Launch, Shape, launch_choice
 
 ROTATE = "rotate"
 WARM = "warm"
@@ -270,6 +270,12 @@ class RotatingLaunch:
     def describe(self) -> dict[str, Any]:
         """The plan as a record stores it (:meth:`L2Plan.to_json`)."""
         return self.plan.to_json()
+
+    @property
+    def choice(self) -> dict[str, Any] | None:
+        """The kernel the sets' launches run (:func:`~wattbench.kernels.family.launch_choice`
+        of the first: one problem, one choice)."""
+        return launch_choice(self._launches[0])
 
     def describe_l2(self) -> dict[str, Any]:
         """:meth:`describe`, under the name a runner looks for on any launch it is given."""

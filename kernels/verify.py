@@ -28,6 +28,7 @@ from wattbench.kernels.family import (
     Inputs,
     Launch,
     Shape,
+    launch_choice,
     shape_text,
 )
 from wattbench.kernels.l2 import L2Plan, rotating_launch
@@ -55,6 +56,7 @@ class ImplResult:
     gbs: float | None = None  # the Work's minimum bytes over the median time, GB/s (1e9 B/s)
     speedup_vs_baseline: float | None = None  # baseline time / this time; > 1 is faster
     l2: dict | None = None  # the L2 plan the timing ran under (L2Plan.to_json); None: not timed
+    kernel: dict | None = None  # which kernel variant the launch ran (family.launch_choice)
 
     @property
     def failed(self) -> bool:
@@ -291,7 +293,10 @@ def _run_one(
             time_ms = median_ms(time_launch_ms(timed, timing))
             tflops, gbs = work.tflops(time_ms * 1e-3), work.gbs(time_ms * 1e-3)
             l2 = timed.describe()
-        return ImplResult(impl.name, status, tolerance, err, None, time_ms, tflops, gbs, l2=l2)
+        return ImplResult(
+            impl.name, status, tolerance, err, None, time_ms, tflops, gbs,
+            l2=l2, kernel=launch_choice(launch),
+        )  # fmt: skip
     except ImplUnavailable as exc:
         return ImplResult(impl.name, UNAVAILABLE, tolerance, reason=str(exc))
     except Exception as exc:  # the implementation's failure is its result, not the check's

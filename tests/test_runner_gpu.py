@@ -187,6 +187,19 @@ def test_capture_failure_falls_back_to_launching_one_by_one_and_says_why(gpu):
     assert stream.launches - before == 7 and runner.describe() == described
 
 
+def test_the_description_names_the_kernel_variant_the_launch_chose(gpu):
+    stream, _ = gpu(t_iter_s=1e-4)
+
+    def launch() -> None:
+        stream.launch()
+
+    launch.choice = {"variant": "split-k", "splits": 4}  # as kernels' launches carry it
+    runner = GpuRunner(launch, WORK, synchronize=stream.synchronize)
+    assert runner.describe()["kernel"] == {"variant": "split-k", "splits": 4}
+    plain = GpuRunner(stream.launch, WORK, synchronize=stream.synchronize)
+    assert plain.describe()["kernel"] is None
+
+
 def test_long_launches_keep_the_gpu_busy_through_a_window(gpu):
     """8 ms launches: at least two are always queued, so the GPU never waits for the host
     and the window's GPU time is the launches' own (an idle gap would inflate time and

@@ -205,6 +205,11 @@ class DecodeLaunch:
     _grid: tuple[int, int]
     _device: torch.device
 
+    @property
+    def choice(self) -> dict[str, int]:
+        """Splits of the KV cache and keys per split (``family.launch_choice``)."""
+        return {"splits": self.splits, "chunk": self.chunk}
+
     def __call__(self) -> None:
         guard = (
             functools.partial(torch.cuda.device, self._device)

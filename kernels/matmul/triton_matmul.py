@@ -955,6 +955,11 @@ def make_launch(
     launch.variant = variant  # type: ignore[attr-defined]  # what a measurement ran
     launch.splits = plan.splits  # type: ignore[attr-defined]
     launch.tma_unavailable = tma_unavailable  # type: ignore[attr-defined]
+    launch.choice = {  # type: ignore[attr-defined]  # family.launch_choice: kept with figures
+        "variant": variant,
+        "splits": plan.splits,
+        "tma_unavailable": tma_unavailable,
+    }
     return launch
 
 

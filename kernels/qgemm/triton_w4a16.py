@@ -345,6 +345,10 @@ def make_launch(
 
         launch_gemv.splits = splits  # type: ignore[attr-defined]  # for tests and reports
         launch_gemv.fma = fma  # type: ignore[attr-defined]
+        launch_gemv.choice = {  # type: ignore[attr-defined]  # family.launch_choice
+            "variant": "gemv-fma" if fma else "gemv-dot",
+            "splits": splits,
+        }
         return launch_gemv
 
     kernel = _gemm_kernel[
@@ -360,5 +364,6 @@ def make_launch(
             kernel(*args)
 
     launch_gemm.splits = 0  # type: ignore[attr-defined]
+    launch_gemm.choice = {"variant": "gemm", "splits": 1}  # type: ignore[attr-defined]
     launch_gemm.fma = False  # type: ignore[attr-defined]
     return launch_gemm

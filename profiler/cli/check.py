@@ -31,7 +31,7 @@ from typing import Any
 from wattbench.kernels import catalog
 from wattbench.kernels.comparison import ComparisonTiming, report_json, time_comparison
 from wattbench.kernels.env import Environment, probe, use_triton_interpreter_without_cuda
-from wattbench.kernels.family import shape_text
+from wattbench.kernels.family import choice_text, shape_text
 from wattbench.kernels.timing import TimingSettings
 from wattbench.kernels.verify import Report, check, l2_lines
 from wattbench.profiler.cli.args import add_l2_arguments, non_negative_int, positive_int
@@ -191,7 +191,7 @@ def render(rep: Report, comparison: ComparisonTiming | None = None) -> str:
         lines.append(
             f"  {r.impl:<14}{_num(r.rel_error, '.2e'):>10}{r.tolerance_rel_fro:>11.1e}  "
             f"{r.status:<12}{_num(r.time_ms, '.4f'):>9}{_num(r.tflops, '.1f'):>9}"
-            f"{speed or '-':>11}{cmp_cell}  {r.reason or ''}".rstrip()
+            f"{speed or '-':>11}{cmp_cell}  {r.reason or choice_text(r.kernel)}".rstrip()
         )
     lines += l2_lines(rep)
     if comparison:

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from wattbench.kernels.family import launch_choice
 from wattbench.kernels.timing import GRAPH_MIN_S, capture_graph, graph_size
 from wattbench.kernels.work import Work
 from wattbench.profiler.errors import LaunchError, UsageError, WattbenchError
@@ -181,7 +182,8 @@ class GpuRunner:
     def describe(self) -> dict:
         """What a run record keeps of the runner: ``cuda_graph`` the policy (always ``auto``:
         capture where it works), ``cuda_graph_state`` what happened, ``graph_launches`` the
-        launches per replay (None without a graph), ``l2`` the launch's L2 policy."""
+        launches per replay (None without a graph), ``l2`` the launch's L2 policy, ``kernel``
+        which kernel variant it runs (None where the implementation has one)."""
         return {
             "runner": "gpu",
             "executes_kernels": True,
@@ -189,6 +191,7 @@ class GpuRunner:
             "cuda_graph_state": self._graph_note,
             "graph_launches": self._graph_launches or None,
             "l2": _describe_l2(self.launch),
+            "kernel": launch_choice(self.launch),
         }
 
 

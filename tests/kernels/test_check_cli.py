@@ -366,3 +366,17 @@ def test_comparison_timing_and_its_column():
         (8192, 8192, 8192),
         (1, 8192, 8192),
     )
+
+
+def test_the_kernel_variant_a_launch_ran_is_kept_beside_its_figures(capsys):
+    """M = 16 takes the Triton matmul's split-K kernel; the report says so (JSON and table),
+    and the vendor baseline, which chooses nothing wattbench can see, says nothing."""
+    args = ("check", "--kernel", "matmul", "--shape", "16x45x93", "--dtype", "fp16")
+    assert run(*args, "--impl", "triton", "--json") == 0
+    (rep,) = json.loads(capsys.readouterr().out)["reports"]
+    by_impl = {r["impl"]: r for r in rep["results"]}
+    assert by_impl["triton"]["kernel"]["variant"] == "split-k"
+    assert by_impl["triton"]["kernel"]["splits"] >= 2
+    assert by_impl["vendor"]["kernel"] is None
+    assert run(*args, "--impl", "triton") == 0
+    assert re.search(r"^  triton .* variant=split-k splits=\d", capsys.readouterr().out, re.M)
