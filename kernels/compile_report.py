@@ -188,6 +188,8 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
             ("matmul-persistent", "_matmul_persistent_kernel"),
         ):
             jobs += _autotuned(name, dtype, tm.__name__, attr, configs, args, constexprs)
+        torch_names = {"float8_e4m3fn": "fp8", "bfloat16": "bf16", "float16": "fp16",
+                       "float32": "fp32"}  # fmt: skip  # as make_launch names A's dtype
         # TMA persistent (Triton with host tensor descriptors): descriptors with each config's
         # block shapes, B K-major for fp8 (as the impl passes it) and row-major otherwise
         if tm.tma_descriptors_available() and dtype != "fp32":  # IEEE fp32: tma_reason
@@ -207,16 +209,18 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
                 )  # fmt: skip
                 jobs += _autotuned(
                     "matmul-tma", dtype, tm.__name__, "_matmul_tma_kernel", [cfg], tma_args,
-                    {**constexprs, "B_KMAJOR": fp8},
+                    {**constexprs, "B_KMAJOR": fp8,
+                     "DTYPES": f"{torch_names[torch_in]}->{c_dtype}"},
                 )  # fmt: skip
         # split-K: the host fixes the tile (BLOCK_M from M, BLOCK_N = GPU_SPLIT.block_n); every
-        # tile height the plan gives, 4 splits of K, its workspace and counters
+        # tile height the plan gives, 4 splits of K, its workspace and counters; and M = 1, which
+        # a launch specialises to a constant (the decode-like GEMV case split-K is for)
         f32, i32 = Tensor("float32"), Tensor("int32")
-        for block_m in (16, 32, 64):
-            plan = tm.split_k_plan(block_m, _N, _K, 132, 4, tm.GPU_SPLIT)
+        for m in (1, 16, 32, 64):
+            plan = tm.split_k_plan(m, _N, _K, 132, 4, tm.GPU_SPLIT)
             split_args = (
-                a, a, c, scale, scale, f32, i32, block_m, _N, _K, _K, 1, *b_strides, _N, 1,
-                plan.k_per_split, plan.splits, block_m, _N, _K,
+                a, a, c, scale, scale, f32, i32, m, _N, _K, _K, 1, *b_strides, _N, 1,
+                plan.k_per_split, plan.splits, m, _N, _K,
             )  # fmt: skip
             tile = {"BLOCK_M": plan.block_m, "BLOCK_N": plan.block_n}
             split_configs = [
@@ -225,8 +229,8 @@ def _matmul_jobs(half: Sequence[str]) -> list[Job]:
                 for cfg in tm.split_gpu_configs(kind)
             ]  # fmt: skip
             jobs += _autotuned(
-                "matmul-split-k", dtype, tm.__name__, "_matmul_split_kernel", split_configs,
-                split_args, constexprs,
+                "matmul-split-k", dtype + (" M=1" if m == 1 else ""), tm.__name__,
+                "_matmul_split_kernel", split_configs, split_args, constexprs,
             )  # fmt: skip
     return jobs
 
@@ -317,7 +321,7 @@ def _decode_jobs(half: Sequence[str]) -> list[Job]:
 
     jobs = []
     hkv, group, length = 8, 4, 8192
-    # one split (SPLITS specialised to 1: no merge) and 16 (partials, counter, merge); with lse
+    # one split (SPLITS specialised to 1: its own partial is the merge) and 16; with lse
     for dtype, d, chunk in itertools.product(half, (64, 128), (length, 512)):
         q, f32, i32 = Tensor(_TORCH_HALF[dtype]), Tensor("float32"), Tensor("int32")
         splits = length // chunk

@@ -146,26 +146,30 @@ def _watching(tuners: dict[str, Any], seen: dict[str, list[int]]) -> Iterator[No
 
         return watched
 
+    before = {key: vars(tuner).get("run") for key, tuner in tuners.items()}
     for key, tuner in tuners.items():
         tuner.run = watch(key, tuner)
     try:
         yield
     finally:
-        for tuner in tuners.values():
-            del tuner.run  # the class's run again
+        for key, tuner in tuners.items():
+            if before[key] is None:
+                del tuner.run  # the class's run again
+            else:
+                tuner.run = before[key]
 
 
 @contextlib.contextmanager
 def forced(tuner: Any, index: int) -> Iterator[Any]:
     """``tuner`` runs its config ``index`` and nothing else while inside; yields the config."""
-    configs = tuner.configs
+    configs, best = tuner.configs, getattr(tuner, "best_config", None)
     config = configs[index]
     tuner.configs = [config]
     tuner.best_config = None
     try:
         yield config
     finally:
-        tuner.configs = configs
+        tuner.configs, tuner.best_config = configs, best
 
 
 def _device() -> str:

@@ -255,5 +255,10 @@ def test_a_recorded_point_missing_a_field_is_refused():
     every record has held is damaged, and reading it says which."""
     d = Measurement(OperatingPoint(), time_s=1e-3, energy_j=0.5).to_json()
     del d["sm_mhz_mean"]
-    with pytest.raises(KeyError, match="sm_mhz_mean"):
+    with pytest.raises(ValueError, match="sm_mhz_mean"):
         Measurement.from_json(d)
+    # nor does a NaN power turn into the default energy / time when read back
+    nan = Measurement(OperatingPoint(), time_s=1e-3, energy_j=0.5).to_json()
+    nan["avg_power_w"] = float("nan")
+    with pytest.raises(ValueError, match=r"avg_power_w .* not a finite number"):
+        Measurement.from_json(nan)

@@ -4,6 +4,7 @@ starting from the built-in spec must recover the truth."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from importlib import resources
@@ -77,3 +78,73 @@ def test_too_few_points_is_one_line(tmp_path):
     f = wb("sim", "fit", str(tmp_path / "runs"), "-o", str(tmp_path / "x.toml"))
     assert f.returncode == 2 and len(f.stderr.splitlines()) == 1
     assert "usable points" in f.stderr
+
+
+def _data_trace(tmp_path, limit_w: int) -> tuple[dict, object]:
+    """A zeros-vs-random trace on a simulated H100 (nominal unit) whose truth has data share
+    0.20 and a power limit of ``limit_w``, and the truth's spec."""
+    from wattbench.kernels.costs import make_problem, work_of
+    from wattbench.profiler.device import open_device
+    from wattbench.profiler.sweep.session import make_runner
+    from wattbench.profiler.validate import sensors
+
+    text = (resources.files("wattbench.profiler.sim") / "specs" / "h100-sxm.toml").read_text()
+    for pattern, line in {
+        r"^key = \"h100-sxm\"": f'key = "h100-data-{limit_w}"',
+        r"^data_dynamic_fraction = 0.33 ": "data_dynamic_fraction = 0.20 ",
+        r"^limit_w_max = 700": f"limit_w_max = {limit_w}",
+        r"^limit_w_default = 700": f"limit_w_default = {limit_w}",
+        # the nominal unit: the fit's model is the spec's chip (sim fit fits the unit's power
+        # from its sweep records before this share)
+        r"^leakage_rel_sd = 0.35": "leakage_rel_sd = 0",
+        r"^voltage_sd_v = 0.015": "voltage_sd_v = 0",
+    }.items():
+        text, n = re.subn(pattern, line, text, flags=re.M)
+        assert n == 1, pattern
+    path = tmp_path / f"truth-{limit_w}.toml"
+    path.write_text(text)
+    device = open_device(f"sim:{path}", observe_only=True)
+    problem = make_problem("matmul", "8192x8192x8192", "bf16", "vendor")
+    runner, clock = make_runner(device, problem)
+    zeros, _ = make_runner(device, problem, data="zeros")
+    runner.run(1)
+    zeros.run(1)
+    samples = sensors.data_trace(device, {"random": runner, "zeros": zeros}, clock)
+    trace = {"work": work_of(problem).to_json(), "data_samples": [s.__dict__ for s in samples]}
+    return trace, load_file(path)
+
+
+@pytest.mark.parametrize(("limit_w", "regime"), [(700, "power cap"), (1500, "same clock")])
+def test_the_data_share_is_recovered_capped_and_uncapped(tmp_path, monkeypatch, limit_w, regime):
+    """At the cap the zeros phase runs faster at the same power (the share comes from the clock
+    step); with the cap out of reach both run at the top clock and the power difference is the
+    data's. The base differs from the truth only in the share (0.33)."""
+    from wattbench.profiler.validate import fit as fitting
+
+    monkeypatch.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path / "state"))
+    trace, truth = _data_trace(tmp_path, limit_w)
+    raw = copy.deepcopy(truth.raw)
+    raw["power"]["data_dynamic_fraction"] = 0.33
+    got, skipped = {}, {}
+    fitting._fit_data(trace, raw, "test", lambda p, v, how: got.update({p: (v, how)}),
+                      lambda p, why: skipped.update({p: why}))  # fmt: skip
+    assert not skipped, skipped
+    value, how = got["power.data_dynamic_fraction"]
+    assert value == pytest.approx(0.20, abs=0.03) and regime in how
+
+
+def test_a_data_share_the_rest_of_the_model_cannot_carry_is_not_fitted(tmp_path, monkeypatch):
+    from wattbench.profiler.validate import fit as fitting
+
+    monkeypatch.setenv("WATTBENCH_SIM_STATE_DIR", str(tmp_path / "state"))
+    trace, truth = _data_trace(tmp_path, 1500)
+    raw = copy.deepcopy(truth.raw)
+    raw["power"]["dynamic_w"] = truth.power.dynamic_w / 2  # the model far below the measurement
+    got, skipped = {}, {}
+    fitting._fit_data(trace, raw, "test", lambda p, v, how: got.update({p: v}),
+                      lambda p, why: skipped.update({p: why}))  # fmt: skip
+    assert not got
+    assert "fit the power model first" in skipped["power.data_dynamic_fraction"]
+    old = {"work": trace["work"]}  # a trace from before the zeros phase
+    fitting._fit_data(old, raw, "test", lambda *a: None, lambda p, why: skipped.update({p: why}))
+    assert "no zeros phase" in skipped["power.data_dynamic_fraction"]

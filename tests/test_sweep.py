@@ -156,3 +156,21 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_record_older_than_the_method_key_resumes_with_the_steady_method(tmp_path):
+    """Records before the measurement method existed were measured steady; the default has
+    since become fast, and resuming such a record must not switch method for its new points."""
+    from wattbench.profiler.sweep.session import resume_request
+
+    args = [*SWEEP, "--strategy", "grid", "--sm-clocks", "every:40", "--out", str(tmp_path)]
+    assert main(args) == 0
+    path = _run_file(tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["measurement"]["method"] == "fast"  # today's default
+    _, _, request = resume_request(RunRecord.load(path))
+    assert request.settings.method == "fast"
+    del doc["settings"]["measurement"]["method"]
+    path.write_text(json.dumps(doc))
+    _, _, request = resume_request(RunRecord.load(path))
+    assert request.settings.method == "steady"

@@ -479,7 +479,7 @@ def _matmul_split_kernel(
     cols = tl.arange(0, BLOCK_N)
     ok = (rows < M - row0)[:, None] & (cols < N - col0)[None, :]
     part = ws_ptr + row0 * N + col0 + (rows[:, None] * N + cols[None, :])
-    slice_size = M.to(tl.int64) * N
+    slice_size = tl.cast(M, tl.int64) * N  # M == 1 arrives as a constant int: no .to()
     tl.store(part + split * slice_size, acc, mask=ok)
     if last_to_arrive(cnt_ptr + tile, num_splits):  # the last of this tile: sum in split order
         total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -571,7 +571,11 @@ def _matmul_persistent_kernel(
         )  # fmt: skip
 
 
-@triton.autotune(configs=_TMA_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE_TMA)
+#: descriptors carry no dtype the autotuner could see: the TMA key names dtypes and layout
+_TMA_TUNE_KEY = [*_TUNE_KEY, "IS_FP8", "B_KMAJOR", "DTYPES"]
+
+
+@triton.autotune(configs=_TMA_CONFIGS, key=_TMA_TUNE_KEY, prune_configs_by=_PRUNE_TMA)
 @triton.jit
 def _matmul_tma_kernel(
     a_desc,
@@ -590,6 +594,7 @@ def _matmul_tma_kernel(
     IS_FP8: tl.constexpr,
     FAST_ACC: tl.constexpr,
     B_KMAJOR: tl.constexpr,
+    DTYPES: tl.constexpr,  # autotune key only: "<A dtype>-><C dtype>"
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -686,6 +691,14 @@ def split_k_plan(
 TMA_ALIGN_BYTES = 16
 
 
+def _fast_accum_effective(device: torch.device) -> bool:
+    """Whether fp8 fast accumulation differs from the precise path on ``device``: Triton lowers
+    fp8 dots with reduced-precision accumulation by default only for compute capability 9.0."""
+    if _INTERPRET or device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device) == (9, 0)
+
+
 def tma_reason(
     a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, allow_tf32: bool = False
 ) -> str | None:
@@ -698,6 +711,10 @@ def tma_reason(
         return f"Triton {triton.__version__} has no host tensor descriptors"
     if a.dtype == torch.float32 and not allow_tf32:
         return "IEEE fp32 products do not run on tensor cores (allow_tf32=True would)"
+    if a.dtype == torch.float8_e4m3fn and out.dtype != torch.bfloat16:
+        # the TMA store stages C in shared memory: an fp16 / fp32 C is compiled for no config
+        # (fp32 C under 128x256x128 would need ~272 KiB)
+        return f"fp8 with {str(out.dtype).removeprefix('torch.')} output (TMA: bf16 only)"
     if not _INTERPRET:
         if a.device.type != "cuda":
             return "TMA needs a CUDA device"
@@ -934,6 +951,7 @@ def make_launch(
             kernel = _matmul_tma_kernel[grid]
             args = (*descs, sa, sb, m, n, k, *buckets)
             meta["B_KMAJOR"] = b_kmajor
+            meta["DTYPES"] = f"{_NAMES[a.dtype]}->{str(out.dtype).removeprefix('torch.')}"
         else:
             variant = "persistent"
             kernel = _matmul_persistent_kernel[grid]
@@ -959,6 +977,9 @@ def make_launch(
         "variant": variant,
         "splits": plan.splits,
         "tma_unavailable": tma_unavailable,
+        # Triton accumulates fp8 in reduced precision only on sm_90 (compute capability 9.0):
+        # elsewhere, and in the interpreter, fast_accum computes what the precise path does
+        "fast_accum_effective": _fast_accum_effective(a.device) if fast_accum else None,
     }
     return launch
 

@@ -100,4 +100,11 @@ def w4a16(x, qweight, scales, zeros, out, group: int) -> tuple[int, int, int]:
         or not all(t.is_contiguous() for t in (qweight, scales, zeros))
     ):
         raise ShapeError("W4A16 tensors must be row-major", "pass .contiguous() tensors")
+    # the packed-pair dequantization ORs the zero point into a 16-bit float's mantissa: a zero
+    # above 15 (no int4 code) would corrupt its exponent, so it is refused here, once
+    if zeros.numel() and int(zeros.max()) > 15:
+        raise UsageError(
+            f"W4A16 zero points must be int4 codes 0..15, the largest is {int(zeros.max())}",
+            "quantize with quantize.quantize_int4",
+        )
     return m, n, k

@@ -235,11 +235,12 @@ def _gemv_kernel(
     c_ptrs = c_ptr + ms[:, None] * stride_cm + cols[None, :]
     if SPLIT:
         tile = ms[:, None] * N + cols[None, :]
-        tl.store(ws_ptr + pid_s * M * N + tile, out, mask=out_ok)
+        slice_size = tl.cast(M, tl.int64) * N  # 64-bit: splits * M * N may pass 2^31
+        tl.store(ws_ptr + pid_s * slice_size + tile, out, mask=out_ok)
         if last_to_arrive(cnt_ptr + pid_n, num_splits):  # the last of this band: split order
             total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             for s in range(0, num_splits):
-                part = ws_ptr + s * M * N + tile
+                part = ws_ptr + s * slice_size + tile
                 total += tl.load(part, mask=out_ok, other=0.0, cache_modifier=".cg")
             tl.store(c_ptrs, total.to(c_ptr.dtype.element_ty), mask=out_ok)
             reset_counter(cnt_ptr + pid_n)

@@ -238,6 +238,7 @@ def run_fit(args: argparse.Namespace) -> int:
             "fitted": {
                 k: {"base": v[0], "fitted": v[1], "how": v[2]} for k, v in result.fitted.items()
             },
+            "not_fitted": result.not_fitted,
             "points": rows,
         }
         json.dump(doc, sys.stdout, indent=2)
@@ -246,6 +247,8 @@ def run_fit(args: argparse.Namespace) -> int:
     print(f"fitted from {len(records)} record(s), {len(result.points)} point(s); base {base.key}")
     for k, (old, new, how) in result.fitted.items():
         print(f"  {k:40} {old!s:>8} -> {new!s:<8} {how}")
+    for k, why in result.not_fitted.items():
+        print(f"  {k:40} not fitted (base kept): {why}")
 
     def rms(key: str) -> float:
         return statistics.fmean(r[key] ** 2 for r in rows) ** 0.5

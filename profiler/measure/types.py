@@ -192,11 +192,16 @@ class Measurement:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Measurement:
-        """From a run record's point; KeyError naming the first of :data:`RECORDED_FIELDS`
-        it lacks (a damaged record), TypeError for a key that is no field."""
+        """From a run record's point; ValueError naming the first of :data:`RECORDED_FIELDS`
+        it lacks or a time, energy or power that is not a finite number (a damaged record; the
+        default that computes ``avg_power_w`` is for code, never for a record), TypeError for
+        a key that is no field."""
         missing = [k for k in RECORDED_FIELDS if k not in d]
         if missing:
-            raise KeyError(f"no {missing[0]!r}")
+            raise ValueError(f"it has no {missing[0]}")
+        for k in ("time_s", "energy_j", "avg_power_w"):
+            if not isinstance(d[k], (int, float)) or not math.isfinite(d[k]):
+                raise ValueError(f"its {k} is {d[k]!r}, not a finite number")
         d = dict(d)
         d.pop("point_key", None)
         d["point"] = OperatingPoint.from_json(d["point"])

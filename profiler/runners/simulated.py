@@ -121,4 +121,5 @@ class SimulatedRunner:
             "executes_kernels": False,
             "note": "kernels are not executed on a simulated GPU; "
             "time and energy are model outputs",
+            "data_activity": self._workload.data_activity,  # 1 random inputs, 0 all zeros
         }

@@ -419,7 +419,12 @@ class RunRecord:
     @property
     def work(self) -> Work:
         """One iteration's FLOPs, minimum bytes and the dtype of its peak (the kernels' Work)."""
-        return Work.from_json(self.doc["work"])
+        try:
+            return Work.from_json(self.doc["work"])
+        except ValueError as exc:
+            raise RecordError(
+                f"run record {self.path}: its work is not valid ({exc})", REMEDY
+            ) from None
 
     @property
     def settings(self) -> RecordSettings:

@@ -117,10 +117,11 @@ def _check(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str, 
         if not any(_TYPES[t](value) for t in types):
             out.append(f"{_where(path)}: {value!r} is not of type {' or '.join(types)}")
             return
-    if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
+    # written so that NaN fails a bound (NaN < x and NaN <= x are both False)
+    if "minimum" in schema and _TYPES["number"](value) and not value >= schema["minimum"]:
         out.append(f"{_where(path)}: {value!r} is less than the minimum {schema['minimum']!r}")
     low = schema.get("exclusiveMinimum")
-    if low is not None and _TYPES["number"](value) and value <= low:
+    if low is not None and _TYPES["number"](value) and not value > low:
         out.append(f"{_where(path)}: {value!r} is not greater than {low!r}")
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
         out.append(f"{_where(path)}: {value!r} does not match {schema['pattern']!r}")

@@ -144,7 +144,8 @@ def resume_request(
         mem=specs.get("mem"),
         power=specs.get("power"),
         objectives=tuple(parse_objective(o) for o in recorded.objectives),
-        settings=MeasureSettings(**recorded.measurement),
+        # a record older than the method key was measured steady (the default since is fast)
+        settings=MeasureSettings(**{**recorded.measurement, "method": recorded.method}),
         strategy=strategy,
         allow_shared=allow_shared,
         adaptive=adaptive,

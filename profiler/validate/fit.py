@@ -17,9 +17,10 @@ source), :func:`fit` estimates:
   the boxcar width that best turns the counter's power trace into GetPowerUsage's readings; the
   slowest thermal pole's time constant: the best fit of the temperature rise in the trace;
 * ``power.data_dynamic_fraction``: from the trace's zeros-vs-random phases, the share of the
-  switching power that makes the measured zeros / random power ratio, each phase at its own
-  measured clocks and temperature (the ratio, not the absolute powers, so an offset the rest of
-  the spec leaves cancels).
+  switching power that makes the measured zeros-minus-random power difference, each phase at
+  its own measured clocks and temperature (the difference, so an offset the rest of the spec
+  leaves cancels; see :func:`_fit_data`). What could not be fitted is said, with why
+  (``Fit.not_fitted``).
 
 The agreement table sets the fitted and the base spec side by side against every measured point.
 """
@@ -71,6 +72,8 @@ class Fit:
     spec: GpuSpec | None = None
     text: str = ""
     fitted: dict[str, tuple[Any, Any, str]] = field(default_factory=dict)
+    #: what the measurements could have fitted but did not (path -> why): the base's value kept
+    not_fitted: dict[str, str] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
 
 
@@ -135,6 +138,10 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
         result.fitted[name] = (old, new, how)
         _with(raw, path, value)
 
+    def skip_(path: str, why: str) -> None:
+        """``path`` keeps the base spec's value: ``why``."""
+        result.not_fitted[path] = why
+
     # performance: compute-bound points (the base spec's roofline says which)
     ceffs = []
     for p in points:
@@ -153,12 +160,13 @@ def fit(base: GpuSpec, records: Sequence[RunRecord], trace: dict[str, Any] | Non
     _fit_power(points, raw, base.source, set_)
     if trace is not None:
         _fit_sensors(trace, raw, set_)
-        _fit_data(trace, raw, base.source, set_)
+        _fit_data(trace, raw, base.source, set_, skip_)
     header = (
         f"Fitted by `wattbench sim fit` from {len(records)} run record(s) of "
         f"{records[0].device.name}" + (" and a sensor trace" if trace else "") + ".\n"
         f"Base spec: {base.key}; every field not listed keeps the base spec's value and source.\n"
         + "\n".join(f"fitted {k} = {v[1]} (base {v[0]}): {v[2]}" for k, v in result.fitted.items())
+        + "".join(f"\nnot fitted {k} (base kept): {why}" for k, why in result.not_fitted.items())
     )
     raw["key"] = f"{base.key}-fitted"
     result.text = toml_text(raw, header)
@@ -270,15 +278,33 @@ def _fit_sensors(trace: dict[str, Any], raw: dict[str, Any], set_) -> None:
          ("slowest thermal pole's time constant (s)", old, tau))  # fmt: skip
 
 
-def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_) -> None:
+#: the largest relative error of the spec's power for the random phase at which the data
+#: share is still fitted: beyond it the rest of the power model is off, and the share would
+#: absorb its error
+DATA_FIT_MAX_MODEL_ERROR = 0.10
+
+
+def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_, skip) -> None:
+    """``power.data_dynamic_fraction`` from the zeros / random phases of the trace.
+
+    Model (``sim/physics.py``): a phase's power is the spec's power at its measured clocks and
+    temperature on random data, less ``f`` times its switching power for zeros. With ``delta``
+    any error of the rest of the model common to both phases, ``R = R_model + delta`` and
+    ``Z = Z_random_model - f * D_z + delta``, so ``f = (Z_random_model - R_model - (Z - R)) /
+    D_z``: the measured difference is used, and such an offset cancels. Uncapped, the two
+    phases share a clock and the difference is the data's power; at a power cap both draw the
+    cap and the zeros phase runs faster, so ``f`` comes from the clock step through the spec's
+    voltage curve (the note says which)."""
+    name = "power.data_dynamic_fraction"
     if "data_samples" not in trace or "work" not in trace:
-        return  # a trace written before the zeros phase existed
+        return skip(name, "the trace has no zeros phase (written before it existed)")
     figures = characterise_data([Sample(**s) for s in trace["data_samples"]])
-    random, zeros, ratio = figures["random"], figures["zeros"], figures["zeros_to_random"]
-    if ratio is None or any(v is None for ph in (random, zeros) for v in ph.values()):
-        return
-    w = trace["work"]
-    work = physics.Workload.of(Work.from_json(w))
+    random, zeros = figures["random"], figures["zeros"]
+    missing = [f"{ph} {k}" for ph, d in (("random", random), ("zeros", zeros))
+               for k, v in d.items() if v is None]  # fmt: skip
+    if missing:
+        return skip(name, f"the zeros phases lack {', '.join(missing)}")
+    work = physics.Workload.of(Work.from_json(trace["work"]))
     spec = _spec(raw, source)
     board = physics.board_w(spec)
 
@@ -290,14 +316,23 @@ def _fit_data(trace: dict[str, Any], raw: dict[str, Any], source: str, set_) -> 
         dyn = physics.dynamic_w(spec, ph["sm_mhz"], t.sm_activity, dtype=work.dtype)
         return full, dyn
 
-    random_w, _ = at(random)
-    zeros_full_w, zeros_dyn_w = at(zeros)
-    # zeros' power = full - f * dyn; f makes zeros / random what was measured
-    fraction = (zeros_full_w - ratio * random_w) / zeros_dyn_w
+    random_model_w, _ = at(random)
+    zeros_random_w, zeros_dyn_w = at(zeros)
+    off = random_model_w / random["power_w"] - 1
+    if abs(off) > DATA_FIT_MAX_MODEL_ERROR:
+        measured = f"{random['power_w']:.0f} W"
+        return skip(name, f"the spec's power is {off:+.0%} off the random phase's {measured}: "
+                          "fit the power model first (sweep records)")  # fmt: skip
+    fraction = (
+        zeros_random_w - random_model_w - (zeros["power_w"] - random["power_w"])
+    ) / zeros_dyn_w
+    clocks = zeros["sm_mhz"] / random["sm_mhz"]
+    regime = (f"zeros ran at {clocks:.3f}x the SM clock (power cap): from the clock step"
+              if clocks > 1.005 else "same clock: from the power difference")  # fmt: skip
     if not 0.0 <= fraction <= 1.0:
-        return  # outside the model: report nothing rather than a clamped number
-    set_("power.data_dynamic_fraction", round(fraction, 3),
-         f"zeros / random power {ratio:.3f} at the measured clocks and temperatures")  # fmt: skip
+        return skip(name, f"the measurements give {fraction:.3f}, outside 0..1 ({regime})")
+    watts = f"zeros {zeros['power_w']:.0f} W vs random {random['power_w']:.0f} W"
+    set_(name, round(fraction, 3), f"{watts}; {regime}")
 
 
 def agreement(result: Fit) -> list[dict[str, Any]]:

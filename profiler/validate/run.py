@@ -28,7 +28,7 @@ from typing import Any
 
 from wattbench.kernels import catalog
 from wattbench.kernels.env import Environment
-from wattbench.kernels.family import Family, Shape, shape_text
+from wattbench.kernels.family import Family, Shape, choice_text, launch_choice, shape_text
 from wattbench.kernels.verify import PASS, UNAVAILABLE, check
 from wattbench.kernels.work import Work
 from wattbench.profiler.device.device import Device
@@ -182,7 +182,12 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
                 return {"status": "unavailable", "summary": f"reference not timed: {first}"}
         times = time_graphs_interleaved(launches)
         measured_ms = times.median_ms("measured")
-        doc: dict[str, Any] = {"measured_ms": measured_ms, "threshold": t.threshold}
+        kernel = launch_choice(launches["measured"])  # which variant the ratio is of
+        doc: dict[str, Any] = {
+            "measured_ms": measured_ms,
+            "threshold": t.threshold,
+            "kernel": kernel,
+        }
         if t.reference is not None:
             doc["reference_ms"] = times.median_ms("reference")
             ratio = doc["reference_ms"] / measured_ms
@@ -194,7 +199,9 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
             ratio = doc["achieved_gbs"] / ctx.hbm_read_gbs
         doc["ratio"] = ratio
         doc["status"] = "pass" if ratio >= t.threshold else "fail"
-        doc["summary"] = f"ratio {ratio:.2f} (need >= {t.threshold:g})"
+        doc["summary"] = f"ratio {ratio:.2f} (need >= {t.threshold:g})" + (
+            f" [{choice_text(kernel)}]" if kernel else ""
+        )
         return doc
 
     return run
@@ -213,6 +220,8 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
     samples, load = sensors.trace(ctx.device, runner, clock)
     figures = sensors.characterise(samples, load)
     zeros, _ = make_runner(ctx.device, problem, data="zeros")
+    zeros.run(1)  # as the random runner was: its first runs (a graph is sized after them)
+    zeros.run(30)
     data = sensors.data_trace(ctx.device, {"random": runner, "zeros": zeros}, clock)
     figures["data"] = sensors.characterise_data(data)
     w = work_of(problem)
@@ -223,6 +232,7 @@ def sensor_step(ctx: Context) -> dict[str, Any]:
             "samples": [s.__dict__ for s in samples],
             "work": w.to_json(),
             "data_samples": [s.__dict__ for s in data],
+            "runners": {"random": runner.describe(), "zeros": zeros.describe()},
         },
     )
     period = figures["counter_period_s"]

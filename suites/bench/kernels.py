@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 from wattbench.kernels import catalog
 from wattbench.kernels.comparison import ComparisonTiming, report_json, time_comparison
 from wattbench.kernels.env import Environment, probe
-from wattbench.kernels.family import Family, Shape, shape_text
+from wattbench.kernels.family import Family, Shape, choice_text, shape_text
 from wattbench.kernels.timing import TimingSettings
 from wattbench.kernels.verify import Report, check, l2_lines
 from wattbench.profiler.cli.args import add_l2_arguments
@@ -42,7 +43,7 @@ from wattbench.profiler.errors import ShapeError, WattbenchError
 from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.store.provenance import provenance as store_provenance
 
-SCHEMA = "wattbench.bench/1"
+SCHEMA = "wattbench.bench/2"  # /2: provenance "device" + "in_force" (was "nvml")
 PROG = "bench"
 
 
@@ -99,11 +100,12 @@ def provenance(env: Environment, argv: list[str]) -> dict[str, Any]:
     stack, versions, commit, date, command."""
     from wattbench.profiler.device import open_device
 
+    command = [sys.executable, os.path.relpath(__file__), *argv]  # runnable again from here
     try:
         device = open_device("0", observe_only=True)
     except WattbenchError as exc:
-        return store_provenance([sys.executable, *argv], env=env, device_error=str(exc))
-    return store_provenance([sys.executable, *argv], device=device, env=env)
+        return store_provenance(command, env=env, device_error=str(exc))
+    return store_provenance(command, device=device, env=env)
 
 
 def _comparisons(
@@ -153,7 +155,8 @@ def render_table(
                 f"{shape_text(rep.shape):<20}{r.impl:<13}"
                 f"{_fmt(r.time_ms, '.4f'):>10}{_fmt(r.tflops, '.1f'):>10}{_fmt(r.gbs, '.0f'):>9}"
                 f"{_fmt(r.speedup_vs_baseline, '.2f', 'x'):>11}{vs if label else ''}"
-                f"{_fmt(r.rel_error, '.1e'):>11}  {r.status:<12}{r.reason or ''}".rstrip()
+                f"{_fmt(r.rel_error, '.1e'):>11}  {r.status:<12}"
+                f"{r.reason or choice_text(r.kernel)}".rstrip()
             )
     return "\n".join(lines)
 
@@ -197,7 +200,8 @@ def render_markdown(
     ]
     for rep, cmp in zip(reports, cmps, strict=True):
         for r in rep.results:
-            result = r.status + (f" ({r.reason})" if r.reason else "")
+            note = r.reason or choice_text(r.kernel)  # why not run, or which kernel ran
+            result = r.status + (f" ({note})" if note else "")
             vs = f" {_fmt(cmp.speedup(r.time_ms) if cmp else None, '.2f', 'x')} |" if label else ""
             lines.append(
                 f"| {shape_text(rep.shape)} | {r.impl} | {_fmt(r.time_ms, '.4f')} | "

@@ -185,6 +185,10 @@ def test_w4a16_refuses_bad_operands():
         t4.make_launch(x, qw.to(torch.int64), s, z, out, 32)
     with pytest.raises(ShapeError, match="row-major"):
         t4.make_launch(x, qw.t().contiguous().t(), s, z, out, 32)
+    bad = z.clone()
+    bad[0, 0] = 128  # no int4 code: it would corrupt the packed bf16 dequantization's exponent
+    with pytest.raises(UsageError, match=r"zero points must be int4 codes 0\.\.15"):
+        t4.make_launch(x, qw, s, bad, out, 32)
 
 
 # --- on a GPU: bf16 and real shapes ---------------------------------------------------------------

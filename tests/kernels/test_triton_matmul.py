@@ -175,7 +175,7 @@ def test_split_k_matches_float64_reference(
     unsplit kernel's (fp8: scales applied after the reduction, fp32 output)."""
     m, n, k = shape
     a, b = _operands(m, n, k, dtype, seed=split_k)
-    out_dtype = torch.float32 if dtype == FP8 else dtype
+    out_dtype = torch.bfloat16 if dtype == FP8 else dtype  # fp8 reaches TMA with bf16 C only
     scale = 0.5 if dtype == FP8 else None
     out = _poisoned(m, n, out_dtype)
     launch = tm.make_launch(a, b, out, split_k=split_k, scale_a=scale)
@@ -375,7 +375,7 @@ def test_tma_persistent_matches_float64_reference(
     a, b = _operands(m, n, k, dtype, seed=30)
     if b_kmajor:
         b = b.t().contiguous().t()
-    out_dtype = torch.float32 if dtype == FP8 else dtype
+    out_dtype = torch.bfloat16 if dtype == FP8 else dtype  # fp8 reaches TMA with bf16 C only
     scale = 0.5 if dtype == FP8 else None
     out = _poisoned(m, n, out_dtype)
     tf32 = dtype == torch.float32  # TMA serves fp32 with tensor-core (TF32) math only
@@ -390,6 +390,10 @@ def test_tma_persistent_matches_float64_reference(
 
 
 def test_tma_reason_names_what_tma_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    a8, b8 = _operands(64, 64, 64, FP8, seed=31)
+    for out_dtype in (torch.float32, torch.float16):  # the TMA store's C tile: bf16 only
+        reason = tm.tma_reason(a8, b8, _poisoned(64, 64, out_dtype))
+        assert reason is not None and "TMA: bf16 only" in reason
     a, b = _operands(64, 64, 64, torch.float16, seed=31)
     out = _poisoned(64, 64, torch.float16)
     if tm._INTERPRET:
