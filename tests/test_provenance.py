@@ -43,3 +43,23 @@ def test_provenance_without_a_device_says_why_and_the_commit_is_the_checkout():
     if head.returncode == 0:  # a git checkout: the package's commit is the checkout's
         assert doc["commit"] == head.stdout.strip()
     assert git_commit(Path("/")) is None  # no repository there
+
+
+def test_dirty_says_whether_uncommitted_changes_to_tracked_files_ran(tmp_path):
+    """A real repository in a scratch folder: clean after the commit, dirty after an edit to a
+    tracked file, clean again for a new untracked file alone."""
+    from wattbench.profiler.store.provenance import git_dirty
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "b.py").write_text("new\n")  # untracked: not code that ran from the checkout
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_dirty(tmp_path) is True
+    assert git_dirty(Path("/")) is None

@@ -50,6 +50,23 @@ def git_commit(folder: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(folder: Path | None = None) -> bool | None:
+    """Whether the checkout at ``folder`` (default: this package's) has changes to tracked
+    files that are not committed (the results then come from code that ``commit`` is not); None
+    outside a git checkout or without git."""
+    here = folder or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def in_force(device: Device) -> dict[str, float | None]:
     """The settings in force on ``device`` as read now (None where a reading fails)."""
     out: dict[str, float | None] = {}
@@ -91,6 +108,7 @@ def provenance(
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(command),
         "commit": git_commit(),
+        "dirty": git_dirty(),  # True: uncommitted changes to tracked files ran too
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
