@@ -133,6 +133,11 @@ def test_sigint_keeps_finished_points_and_resume_completes(tmp_path):
         # readings are kept; their figures are carried by the final thermal model (fast method)
         assert after[key]["samples"] == p["samples"]
         assert after[key]["thermal"]["readings"] == p["thermal"]["readings"]
+    # each part of the run says how its runner ran and which points it measured
+    first, second = doc["settings"]["runner_parts"]
+    assert set(first["point_keys"]) == set(done_before)
+    assert set(second["point_keys"]) == set(after) - set(done_before)
+    assert doc["settings"]["runner"] == second["runner"]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ import platform
 import re
 import socket
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -518,11 +518,17 @@ class RunRecord:
         self.doc["choices"] = out
         self.write()
 
-    def set_runner(self, description: Mapping[str, Any]) -> None:
-        """Record the runner's description as it ends (``settings.runner``): a real GPU's
-        runner knows whether it captured a CUDA graph only after its first runs, so the header
-        written at the start says "not tried yet". Rewrites the file."""
-        self.doc["settings"]["runner"] = _round_trip(dict(description))
+    def set_runner(self, description: Mapping[str, Any], point_keys: Sequence[str] = ()) -> None:
+        """Record the runner's description as a part of the run ends: ``settings.runner`` (the
+        latest; a real GPU's runner knows whether it captured a CUDA graph only after its first
+        runs, so the header written at the start says "not tried yet") and, appended to
+        ``settings.runner_parts``, the description with the keys of the points this part
+        measured (a resumed run's parts may differ). Rewrites the file."""
+        described = _round_trip(dict(description))
+        settings = self.doc["settings"]
+        settings["runner"] = described
+        parts = settings.setdefault("runner_parts", [])
+        parts.append({"runner": described, "point_keys": list(point_keys)})
         self.write()
 
     def add_gpu_time_s(self, seconds: float) -> None:

@@ -399,6 +399,7 @@ def _measure(
             on_record(record)
     if on_start is not None:
         on_start(strategy.planned())
+    kept = {m.point.key for m in record.points}  # measured by earlier parts of this run
     try:
         result = run_sweep(
             measurer,
@@ -414,7 +415,8 @@ def _measure(
         # what the runner learnt while running (a real GPU's: a CUDA graph or not); a failed
         # write leaves the record as run_sweep finished it
         with contextlib.suppress(RecordError):
-            record.set_runner(runner.describe())
+            new = [m.point.key for m in record.points if m.point.key not in kept]
+            record.set_runner(runner.describe(), new)
     if request.settings.method == "fast" and measurer.thermal.points:
         save_model(thermal_folder, device.identity.uuid, measurer.thermal.model)
     return SweepOutcome(record, result, runner.simulated, observe_only=not knobs)
