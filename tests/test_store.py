@@ -303,14 +303,22 @@ def test_non_positive_figures_are_refused(tmp_path, header, field, value):
 
 
 def test_the_runner_says_at_the_end_what_it_learnt(tmp_path, header):
-    """settings.runner is rewritten when a sweep ends (a real GPU's runner knows only then
-    whether it captured a CUDA graph); the rest of the header is unchanged."""
+    """settings.runner is rewritten when a sweep (or a resumed part of it) ends (a real GPU's
+    runner knows only then whether it captured a CUDA graph), each part kept with the points it
+    measured in settings.runner_parts; the rest of the header is unchanged."""
     path = tmp_path / "run.json"
     record = full_record(path, {**header, "settings": {**header["settings"], "runner": {}}})
     before = json.loads(path.read_text())
-    record.set_runner({"runner": "gpu", "cuda_graph_state": "captured (9 launches per replay)"})
+    described = {"runner": "gpu", "cuda_graph_state": "captured (9 launches per replay)"}
+    record.set_runner(described, ["a", "b"])
+    record.set_runner({**described, "cuda_graph_state": "not tried yet"}, ["c"])  # a resumed part
     after = json.loads(path.read_text())
-    assert after["settings"]["runner"]["cuda_graph_state"] == "captured (9 launches per replay)"
+    assert after["settings"]["runner"]["cuda_graph_state"] == "not tried yet"  # the latest
+    parts = after["settings"].pop("runner_parts")
+    assert parts == [
+        {"runner": described, "point_keys": ["a", "b"]},
+        {"runner": {**described, "cuda_graph_state": "not tried yet"}, "point_keys": ["c"]},
+    ]
     after["settings"]["runner"] = before["settings"]["runner"]
     assert {k: v for k, v in after.items() if k != "updated_utc"} == {
         k: v for k, v in before.items() if k != "updated_utc"
