@@ -3,7 +3,8 @@ against float64.
 
 Autotuning picks one config per problem and never shows that the others compute the right
 thing; a config that is wrong at some shape would stay hidden until the autotuner chose it on
-another GPU. Here, for each case (family, Triton implementation, dtype, shape):
+another GPU. Here, for each case (a :class:`~wattbench.kernels.costs.Problem`: family, Triton
+implementation, shape, dtype):
 
 1. **discover**: the implementation is launched once while every autotuner of the loaded
    ``wattbench.kernels`` modules is watched: each one the launch reaches records the configs its
@@ -33,23 +34,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from wattbench.kernels.family import Family, Impl, ImplUnavailable, Shape, shape_text
+from wattbench.kernels.costs import Problem
+from wattbench.kernels.family import Family, Impl, ImplUnavailable
 
 PACKAGE = "wattbench.kernels"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One problem an implementation is checked on."""
-
-    family: str
-    impl: str
-    dtype: str
-    shape: Shape
-
-    @property
-    def label(self) -> str:
-        return f"{self.family} {self.impl} {self.dtype} {shape_text(self.shape)}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +45,7 @@ class Found:
     """A config an autotuner (``tuner``: ``module:attribute``) can choose for ``case``:
     ``index`` in its config list, ``config`` its label."""
 
-    case: Case
+    case: Problem
     tuner: str
     index: int
     config: str
@@ -78,7 +66,7 @@ class Outcome:
         f = self.found
         return {
             **asdict(f.case),
-            "shape": shape_text(f.case.shape),
+            "shape": f.case.shape_text,
             "tuner": f.tuner,
             "index": f.index,
             "config": f.config,
@@ -178,7 +166,7 @@ def _device() -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def discover(case: Case, family: Family, impl: Impl) -> list[Found]:
+def discover(case: Problem, family: Family, impl: Impl) -> list[Found]:
     """The (autotuner, config) pairs one launch of ``case`` can choose from."""
     from wattbench.kernels.verify import check_one
 
@@ -218,7 +206,7 @@ def cases(
     *,
     max_flops: float | None = None,
     per_dtype: int | None = None,
-) -> list[Case]:
+) -> list[Problem]:
     """Every shape of each family's presets that a Triton implementation can run here, per
     dtype, least work first; ``max_flops`` bounds one launch (the implementation's own CPU
     bound applies without CUDA), ``per_dtype`` the shapes of one (implementation, dtype)."""
@@ -237,19 +225,19 @@ def cases(
                     if (max_flops is not None and flops > max_flops) or taken == per_dtype:
                         break
                     if impl.why_unavailable(dtype, env, shape, flops) is None:
-                        out.append(Case(fam.name, impl.name, dtype, shape))
+                        out.append(Problem(fam.name, impl.name, shape, dtype))
                         taken += 1
     return out
 
 
-def _lookup(case: Case) -> tuple[Family, Impl]:
+def _lookup(case: Problem) -> tuple[Family, Impl]:
     from wattbench.kernels import catalog
 
     fam = catalog.family(case.family)
     return fam, fam.impl(case.impl)
 
 
-def _discover_and_check(case_list: Sequence[Case]) -> tuple[list[Found], list[Outcome]]:
+def _discover_and_check(case_list: Sequence[Problem]) -> tuple[list[Found], list[Outcome]]:
     """In one process: discover every case, then check each pair not checked before (at the
     first case, of least work, that reaches it)."""
     found: list[Found] = []
@@ -273,11 +261,11 @@ def _discover_and_check(case_list: Sequence[Case]) -> tuple[list[Found], list[Ou
     return found, outcomes
 
 
-def run(case_list: Sequence[Case], processes: int | None = None) -> list[Outcome]:
+def run(case_list: Sequence[Problem], processes: int | None = None) -> list[Outcome]:
     """Check every config of ``case_list``: one worker per (family, impl, dtype), in
     ``processes`` fresh spawn processes (default: the CPU count, at most 16); ``processes=0``
     runs here, in this process."""
-    groups: dict[tuple[str, str, str], list[Case]] = {}
+    groups: dict[tuple[str, str, str], list[Problem]] = {}
     for c in case_list:
         groups.setdefault((c.family, c.impl, c.dtype), []).append(c)
     if processes == 0:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wattbench.kernels import catalog
+from wattbench.kernels.costs import Problem
 from wattbench.kernels.env import Environment
 from wattbench.kernels.family import Family, Shape, choice_text, launch_choice, shape_text
 from wattbench.kernels.verify import PASS, UNAVAILABLE, check
@@ -36,7 +37,7 @@ from wattbench.profiler.jsonio import write_json_atomic
 from wattbench.profiler.store.provenance import provenance as store_provenance
 from wattbench.profiler.validate import sensors
 from wattbench.profiler.validate.steps import Step
-from wattbench.profiler.validate.targets import TARGETS, Problem, Target
+from wattbench.profiler.validate.targets import TARGETS, Target
 
 #: the load of the sensor step: long enough per launch to keep the GPU busy between polls
 SENSOR_PROBLEM = Problem("matmul", "vendor", (8192, 8192, 8192), "bf16")
@@ -211,11 +212,10 @@ def target(t: Target) -> Callable[[Context], dict[str, Any]]:
 
 
 def sensor_step(ctx: Context) -> dict[str, Any]:
-    from wattbench.kernels.costs import make_problem, work_of
+    from wattbench.kernels.costs import work_of
     from wattbench.profiler.sweep.session import make_runner
 
-    p = SENSOR_PROBLEM
-    problem = make_problem(p.family, shape_text(p.shape), p.dtype, p.impl)
+    problem = SENSOR_PROBLEM
     runner, clock = make_runner(ctx.device, problem)
     samples, load = sensors.trace(ctx.device, runner, clock)
     figures = sensors.characterise(samples, load)

@@ -11,19 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wattbench.kernels.family import Shape, shape_text
-
-
-@dataclass(frozen=True)
-class Problem:
-    family: str
-    impl: str
-    shape: Shape
-    dtype: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.family} {self.impl} {self.dtype} {shape_text(self.shape)}"
+from wattbench.kernels.costs import Problem
+from wattbench.kernels.family import Shape
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ import pytest
 
 from wattbench.kernels import catalog
 from wattbench.kernels import config_check as cc
+from wattbench.kernels.costs import Problem
 from wattbench.kernels.env import probe
 
 pytest.importorskip("triton")
 
-MATMUL_FP16 = cc.Case("matmul", "triton", "fp16", (67, 45, 93))
+MATMUL_FP16 = Problem("matmul", "triton", (67, 45, 93), "fp16")
 
 
 def test_cases_take_the_least_work_first_within_the_bounds():
