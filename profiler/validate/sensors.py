@@ -59,6 +59,37 @@ def _maybe(read: Callable[[], float]) -> float | None:
         return None
 
 
+def _sample(device: Device, clock: Clock, phase: str, *, powers: bool = True) -> Sample:
+    """Every reading now (``powers=False``: not the instant and 1-s average power fields)."""
+    return Sample(
+        clock.now_s(),
+        phase,
+        _maybe(device.energy_j),
+        _maybe(device.power_usage_w),
+        _maybe(device.power_instant_w) if powers else None,
+        _maybe(device.power_average_w) if powers else None,
+        _maybe(device.temperature_c),
+        _maybe(device.sm_clock_mhz),
+        _maybe(device.mem_clock_mhz),
+    )
+
+
+def _load(
+    runner: Runner, clock: Clock, seconds: float, poll: Callable[[], None], poll_s: float
+) -> tuple[float, float]:
+    """About ``seconds`` of the runner back to back (paced by one run), polled every ``poll_s``
+    and once at each end; the load's (start, end) on ``clock``."""
+    t0 = clock.now_s()
+    runner.run(1)  # the pace: how many iterations make ``seconds``
+    per_s = max(clock.now_s() - t0, 1e-7)
+    start = clock.now_s()
+    poll()
+    runner.run_window(max(1, int(seconds / per_s)), poll, poll_s)
+    end = clock.now_s()
+    poll()
+    return start, end
+
+
 def trace(
     device: Device,
     runner: Runner,
@@ -74,19 +105,7 @@ def trace(
     phase = "idle"
 
     def poll() -> None:
-        samples.append(
-            Sample(
-                clock.now_s(),
-                phase,
-                _maybe(device.energy_j),
-                _maybe(device.power_usage_w),
-                _maybe(device.power_instant_w),
-                _maybe(device.power_average_w),
-                _maybe(device.temperature_c),
-                _maybe(device.sm_clock_mhz),
-                _maybe(device.mem_clock_mhz),
-            )
-        )
+        samples.append(_sample(device, clock, phase))
 
     def idle(seconds: float) -> None:
         end = clock.now_s() + seconds
@@ -95,18 +114,11 @@ def trace(
             poll()
 
     idle(idle_s)
-    t0 = clock.now_s()
-    runner.run(1)  # the pace: how many iterations make load_s
-    per_s = max(clock.now_s() - t0, 1e-7)
     phase = "load"
-    start = clock.now_s()
-    poll()
-    runner.run_window(max(1, int(load_s / per_s)), poll, poll_s)
-    end = clock.now_s()
-    poll()
+    load = _load(runner, clock, load_s, poll, poll_s)
     phase = "tail"
     idle(tail_s)
-    return samples, (start, end)
+    return samples, load
 
 
 #: the phases of :func:`data_trace`, in order (ABA)
@@ -125,29 +137,11 @@ def data_trace(
     ``"random"`` and ``"zeros"`` to runners of one kernel on those inputs (warmed up already)."""
     samples: list[Sample] = []
     for phase in DATA_PHASES:
-        runner = runners[phase.split("-")[0]]
-        t0 = clock.now_s()
-        runner.run(1)
-        per_s = max(clock.now_s() - t0, 1e-7)
 
         def poll(phase: str = phase) -> None:
-            samples.append(
-                Sample(
-                    clock.now_s(),
-                    phase,
-                    _maybe(device.energy_j),
-                    _maybe(device.power_usage_w),
-                    None,
-                    None,
-                    _maybe(device.temperature_c),
-                    _maybe(device.sm_clock_mhz),
-                    _maybe(device.mem_clock_mhz),
-                )
-            )
+            samples.append(_sample(device, clock, phase, powers=False))
 
-        poll()
-        runner.run_window(max(1, int(phase_s / per_s)), poll, poll_s)
-        poll()
+        _load(runners[phase.split("-")[0]], clock, phase_s, poll, poll_s)
     return samples
 
 
